@@ -1,0 +1,1 @@
+//! Macro benchmarks: Harrow against hand-written baselines

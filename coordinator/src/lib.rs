@@ -1,0 +1,1 @@
+//! Harrow coordinator: planning, the scheduler, job state, gRPC services, and the harrow binary

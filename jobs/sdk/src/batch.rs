@@ -1,0 +1,93 @@
+//! The batch-level job API: Arrow batches in, key/value batches out, and a
+//! grouped reduce over Arrow arrays, for jobs that use Arrow compute kernels.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+
+use crate::{JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo};
+
+/// A job written over whole batches.
+pub trait BatchJob: Send + Sync + 'static {
+    fn schema(&self) -> JobSchema;
+
+    fn start_task(&self, _task: &TaskInfo) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Maps an input batch to a key/value batch with the schema's
+    /// [`JobSchema::key_value`] columns.
+    fn map_batch(&self, input: &RecordBatch) -> Result<RecordBatch, JobError>;
+
+    /// Folds each group into one key/value row. Only called when the schema
+    /// declares a combiner.
+    fn combine_groups(&self, _groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+        unreachable!("combine_groups called on a job without a combiner")
+    }
+
+    /// Reduces each group into rows of the output schema.
+    fn reduce_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
+}
+
+/// Wraps a batch-level job for the engine.
+pub fn batch_runtime<J: BatchJob>(job: J) -> Arc<dyn JobRuntime> {
+    let schema = job.schema();
+    Arc::new(BatchRuntime { job, schema })
+}
+
+struct BatchRuntime<J> {
+    job: J,
+    schema: JobSchema,
+}
+
+impl<J: BatchJob> JobRuntime for BatchRuntime<J> {
+    fn schema(&self) -> &JobSchema {
+        &self.schema
+    }
+
+    fn start_task(&self, task: &TaskInfo) -> Result<(), JobError> {
+        self.job.start_task(task)
+    }
+
+    fn mapper(&self) -> Box<dyn Mapper + '_> {
+        Box::new(BatchMapper {
+            job: &self.job,
+            schema: &self.schema,
+            outputs: Vec::new(),
+        })
+    }
+
+    fn combine(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+        assert!(
+            self.schema.combiner,
+            "combine called on a job without a combiner"
+        );
+        self.job.combine_groups(groups)
+    }
+
+    fn reduce(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+        self.job.reduce_groups(groups)
+    }
+}
+
+struct BatchMapper<'j, J> {
+    job: &'j J,
+    schema: &'j JobSchema,
+    outputs: Vec<RecordBatch>,
+}
+
+impl<J: BatchJob> Mapper for BatchMapper<'_, J> {
+    fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
+        let output = self.job.map_batch(input)?;
+        if output.num_rows() > 0 {
+            self.outputs.push(output);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<RecordBatch, JobError> {
+        concat_batches(&self.schema.key_value(), &self.outputs)
+            .map_err(JobError::arrow("map output"))
+    }
+}

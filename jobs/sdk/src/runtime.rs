@@ -1,0 +1,156 @@
+//! The engine-facing side of a job: the object-safe [`JobRuntime`] that the
+//! worker drives, whatever level the job was written at, and the
+//! [`JobDefinition`] that registers a job under its name.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::{ArgSpec, JobArgs, JobError};
+
+/// Name of the key column of map output.
+pub const KEY_COLUMN: &str = "key";
+/// Name of the value column of map output.
+pub const VALUE_COLUMN: &str = "value";
+
+/// The types a job declares: its map output key and value, its output
+/// schema, and whether it has a combiner.
+#[derive(Debug, Clone)]
+pub struct JobSchema {
+    pub key: DataType,
+    pub value: DataType,
+    pub output: SchemaRef,
+    pub combiner: bool,
+}
+
+impl JobSchema {
+    /// The schema of map output batches: `key`, `value`.
+    pub fn key_value(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(KEY_COLUMN, self.key.clone(), false),
+            Field::new(VALUE_COLUMN, self.value.clone(), false),
+        ]))
+    }
+}
+
+/// Which phase a task belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    Map,
+    Reduce,
+}
+
+/// What a job may know about the task it runs in.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// The attempt id, e.g. `job-000042/m-00017/a-2`.
+    pub attempt: String,
+    pub kind: TaskKind,
+    /// The reduce partition (reduce tasks only).
+    pub partition: Option<u32>,
+}
+
+/// A key/value batch sorted by key, with the bounds of each run of equal
+/// keys: group `i` is rows `bounds[i]..bounds[i + 1]`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyGroups<'a> {
+    batch: &'a RecordBatch,
+    bounds: &'a [usize],
+}
+
+impl<'a> KeyGroups<'a> {
+    /// `bounds` starts at 0, rises strictly, and ends at the batch's row count.
+    pub fn new(batch: &'a RecordBatch, bounds: &'a [usize]) -> Self {
+        assert!(
+            batch.num_columns() == 2,
+            "key/value batch must have two columns"
+        );
+        assert!(
+            bounds.first() == Some(&0) && bounds.last() == Some(&batch.num_rows()),
+            "group bounds must cover the batch"
+        );
+        KeyGroups { batch, bounds }
+    }
+
+    pub fn batch(&self) -> &'a RecordBatch {
+        self.batch
+    }
+
+    pub fn keys(&self) -> &'a ArrayRef {
+        self.batch.column(0)
+    }
+
+    pub fn values(&self) -> &'a ArrayRef {
+        self.batch.column(1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn group(&self, index: usize) -> Range<usize> {
+        self.bounds[index]..self.bounds[index + 1]
+    }
+}
+
+/// A job as the engine runs it. Built from a [`crate::Job`] by
+/// [`crate::record_runtime`] or from a [`crate::BatchJob`] by
+/// [`crate::batch_runtime`].
+pub trait JobRuntime: Send + Sync {
+    fn schema(&self) -> &JobSchema;
+
+    /// Called once per task before any data, on the task's thread.
+    fn start_task(&self, task: &TaskInfo) -> Result<(), JobError>;
+
+    /// A mapper for one share of a map task's input. The engine creates
+    /// several per task and runs them in parallel.
+    fn mapper(&self) -> Box<dyn Mapper + '_>;
+
+    /// Folds each group of a sorted key/value batch into one key/value row.
+    /// Called only when [`JobSchema::combiner`] is true.
+    fn combine(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
+
+    /// Reduces each group of a sorted key/value batch into output rows.
+    fn reduce(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
+}
+
+/// Maps input batches of one share of a map task into key/value output.
+pub trait Mapper: Send {
+    fn map(&mut self, input: &RecordBatch) -> Result<(), JobError>;
+    /// The key/value batch of everything mapped (combined, if the job has a
+    /// combiner and maps in a hash table).
+    fn finish(self: Box<Self>) -> Result<RecordBatch, JobError>;
+}
+
+/// A job under its name: how `harrow run NAME` and the worker find it.
+#[derive(Clone, Copy)]
+pub struct JobDefinition {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub args: &'static [ArgSpec],
+    pub create: fn(&JobArgs) -> Result<Arc<dyn JobRuntime>, JobError>,
+}
+
+impl JobDefinition {
+    /// Checks the arguments against the declared ones and builds the job.
+    pub fn instantiate(&self, args: &JobArgs) -> Result<Arc<dyn JobRuntime>, JobError> {
+        args.check(self.name, self.args)?;
+        (self.create)(args)
+    }
+}
+
+impl fmt::Debug for JobDefinition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobDefinition")
+            .field("name", &self.name)
+            .field("args", &self.args)
+            .finish()
+    }
+}

@@ -1,0 +1,75 @@
+//! An in-process runner for unit-testing a job without a cluster: one map
+//! over all input, sort by key, the job's combiner and reduce, and the output
+//! as text lines (`col1<TAB>col2…`), as the engine's text output writes them.
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+
+use crate::{
+    JobError, JobRuntime, KeyGroups, TaskInfo, TaskKind, format_text_lines, group_bounds,
+    text_schema,
+};
+
+/// Runs `job` over `(file, contents)` pairs and returns the output lines,
+/// sorted by key.
+pub fn run_text(job: &dyn JobRuntime, files: &[(&str, &str)]) -> Result<Vec<String>, JobError> {
+    let task = |kind| TaskInfo {
+        attempt: "local/t-00000/a-1".to_string(),
+        kind,
+        partition: None,
+    };
+    job.start_task(&task(TaskKind::Map))?;
+    let mut mapper = job.mapper();
+    for (file, contents) in files {
+        mapper.map(&text_batch(file, contents)?)?;
+    }
+    let mapped = mapper.finish()?;
+    let sorted = sort_by_key(&mapped)?;
+    let bounds = group_bounds(sorted.column(0)).map_err(JobError::arrow("grouping"))?;
+    let sorted = if job.schema().combiner {
+        job.combine(KeyGroups::new(&sorted, &bounds))?
+    } else {
+        sorted
+    };
+    let bounds = group_bounds(sorted.column(0)).map_err(JobError::arrow("grouping"))?;
+    job.start_task(&task(TaskKind::Reduce))?;
+    let output = job.reduce(KeyGroups::new(&sorted, &bounds))?;
+    let mut lines = Vec::new();
+    format_text_lines(&output, |line| lines.push(line.to_string()))
+        .map_err(JobError::arrow("formatting"))?;
+    Ok(lines)
+}
+
+/// One text input batch of `contents` split into lines as the engine does
+/// (`\n` or `\r\n` terminated, the last line may lack its terminator).
+pub fn text_batch(file: &str, contents: &str) -> Result<RecordBatch, JobError> {
+    let mut lines = Vec::new();
+    let mut offsets = Vec::new();
+    let mut offset = 0u64;
+    for line in contents.split_inclusive('\n') {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        lines.push(text.strip_suffix('\r').unwrap_or(text));
+        offsets.push(offset);
+        offset += line.len() as u64;
+    }
+    RecordBatch::try_new(
+        text_schema(file),
+        vec![
+            Arc::new(StringArray::from(lines)),
+            Arc::new(UInt64Array::from(offsets)),
+        ],
+    )
+    .map_err(JobError::arrow("text input"))
+}
+
+fn sort_by_key(batch: &RecordBatch) -> Result<RecordBatch, JobError> {
+    let columns = [SortColumn {
+        values: batch.column(0).clone(),
+        options: None,
+    }];
+    let indices = lexsort_to_indices(&columns, None).map_err(JobError::arrow("sorting"))?;
+    let sorted = take_record_batch(batch, &indices).map_err(JobError::arrow("sorting"))?;
+    concat_batches(&batch.schema(), [&sorted]).map_err(JobError::arrow("sorting"))
+}

@@ -1,0 +1,10 @@
+//! The generated gRPC code for Harrow's three services (worker, client,
+//! shuffle). Nothing else lives here: domain types and conversions are in
+//! `harrow-core`.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Version 1 of the wire protocol.
+pub mod v1 {
+    tonic::include_proto!("harrow.v1");
+}

@@ -1,0 +1,1 @@
+//! Harrow worker: task execution, input readers, shuffle writer/server/fetcher, output commit
