@@ -1,1 +1,9 @@
-//! Shared by worker and coordinator: ids, storage locations, task specs, wire conversions, the job registry
+//! What the worker and the coordinator share: ids, storage locations, task
+//! specs and their wire conversions, and the job registry. Nothing here does
+//! I/O beyond opening a store.
+
+pub mod ids;
+pub mod registry;
+pub mod storage;
+pub mod task;
+pub mod wire;

@@ -1,1 +1,4 @@
-//! Harrow worker: task execution, input readers, shuffle writer/server/fetcher, output commit
+//! The Harrow worker.
+
+pub mod cpu;
+pub mod input;

@@ -1,0 +1,189 @@
+//! Conversions between the protobuf messages and the domain types, done at
+//! the gRPC handlers on both sides. A message that does not convert is the
+//! sender's fault and becomes `INVALID_ARGUMENT`.
+
+use harrow_proto::v1 as pb;
+
+use crate::ids::{AttemptId, IdError};
+use crate::task::{
+    Assignment, AttemptCounters, AttemptOutcome, MapOutput, SegmentInfo, Split, TaskSpec,
+};
+
+/// A wire message with a missing or malformed field.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WireError {
+    #[error("field `{field}` is missing")]
+    Missing { field: &'static str },
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+impl From<WireError> for tonic::Status {
+    fn from(error: WireError) -> Self {
+        tonic::Status::invalid_argument(error.to_string())
+    }
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, WireError> {
+    value.ok_or(WireError::Missing { field })
+}
+
+impl From<SegmentInfo> for pb::SegmentInfo {
+    fn from(s: SegmentInfo) -> Self {
+        pb::SegmentInfo {
+            partition: s.partition,
+            bytes: s.bytes,
+            records: s.records,
+            crc32c: s.crc32c,
+        }
+    }
+}
+
+impl From<pb::SegmentInfo> for SegmentInfo {
+    fn from(s: pb::SegmentInfo) -> Self {
+        SegmentInfo {
+            partition: s.partition,
+            bytes: s.bytes,
+            records: s.records,
+            crc32c: s.crc32c,
+        }
+    }
+}
+
+impl From<AttemptCounters> for pb::AttemptCounters {
+    fn from(c: AttemptCounters) -> Self {
+        pb::AttemptCounters {
+            bytes_in: c.bytes_in,
+            records_in: c.records_in,
+            bytes_out: c.bytes_out,
+            records_out: c.records_out,
+        }
+    }
+}
+
+impl From<pb::AttemptCounters> for AttemptCounters {
+    fn from(c: pb::AttemptCounters) -> Self {
+        AttemptCounters {
+            bytes_in: c.bytes_in,
+            records_in: c.records_in,
+            bytes_out: c.bytes_out,
+            records_out: c.records_out,
+        }
+    }
+}
+
+impl From<Assignment> for pb::TaskAssignment {
+    fn from(a: Assignment) -> Self {
+        let task = match a.task {
+            TaskSpec::Map { split } => pb::task_assignment::Task::Map(pb::MapTask {
+                split: Some(pb::InputSplit {
+                    location: split.location,
+                    start: split.start,
+                    end: split.end,
+                    file_size: split.file_size,
+                }),
+            }),
+            TaskSpec::Reduce {
+                partition,
+                output,
+                map_outputs,
+            } => pb::task_assignment::Task::Reduce(pb::ReduceTask {
+                partition,
+                output,
+                map_outputs: map_outputs
+                    .into_iter()
+                    .map(|m| pb::MapOutputLocation {
+                        map_attempt_id: m.map_attempt.to_string(),
+                        shuffle_address: m.shuffle_address,
+                        segment: Some(m.segment.into()),
+                    })
+                    .collect(),
+            }),
+        };
+        pb::TaskAssignment {
+            attempt_id: a.attempt.to_string(),
+            job_name: a.job_name,
+            args: a.args.into_iter().collect(),
+            reducers: a.reducers,
+            task: Some(task),
+        }
+    }
+}
+
+impl TryFrom<pb::TaskAssignment> for Assignment {
+    type Error = WireError;
+    fn try_from(a: pb::TaskAssignment) -> Result<Self, WireError> {
+        let task = match required(a.task, "task")? {
+            pb::task_assignment::Task::Map(map) => {
+                let split = required(map.split, "map.split")?;
+                TaskSpec::Map {
+                    split: Split {
+                        location: split.location,
+                        start: split.start,
+                        end: split.end,
+                        file_size: split.file_size,
+                    },
+                }
+            }
+            pb::task_assignment::Task::Reduce(reduce) => TaskSpec::Reduce {
+                partition: reduce.partition,
+                output: reduce.output,
+                map_outputs: reduce
+                    .map_outputs
+                    .into_iter()
+                    .map(|m| {
+                        Ok(MapOutput {
+                            map_attempt: m.map_attempt_id.parse()?,
+                            shuffle_address: m.shuffle_address,
+                            segment: required(m.segment, "map_outputs.segment")?.into(),
+                        })
+                    })
+                    .collect::<Result<_, WireError>>()?,
+            },
+        };
+        Ok(Assignment {
+            attempt: a.attempt_id.parse()?,
+            job_name: a.job_name,
+            args: a.args.into_iter().collect(),
+            reducers: a.reducers,
+            task,
+        })
+    }
+}
+
+/// Builds the report of how an attempt ended.
+pub fn attempt_report(
+    worker_id: String,
+    attempt: AttemptId,
+    counters: AttemptCounters,
+    outcome: AttemptOutcome,
+) -> pb::AttemptReport {
+    let outcome = match outcome {
+        AttemptOutcome::Succeeded { segments } => {
+            pb::attempt_report::Outcome::Succeeded(pb::AttemptSucceeded {
+                segments: segments.into_iter().map(Into::into).collect(),
+            })
+        }
+        AttemptOutcome::Failed { message } => {
+            pb::attempt_report::Outcome::Failed(pb::AttemptFailed { message })
+        }
+    };
+    pb::AttemptReport {
+        worker_id,
+        attempt_id: attempt.to_string(),
+        counters: Some(counters.into()),
+        outcome: Some(outcome),
+    }
+}
+
+/// The outcome carried by a report.
+pub fn attempt_outcome(
+    outcome: Option<pb::attempt_report::Outcome>,
+) -> Result<AttemptOutcome, WireError> {
+    Ok(match required(outcome, "outcome")? {
+        pb::attempt_report::Outcome::Succeeded(s) => AttemptOutcome::Succeeded {
+            segments: s.segments.into_iter().map(Into::into).collect(),
+        },
+        pb::attempt_report::Outcome::Failed(f) => AttemptOutcome::Failed { message: f.message },
+    })
+}
