@@ -1,4 +1,15 @@
 //! The Harrow worker.
 
+pub mod agent;
 pub mod cpu;
+pub mod error;
 pub mod input;
+pub mod map_task;
+pub mod merge;
+pub mod output;
+pub mod partition;
+pub mod reduce_task;
+pub mod segment;
+pub mod shuffle;
+
+pub use agent::{WorkerConfig, WorkerError, WorkerHandle, start_worker};

@@ -1,0 +1,423 @@
+//! The worker process's runtime: serve shuffle segments, register with the
+//! coordinator, heartbeat on a task of its own (never behind running work),
+//! pull attempts for free slots with a long poll, run them, report them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harrow_core::ids::{AttemptId, JobId};
+use harrow_core::registry::JobRegistry;
+use harrow_core::task::{Assignment, AttemptCounters, AttemptOutcome, TaskSpec};
+use harrow_core::wire;
+use harrow_proto::v1 as pb;
+use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
+use harrow_proto::v1::worker_service_client::WorkerServiceClient;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Endpoint, Server};
+
+use crate::error::TaskError;
+use crate::map_task::run_map;
+use crate::reduce_task::{CommitGate, ReduceTask};
+use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, job_dir};
+
+/// How long one task request waits at the coordinator for work.
+const TASK_POLL_MS: u64 = 10_000;
+/// Pause after a failed call to the coordinator before the next try.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Registration tries before the worker gives up (about a minute).
+const REGISTER_TRIES: u32 = 120;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The coordinator's URL, e.g. `http://127.0.0.1:7070`.
+    pub coordinator: String,
+    /// Where to serve shuffle segments; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub slots: usize,
+    /// Where map output and reduce scratch files live.
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid coordinator URL {url:?}: {reason}")]
+    CoordinatorUrl { url: String, reason: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("work dir {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not register with the coordinator at {url} after {tries} tries: {status}")]
+    Register {
+        url: String,
+        tries: u32,
+        status: tonic::Status,
+    },
+}
+
+/// A running worker.
+pub struct WorkerHandle {
+    pub shuffle_address: SocketAddr,
+    pub worker_id: String,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl WorkerHandle {
+    /// Stops pulling work, aborts running attempts and stops serving.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct Shared {
+    config: WorkerConfig,
+    registry: Arc<JobRegistry>,
+    coordinator: WorkerServiceClient<Channel>,
+    shuffle_address: String,
+    worker_id: Mutex<String>,
+    running: Mutex<HashMap<AttemptId, AbortHandle>>,
+    jobs_with_data: Mutex<BTreeSet<JobId>>,
+    slots: Arc<Semaphore>,
+}
+
+/// Starts a worker: binds the shuffle server, registers, and begins work.
+pub async fn start_worker(
+    config: WorkerConfig,
+    registry: Arc<JobRegistry>,
+) -> Result<WorkerHandle, WorkerError> {
+    assert!(config.slots > 0, "a worker has at least one slot");
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| WorkerError::WorkDir {
+        path: config.work_dir.clone(),
+        source,
+    })?;
+    let channel = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| WorkerError::CoordinatorUrl {
+            url: config.coordinator.clone(),
+            reason: e.to_string(),
+        })?
+        .connect_lazy();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| WorkerError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let shuffle_address = listener
+        .local_addr()
+        .map_err(|source| WorkerError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let (shutdown, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let server = ShuffleServiceServer::new(ShuffleServer::new(config.work_dir.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut server_stop = stopped.clone();
+    tasks.spawn(async move {
+        let serving = Server::builder()
+            .add_service(server)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(error) = serving {
+            tracing::error!(%error, "shuffle server stopped");
+        }
+    });
+
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.slots)),
+        config,
+        registry,
+        coordinator: WorkerServiceClient::new(channel),
+        shuffle_address: shuffle_address.to_string(),
+        worker_id: Mutex::new(String::new()),
+        running: Mutex::new(HashMap::new()),
+        jobs_with_data: Mutex::new(BTreeSet::new()),
+    });
+    let heartbeat_interval = shared.register().await?;
+    let worker_id = shared.worker_id();
+    tracing::info!(%worker_id, %shuffle_address, "worker registered");
+
+    tasks.spawn(until_stopped(
+        stopped.clone(),
+        heartbeat_loop(shared.clone(), heartbeat_interval),
+    ));
+    tasks.spawn(until_stopped(stopped, pull_loop(shared)));
+    Ok(WorkerHandle {
+        shuffle_address,
+        worker_id,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn until_stopped(mut stopped: watch::Receiver<bool>, work: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = stopped.wait_for(|stop| *stop) => {}
+        () = work => {}
+    }
+}
+
+impl Shared {
+    fn worker_id(&self) -> String {
+        self.worker_id.lock().expect("worker id lock").clone()
+    }
+
+    /// Registers (again), retrying while the coordinator is unreachable.
+    async fn register(&self) -> Result<Duration, WorkerError> {
+        let request = pb::RegisterRequest {
+            shuffle_address: self.shuffle_address.clone(),
+            slots: self.config.slots as u32,
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.coordinator.clone().register(request.clone()).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    *self.worker_id.lock().expect("worker id lock") = response.worker_id;
+                    return Ok(Duration::from_millis(
+                        response.heartbeat_interval_ms.max(10),
+                    ));
+                }
+                Err(status) if tries >= REGISTER_TRIES => {
+                    return Err(WorkerError::Register {
+                        url: self.config.coordinator.clone(),
+                        tries,
+                        status,
+                    });
+                }
+                Err(status) => {
+                    tracing::debug!(%status, "coordinator not reachable yet");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let running: Vec<String> = shared
+            .running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        let jobs_with_data = shared
+            .jobs_with_data
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let request = pb::HeartbeatRequest {
+            worker_id: shared.worker_id(),
+            running_attempts: running,
+            jobs_with_data,
+        };
+        match shared.coordinator.clone().heartbeat(request).await {
+            Ok(response) => handle_heartbeat_response(&shared, response.into_inner()).await,
+            Err(status) => tracing::warn!(%status, "heartbeat failed"),
+        }
+    }
+}
+
+async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatResponse) {
+    if response.unknown_worker {
+        tracing::warn!("coordinator does not know this worker; registering again");
+        if let Err(error) = shared.register().await {
+            tracing::error!(%error, "re-registration failed");
+        }
+        return;
+    }
+    for attempt in response.kill_attempts {
+        let Ok(attempt) = attempt.parse::<AttemptId>() else {
+            continue;
+        };
+        if let Some(handle) = shared
+            .running
+            .lock()
+            .expect("running lock")
+            .remove(&attempt)
+        {
+            tracing::info!(%attempt, "killing attempt");
+            handle.abort();
+        }
+    }
+    for job in response.release_jobs {
+        let Ok(job) = job.parse::<JobId>() else {
+            continue;
+        };
+        shared
+            .jobs_with_data
+            .lock()
+            .expect("jobs lock")
+            .remove(&job);
+        let dir = job_dir(&shared.config.work_dir, job);
+        if let Err(error) = tokio::fs::remove_dir_all(&dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, dir = %dir.display(), "could not delete map output");
+        }
+    }
+}
+
+/// Asks for work whenever a slot is free and runs what comes back.
+async fn pull_loop(shared: Arc<Shared>) {
+    loop {
+        let Ok(first) = shared.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let free = shared.slots.available_permits() + 1;
+        let request = pb::TaskRequest {
+            worker_id: shared.worker_id(),
+            free_slots: free as u32,
+            wait_ms: TASK_POLL_MS,
+        };
+        let response = match shared.coordinator.clone().request_task(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                tracing::warn!(%status, "task request failed");
+                drop(first);
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        if response.unknown_worker {
+            drop(first);
+            if let Err(error) = shared.register().await {
+                tracing::error!(%error, "re-registration failed");
+            }
+            continue;
+        }
+        let mut permit = Some(first);
+        for assignment in response.assignments {
+            let slot = match permit.take() {
+                Some(slot) => slot,
+                None => shared
+                    .slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("coordinator assigned more than the free slots"),
+            };
+            let assignment = match Assignment::try_from(assignment) {
+                Ok(assignment) => assignment,
+                Err(error) => {
+                    tracing::error!(%error, "malformed assignment");
+                    continue;
+                }
+            };
+            let attempt = assignment.attempt;
+            let work = shared.clone();
+            let handle = tokio::spawn(async move {
+                run_attempt(&work, assignment).await;
+                work.running.lock().expect("running lock").remove(&attempt);
+                drop(slot);
+            });
+            shared
+                .running
+                .lock()
+                .expect("running lock")
+                .insert(attempt, handle.abort_handle());
+        }
+    }
+}
+
+async fn run_attempt(shared: &Shared, assignment: Assignment) {
+    let attempt = assignment.attempt;
+    tracing::info!(%attempt, job = %assignment.job_name, "attempt started");
+    let (counters, outcome) = match execute(shared, assignment).await {
+        Ok((counters, segments)) => (counters, AttemptOutcome::Succeeded { segments }),
+        Err(error) => {
+            tracing::warn!(%attempt, %error, "attempt failed");
+            (
+                AttemptCounters::default(),
+                AttemptOutcome::Failed {
+                    message: error.to_string(),
+                },
+            )
+        }
+    };
+    let report = wire::attempt_report(shared.worker_id(), attempt, counters, outcome);
+    if let Err(status) = shared.coordinator.clone().report_attempt(report).await {
+        tracing::warn!(%attempt, %status, "could not report attempt");
+    }
+}
+
+async fn execute(
+    shared: &Shared,
+    assignment: Assignment,
+) -> Result<(AttemptCounters, Vec<harrow_core::task::SegmentInfo>), TaskError> {
+    let args = harrow_sdk::JobArgs::new(assignment.args);
+    let job = shared.registry.instantiate(&assignment.job_name, &args)?;
+    let attempt = assignment.attempt;
+    let dir = job_dir(&shared.config.work_dir, attempt.task.job);
+    match assignment.task {
+        TaskSpec::Map { split } => {
+            shared
+                .jobs_with_data
+                .lock()
+                .expect("jobs lock")
+                .insert(attempt.task.job);
+            let result = run_map(job, attempt, &split, assignment.reducers, dir).await?;
+            Ok((result.counters, result.segments))
+        }
+        TaskSpec::Reduce {
+            partition,
+            output,
+            map_outputs,
+        } => {
+            let task = ReduceTask {
+                job,
+                attempt,
+                partition,
+                output: &output,
+                map_outputs: &map_outputs,
+                scratch: dir.join(attempt.file_stem()),
+            };
+            let counters = task.run(shared).await?;
+            Ok((counters, Vec::new()))
+        }
+    }
+}
+
+impl CommitGate for Shared {
+    async fn request_commit(&self, attempt: AttemptId) -> Result<Option<String>, TaskError> {
+        let request = pb::CommitRequest {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+        };
+        let response = self
+            .coordinator
+            .clone()
+            .request_commit(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "RequestCommit",
+                status,
+            })?
+            .into_inner();
+        Ok((!response.granted).then_some(response.reason))
+    }
+}

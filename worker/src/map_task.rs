@@ -1,0 +1,166 @@
+//! A map attempt: read the split in line-aligned chunks, map each chunk on
+//! the rayon pool (several at once), then partition by key hash, sort by
+//! (partition, key), combine, and write one segment per partition.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::row::{RowConverter, SortField};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use harrow_core::ids::AttemptId;
+use harrow_core::storage::Location;
+use harrow_core::task::{AttemptCounters, SegmentInfo, Split};
+use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
+use rayon::prelude::*;
+
+use crate::cpu::run_cpu;
+use crate::error::TaskError;
+use crate::input::{SplitReader, TextChunk, chunk_batches};
+use crate::partition::partition_ids;
+use crate::segment::write_map_output;
+
+/// Bytes read from the store per request, and mapped per rayon job.
+const CHUNK_BYTES: u64 = 8 << 20;
+
+/// What a map attempt produced.
+#[derive(Debug)]
+pub struct MapResult {
+    pub segments: Vec<SegmentInfo>,
+    pub counters: AttemptCounters,
+}
+
+/// Runs a map attempt, writing its output under `dir`.
+pub async fn run_map(
+    job: Arc<dyn JobRuntime>,
+    attempt: AttemptId,
+    split: &Split,
+    reducers: u32,
+    dir: PathBuf,
+) -> Result<MapResult, TaskError> {
+    let location = Location::parse(&split.location)?;
+    let task = TaskInfo {
+        attempt: attempt.to_string(),
+        kind: TaskKind::Map,
+        partition: None,
+    };
+    let starting = job.clone();
+    run_cpu(move || starting.start_task(&task))
+        .await
+        .map_err(TaskError::panic("panicked starting the map task:"))?
+        .map_err(TaskError::job("start_task"))?;
+
+    let mut reader = SplitReader::new(
+        location.store().clone(),
+        location.path().clone(),
+        split,
+        CHUNK_BYTES,
+    );
+    let parallelism = rayon::current_num_threads().max(1) + 1;
+    let mut counters = AttemptCounters::default();
+    let mut mapping = FuturesOrdered::new();
+    let mut outputs = Vec::new();
+    let mut input_done = false;
+    loop {
+        while !input_done && mapping.len() < parallelism {
+            match reader.next_chunk().await? {
+                Some(chunk) => {
+                    counters.bytes_in += chunk.data.len() as u64;
+                    mapping.push_back(run_cpu(map_chunk(
+                        job.clone(),
+                        split.location.clone(),
+                        chunk,
+                    )));
+                }
+                None => input_done = true,
+            }
+        }
+        let Some(mapped) = mapping.next().await else {
+            break;
+        };
+        let (records, output) = mapped.map_err(TaskError::panic("panicked in map:"))??;
+        counters.records_in += records;
+        outputs.push(output);
+    }
+
+    let stem = attempt.file_stem();
+    let (segments, bytes_out) =
+        run_cpu(move || sort_and_write(job.as_ref(), outputs, reducers, &dir, &stem))
+            .await
+            .map_err(TaskError::panic("panicked sorting map output:"))??;
+    counters.records_out = segments.iter().map(|s| s.records).sum();
+    counters.bytes_out = bytes_out;
+    Ok(MapResult { segments, counters })
+}
+
+/// The CPU work for one chunk: lines → batches → the job's map.
+fn map_chunk(
+    job: Arc<dyn JobRuntime>,
+    file: String,
+    chunk: TextChunk,
+) -> impl FnOnce() -> Result<(u64, RecordBatch), TaskError> {
+    move || {
+        let mut mapper = job.mapper();
+        let mut records = 0;
+        for batch in chunk_batches(&file, &chunk) {
+            records += batch.num_rows() as u64;
+            mapper.map(&batch).map_err(TaskError::job("map"))?;
+        }
+        let output = mapper.finish().map_err(TaskError::job("map"))?;
+        Ok((records, output))
+    }
+}
+
+/// Partitions, sorts and combines map output and writes the segments.
+fn sort_and_write(
+    job: &dyn JobRuntime,
+    outputs: Vec<RecordBatch>,
+    reducers: u32,
+    dir: &std::path::Path,
+    stem: &str,
+) -> Result<(Vec<SegmentInfo>, u64), TaskError> {
+    let schema = job.schema().key_value();
+    let all =
+        concat_batches(&schema, &outputs).map_err(TaskError::arrow("concatenating map output"))?;
+    drop(outputs);
+    let partitions = partition_ids(all.column(0), reducers)?;
+    let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
+        .map_err(TaskError::arrow("sorting map output"))?;
+    let rows = converter
+        .convert_columns(std::slice::from_ref(all.column(0)))
+        .map_err(TaskError::arrow("sorting map output"))?;
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        partitions[a]
+            .cmp(&partitions[b])
+            .then_with(|| rows.row(a).cmp(&rows.row(b)))
+    });
+    let sorted_partitions: Vec<u32> = order.iter().map(|&i| partitions[i as usize]).collect();
+    let sorted = take_record_batch(&all, &UInt32Array::from(order))
+        .map_err(TaskError::arrow("sorting map output"))?;
+    drop(all);
+
+    let mut per_partition = vec![Vec::new(); reducers as usize];
+    let mut start = 0;
+    while start < sorted.num_rows() {
+        let partition = sorted_partitions[start];
+        let len = sorted_partitions[start..].partition_point(|&p| p == partition);
+        let slice = sorted.slice(start, len);
+        let slice = if job.schema().combiner {
+            let bounds =
+                group_bounds(slice.column(0)).map_err(TaskError::arrow("grouping map output"))?;
+            job.combine(KeyGroups::new(&slice, &bounds))
+                .map_err(TaskError::job("combine"))?
+        } else {
+            slice
+        };
+        per_partition[partition as usize].push(slice);
+        start += len;
+    }
+    let segments = write_map_output(dir, stem, &schema, &per_partition)?;
+    let bytes = segments.iter().map(|s| s.bytes).sum();
+    Ok((segments, bytes))
+}

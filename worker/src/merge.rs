@@ -1,0 +1,183 @@
+//! The reduce side's k-way merge: each fetched segment is a stream of
+//! key-sorted batches read from a local file; the merge pulls the smallest
+//! key across all of them (keys compared in Arrow's row format), gathers
+//! rows into batches that never split a group of equal keys, and hands each
+//! batch to the job's reduce. Memory holds one batch per segment plus one
+//! output batch, whatever the segments' size.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch};
+use arrow::compute::interleave;
+use arrow::ipc::reader::StreamReader;
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use harrow_sdk::{JobRuntime, KeyGroups, group_bounds};
+
+use crate::error::TaskError;
+use crate::output::TextWriter;
+
+/// Rows gathered before a reduce call (more if one group is larger).
+const REDUCE_BATCH_ROWS: usize = 8192;
+
+/// What one reduce wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReduceStats {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub bytes_out: u64,
+}
+
+struct Cursor {
+    path: PathBuf,
+    reader: StreamReader<BufReader<File>>,
+    rows: Rows,
+    row: usize,
+    /// Index of the cursor's current batch in the merge's `sources`.
+    source: usize,
+}
+
+/// Merges the sorted segments in `segments`, reduces every group and writes
+/// the output as text to `output`.
+pub fn merge_and_reduce(
+    job: &dyn JobRuntime,
+    segments: &[PathBuf],
+    output: &Path,
+) -> Result<ReduceStats, TaskError> {
+    let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
+        .map_err(TaskError::arrow("merging segments"))?;
+    let mut merge = Merge {
+        job,
+        converter,
+        sources: Vec::new(),
+        pending: Vec::new(),
+        writer: TextWriter::create(output)?,
+        records_in: 0,
+    };
+    let mut cursors = Vec::new();
+    let mut heap = BinaryHeap::new();
+    for path in segments {
+        let file = File::open(path).map_err(TaskError::io(path))?;
+        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
+            .map_err(read_error(path))?;
+        let mut cursor = Cursor {
+            path: path.clone(),
+            reader,
+            rows: merge.converter.empty_rows(0, 0),
+            row: 0,
+            source: 0,
+        };
+        if merge.load_next_batch(&mut cursor)? {
+            heap.push(Reverse((cursor.rows.row(0).owned(), cursors.len())));
+            cursors.push(cursor);
+        }
+    }
+
+    // Once `pending` is full, the key at which it filled: the batch is cut
+    // before the first different key, so no group spans two reduce calls.
+    let mut boundary: Option<OwnedRow> = None;
+    while let Some(Reverse((key, index))) = heap.pop() {
+        if boundary.as_ref().is_some_and(|b| *b != key) {
+            merge.flush(&mut cursors)?;
+            boundary = None;
+        }
+        let cursor = &mut cursors[index];
+        merge.pending.push((cursor.source, cursor.row));
+        if boundary.is_none() && merge.pending.len() >= REDUCE_BATCH_ROWS {
+            boundary = Some(key);
+        }
+        cursor.row += 1;
+        if cursor.row < cursor.rows.num_rows() || merge.load_next_batch(cursor)? {
+            heap.push(Reverse((cursor.rows.row(cursor.row).owned(), index)));
+        }
+    }
+    merge.flush(&mut cursors)?;
+    let records_in = merge.records_in;
+    let (records_out, bytes_out) = merge.writer.finish()?;
+    Ok(ReduceStats {
+        records_in,
+        records_out,
+        bytes_out,
+    })
+}
+
+struct Merge<'j> {
+    job: &'j dyn JobRuntime,
+    converter: RowConverter,
+    /// Batches that pending rows or cursors point into.
+    sources: Vec<RecordBatch>,
+    /// (source, row) of each row gathered for the next reduce call.
+    pending: Vec<(usize, usize)>,
+    writer: TextWriter,
+    records_in: u64,
+}
+
+impl Merge<'_> {
+    /// Moves the cursor to its next non-empty batch; false at its end.
+    fn load_next_batch(&mut self, cursor: &mut Cursor) -> Result<bool, TaskError> {
+        for batch in cursor.reader.by_ref() {
+            let batch = batch.map_err(read_error(&cursor.path))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            cursor.rows = self
+                .converter
+                .convert_columns(std::slice::from_ref(batch.column(0)))
+                .map_err(read_error(&cursor.path))?;
+            cursor.row = 0;
+            cursor.source = self.sources.len();
+            self.sources.push(batch);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Reduces the pending rows and forgets batches nothing points into.
+    fn flush(&mut self, cursors: &mut [Cursor]) -> Result<(), TaskError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let gather = |column: usize| {
+            let arrays: Vec<&dyn Array> = self
+                .sources
+                .iter()
+                .map(|b| b.column(column).as_ref())
+                .collect();
+            interleave(&arrays, &self.pending).map_err(TaskError::arrow("merging segments"))
+        };
+        let schema = self.sources[0].schema();
+        let batch = RecordBatch::try_new(schema, vec![gather(0)?, gather(1)?])
+            .map_err(TaskError::arrow("merging segments"))?;
+        self.records_in += batch.num_rows() as u64;
+        self.pending.clear();
+        let bounds =
+            group_bounds(batch.column(0)).map_err(TaskError::arrow("grouping reduce input"))?;
+        let output = self
+            .job
+            .reduce(KeyGroups::new(&batch, &bounds))
+            .map_err(TaskError::job("reduce"))?;
+        self.writer.write(&output)?;
+
+        let mut kept = Vec::with_capacity(cursors.len());
+        for cursor in cursors.iter_mut() {
+            let batch = std::mem::replace(
+                &mut self.sources[cursor.source],
+                RecordBatch::new_empty(batch.schema()),
+            );
+            cursor.source = kept.len();
+            kept.push(batch);
+        }
+        self.sources = kept;
+        Ok(())
+    }
+}
+
+fn read_error(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TaskError + '_ {
+    move |source| TaskError::SegmentRead {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,132 @@
+//! A reduce attempt: fetch the partition's segments, merge and reduce them
+//! into a local file, upload it under `OUTPUT/_temporary/ATTEMPT/`, ask the
+//! coordinator for the commit, and only then move it to
+//! `OUTPUT/part-r-NNNNN`. A refused or failed attempt deletes its upload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use harrow_core::ids::AttemptId;
+use harrow_core::storage::Location;
+use harrow_core::task::{AttemptCounters, MapOutput, TEMPORARY_DIR, part_file_name};
+use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
+
+use crate::cpu::run_cpu;
+use crate::error::TaskError;
+use crate::merge::merge_and_reduce;
+use crate::shuffle::fetch_segments;
+
+/// Asks the coordinator whether this attempt may make its output visible.
+pub trait CommitGate {
+    /// `Ok(None)` when granted, `Ok(Some(reason))` when refused.
+    fn request_commit(
+        &self,
+        attempt: AttemptId,
+    ) -> impl Future<Output = Result<Option<String>, TaskError>> + Send;
+}
+
+pub struct ReduceTask<'a> {
+    pub job: Arc<dyn JobRuntime>,
+    pub attempt: AttemptId,
+    pub partition: u32,
+    pub output: &'a str,
+    pub map_outputs: &'a [MapOutput],
+    /// Scratch space of this attempt, removed when it ends.
+    pub scratch: PathBuf,
+}
+
+impl ReduceTask<'_> {
+    pub async fn run(self, gate: &impl CommitGate) -> Result<AttemptCounters, TaskError> {
+        let scratch = self.scratch.clone();
+        let result = self.run_in_scratch(gate).await;
+        // Scratch holds only copies; failing to remove it loses nothing.
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        result
+    }
+
+    async fn run_in_scratch(self, gate: &impl CommitGate) -> Result<AttemptCounters, TaskError> {
+        let output = Location::parse(self.output)?;
+        let segments = fetch_segments(self.map_outputs, self.partition, &self.scratch).await?;
+        let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
+
+        let file_name = part_file_name(self.partition);
+        let local = self.scratch.join(&file_name);
+        let job = self.job.clone();
+        let task = TaskInfo {
+            attempt: self.attempt.to_string(),
+            kind: TaskKind::Reduce,
+            partition: Some(self.partition),
+        };
+        let local_output = local.clone();
+        let stats = run_cpu(move || {
+            job.start_task(&task)
+                .map_err(TaskError::job("start_task"))?;
+            merge_and_reduce(job.as_ref(), &segments, &local_output)
+        })
+        .await
+        .map_err(TaskError::panic("panicked in reduce:"))??;
+
+        let temporary = output
+            .child(TEMPORARY_DIR)
+            .child(&self.attempt.file_stem())
+            .child(&file_name);
+        let committed = output.child(&file_name);
+        upload(&local, &temporary).await?;
+        let published = match gate.request_commit(self.attempt).await {
+            Ok(None) => output
+                .store()
+                .rename_if_not_exists(temporary.path(), committed.path())
+                .await
+                .map_err(|source| TaskError::Output {
+                    location: committed.to_string(),
+                    source,
+                }),
+            Ok(Some(reason)) => Err(TaskError::CommitRefused {
+                attempt: self.attempt,
+                reason,
+            }),
+            Err(error) => Err(error),
+        };
+        if published.is_err() {
+            // Leave nothing behind; the coordinator also clears _temporary
+            // when the job ends, so a failure here loses nothing.
+            let _ = output.store().delete(temporary.path()).await;
+        }
+        published?;
+        Ok(AttemptCounters {
+            bytes_in,
+            records_in: stats.records_in,
+            bytes_out: stats.bytes_out,
+            records_out: stats.records_out,
+        })
+    }
+}
+
+/// Streams a local file to `target` (a multipart upload on object stores).
+async fn upload(local: &Path, target: &Location) -> Result<(), TaskError> {
+    let output_error = |source| TaskError::Output {
+        location: target.to_string(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(TaskError::io(local))?;
+    let mut writer = BufWriter::new(target.store().clone(), target.path().clone());
+    let copied = tokio::io::copy(&mut file, &mut writer).await;
+    let closed = match copied {
+        Ok(_) => writer.shutdown().await,
+        Err(error) => {
+            let _ = writer.abort().await;
+            Err(error)
+        }
+    };
+    closed.map_err(|e| {
+        output_error(object_store::Error::Generic {
+            store: "output",
+            source: Box::new(e),
+        })
+    })
+}

@@ -1,0 +1,215 @@
+//! Both ends of the shuffle: the gRPC service that streams a map attempt's
+//! segment for one partition out of the worker's work dir, and the fetcher
+//! with which a reducer streams its partition's segments to local files,
+//! checking each against the size and CRC32C its map attempt reported.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use harrow_core::ids::{AttemptId, Phase};
+use harrow_core::task::MapOutput;
+use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
+use harrow_proto::v1::shuffle_service_server::ShuffleService;
+use harrow_proto::v1::{FetchSegmentRequest, SegmentChunk};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::error::TaskError;
+use crate::segment::{data_path, index_path, read_index};
+
+/// Bytes per streamed chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Segments a reducer fetches at once.
+pub const FETCH_CONCURRENCY: usize = 4;
+/// The largest message either end accepts.
+pub const MAX_MESSAGE_BYTES: usize = 4 * CHUNK_BYTES;
+
+/// The directory holding a job's map output on this worker.
+pub fn job_dir(work_dir: &Path, job: harrow_core::ids::JobId) -> PathBuf {
+    work_dir.join(job.to_string())
+}
+
+/// Serves segments from `work_dir`.
+#[derive(Debug, Clone)]
+pub struct ShuffleServer {
+    work_dir: PathBuf,
+}
+
+impl ShuffleServer {
+    pub fn new(work_dir: PathBuf) -> Self {
+        ShuffleServer { work_dir }
+    }
+}
+
+#[tonic::async_trait]
+impl ShuffleService for ShuffleServer {
+    type FetchSegmentStream = ReceiverStream<Result<SegmentChunk, Status>>;
+
+    async fn fetch_segment(
+        &self,
+        request: Request<FetchSegmentRequest>,
+    ) -> Result<Response<Self::FetchSegmentStream>, Status> {
+        let request = request.into_inner();
+        // A parsed attempt id has a fixed shape, so the paths below stay
+        // inside the work dir.
+        let attempt: AttemptId = request
+            .map_attempt_id
+            .parse()
+            .map_err(|e: harrow_core::ids::IdError| Status::invalid_argument(e.to_string()))?;
+        if attempt.task.phase != Phase::Map {
+            return Err(Status::invalid_argument(format!(
+                "{attempt} is not a map attempt"
+            )));
+        }
+        let dir = job_dir(&self.work_dir, attempt.task.job);
+        let stem = attempt.file_stem();
+        let index_file = index_path(&dir, &stem);
+        let index = tokio::task::spawn_blocking(move || read_index(&index_file))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match &e {
+                crate::segment::SegmentError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Status::not_found(format!("no map output of {attempt} on this worker"))
+                }
+                _ => Status::data_loss(e.to_string()),
+            })?;
+        let entry = *index.get(request.partition as usize).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "partition {} out of range: {attempt} has {} partitions",
+                request.partition,
+                index.len()
+            ))
+        })?;
+        let data = data_path(&dir, &stem);
+        let (sender, receiver) = mpsc::channel(2);
+        tokio::spawn(async move {
+            if let Err(status) = stream_range(&data, entry.offset, entry.info.bytes, &sender).await
+            {
+                // The reducer may be gone; nothing else to tell.
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+async fn stream_range(
+    path: &Path,
+    offset: u64,
+    mut remaining: u64,
+    sender: &mpsc::Sender<Result<SegmentChunk, Status>>,
+) -> Result<(), Status> {
+    let io = |e: std::io::Error| Status::data_loss(format!("{}: {e}", path.display()));
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+    while remaining > 0 {
+        let mut buffer = vec![0; CHUNK_BYTES.min(remaining as usize)];
+        file.read_exact(&mut buffer).await.map_err(io)?;
+        remaining -= buffer.len() as u64;
+        if sender
+            .send(Ok(SegmentChunk {
+                data: buffer.into(),
+            }))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Fetches every non-empty segment of `partition` into `dir`, a few at a
+/// time, and returns the local files in `map_outputs` order.
+pub async fn fetch_segments(
+    map_outputs: &[MapOutput],
+    partition: u32,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, TaskError> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(TaskError::io(dir))?;
+    let mut channels: HashMap<&str, Channel> = HashMap::new();
+    let mut fetches = Vec::new();
+    for output in map_outputs.iter().filter(|o| o.segment.bytes > 0) {
+        let channel = match channels.get(output.shuffle_address.as_str()) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Endpoint::from_shared(format!("http://{}", output.shuffle_address))
+                    .map_err(|e| fetch_error(output, e.to_string()))?
+                    .connect_lazy();
+                channels.insert(&output.shuffle_address, channel.clone());
+                channel
+            }
+        };
+        let file = dir.join(format!("{}.segment", output.map_attempt.file_stem()));
+        fetches.push(fetch_one(channel, output, partition, file));
+    }
+    futures::stream::iter(fetches)
+        .buffered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn fetch_one(
+    channel: Channel,
+    output: &MapOutput,
+    partition: u32,
+    file: PathBuf,
+) -> Result<PathBuf, TaskError> {
+    let mut client =
+        ShuffleServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let request = FetchSegmentRequest {
+        map_attempt_id: output.map_attempt.to_string(),
+        partition,
+    };
+    let mut stream = client
+        .fetch_segment(request)
+        .await
+        .map_err(|status| fetch_error(output, status.message().to_string()))?
+        .into_inner();
+    let mut out = tokio::fs::File::create(&file)
+        .await
+        .map_err(TaskError::io(&file))?;
+    let (mut bytes, mut crc) = (0u64, 0u32);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|status| fetch_error(output, status.message().to_string()))?;
+        bytes += chunk.data.len() as u64;
+        if bytes > output.segment.bytes {
+            return Err(fetch_error(
+                output,
+                format!("more than the {} bytes reported", output.segment.bytes),
+            ));
+        }
+        crc = crc32c::crc32c_append(crc, &chunk.data);
+        out.write_all(&chunk.data)
+            .await
+            .map_err(TaskError::io(&file))?;
+    }
+    out.flush().await.map_err(TaskError::io(&file))?;
+    if bytes != output.segment.bytes || crc != output.segment.crc32c {
+        return Err(fetch_error(
+            output,
+            format!(
+                "got {bytes} bytes with CRC32C {crc:08x}, expected {} bytes with {:08x}",
+                output.segment.bytes, output.segment.crc32c
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+fn fetch_error(output: &MapOutput, reason: String) -> TaskError {
+    TaskError::Fetch {
+        map_attempt: output.map_attempt,
+        address: output.shuffle_address.clone(),
+        reason,
+    }
+}
