@@ -1,1 +1,28 @@
-//! Harrow coordinator: planning, the scheduler, job state, gRPC services, and the harrow binary
+//! The Harrow coordinator: planning, the scheduler, job state, the gRPC
+//! services, the client and local mode. The `harrow` binary (`main.rs`) is
+//! a thin layer over this library, so tests start the same code in-process.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod local;
+pub mod planner;
+pub mod progress;
+pub mod report;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+
+use std::sync::Arc;
+
+use harrow_core::registry::JobRegistry;
+
+/// The jobs linked into the `harrow` binary.
+pub fn builtin_jobs() -> Arc<JobRegistry> {
+    Arc::new(JobRegistry::new([
+        harrow_job_wordcount::DEFINITION,
+        harrow_job_inverted_index::DEFINITION,
+        harrow_job_grep::DEFINITION,
+        harrow_job_sleep::DEFINITION,
+    ]))
+}

@@ -1,1 +1,237 @@
-fn main() {}
+//! The `harrow` binary: parses the command line and runs the subcommand.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use harrow_coordinator::builtin_jobs;
+use harrow_coordinator::cli::{Cli, Command, JobOptions};
+use harrow_coordinator::client::{Client, Submission};
+use harrow_coordinator::local::{LocalConfig, run_local};
+use harrow_coordinator::progress::{Progress, summary};
+use harrow_coordinator::report::JobReport;
+use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HARROW_LOG")
+                .unwrap_or_else(|_| default_log_filter(&cli.command).into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Servers log what they do; client commands only warnings.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Coordinator { .. } | Command::Worker { .. } => "info",
+        _ => "warn",
+    }
+}
+
+fn submission(job: JobOptions) -> Submission {
+    Submission {
+        job_name: job.job,
+        inputs: job.inputs,
+        output: job.output,
+        reducers: job.reducers,
+        split_size_bytes: job.split_size,
+        args: job.args,
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Exit code of a finished job: 0 only for success.
+fn job_exit(report: &JobReport) -> ExitCode {
+    if report.state == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            job,
+            workers,
+            slots,
+        } => {
+            anyhow::ensure!(workers > 0, "--workers must be at least 1");
+            let config = LocalConfig {
+                workers,
+                slots_per_worker: slots.unwrap_or_else(cpus).max(1),
+                work_dir: None,
+            };
+            let mut progress = Progress::new();
+            let report =
+                run_local(config, submission(job), |report| progress.update(report)).await?;
+            progress.finish();
+            println!("{}", summary(&report));
+            Ok(job_exit(&report))
+        }
+        Command::Coordinator {
+            listen,
+            max_attempts,
+            heartbeat_interval_ms,
+        } => {
+            anyhow::ensure!(max_attempts > 0, "--max-attempts must be at least 1");
+            let config = CoordinatorConfig {
+                listen,
+                max_attempts,
+                heartbeat_interval_ms,
+            };
+            let coordinator = start_coordinator(config, builtin_jobs())
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            // Tests and scripts read the address from this line.
+            println!("harrow coordinator listening on {}", coordinator.address);
+            tokio::select! {
+                served = coordinator.wait() => served.context("coordinator stopped")?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker {
+            coordinator,
+            slots,
+            listen,
+            work_dir,
+        } => {
+            let scratch = tempfile::Builder::new()
+                .prefix("harrow-worker-")
+                .tempdir()?;
+            let work_dir = work_dir.unwrap_or_else(|| scratch.path().to_path_buf());
+            let config = harrow_worker::WorkerConfig {
+                coordinator,
+                listen,
+                slots: slots.unwrap_or_else(cpus).max(1),
+                work_dir,
+            };
+            let worker = harrow_worker::start_worker(config, builtin_jobs()).await?;
+            println!(
+                "harrow worker {} serving shuffle on {}",
+                worker.worker_id, worker.shuffle_address
+            );
+            tokio::signal::ctrl_c().await?;
+            worker.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit { job, wait, target } => {
+            let client = Client::connect(&target.coordinator).await?;
+            let job_id = client.submit(submission(job)).await?;
+            println!("{job_id}");
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut progress = Progress::new();
+            let report = client
+                .watch(&job_id, |report| progress.update(report))
+                .await?;
+            progress.finish();
+            eprintln!("{}", summary(&report));
+            Ok(job_exit(&report))
+        }
+        Command::Status {
+            job_id,
+            json,
+            target,
+        } => {
+            let client = Client::connect(&target.coordinator).await?;
+            let report = client.status(&job_id, json).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_status(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { json, target } => {
+            let client = Client::connect(&target.coordinator).await?;
+            let jobs = client.jobs().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                println!(
+                    "{:<12} {:<16} {:<11} {:>9} {:>9}",
+                    "JOB", "NAME", "STATE", "MAPS", "REDUCES"
+                );
+                for job in jobs {
+                    println!(
+                        "{:<12} {:<16} {:<11} {:>9} {:>9}",
+                        job.job_id,
+                        job.job_name,
+                        job.state,
+                        format!("{}/{}", job.map.succeeded, job.map.total),
+                        format!("{}/{}", job.reduce.succeeded, job.reduce.total)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workers { json, target } => {
+            let client = Client::connect(&target.coordinator).await?;
+            let workers = client.workers().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&workers)?);
+            } else {
+                println!(
+                    "{:<12} {:<22} {:>5} {:>8} {:>15}",
+                    "WORKER", "ADDRESS", "SLOTS", "RUNNING", "HEARTBEAT_MS"
+                );
+                for w in workers {
+                    println!(
+                        "{:<12} {:<22} {:>5} {:>8} {:>15}",
+                        w.worker_id, w.address, w.slots, w.running_attempts, w.last_heartbeat_ms
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { job_id, target } => {
+            let client = Client::connect(&target.coordinator).await?;
+            let report = client.cancel(&job_id).await?;
+            println!("{} {}", report.job_id, report.state);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_status(report: &JobReport) {
+    println!("job:     {} ({})", report.job_id, report.job_name);
+    println!("state:   {}", report.state);
+    if !report.error.is_empty() {
+        println!("error:   {}", report.error);
+    }
+    println!("input:   {}", report.inputs.join(" "));
+    println!("output:  {}", report.output);
+    for (name, phase) in [("map", &report.map), ("reduce", &report.reduce)] {
+        println!(
+            "{name:<8} {}/{} succeeded, {} running, {} pending, {} failed",
+            phase.succeeded, phase.total, phase.running, phase.pending, phase.failed
+        );
+    }
+    println!(
+        "records: {} in ({} bytes), {} out in {} files",
+        report.input_records, report.input_bytes, report.output_records, report.output_files
+    );
+}

@@ -115,7 +115,7 @@ async fn stream_range(
         remaining -= buffer.len() as u64;
         if sender
             .send(Ok(SegmentChunk {
-                data: buffer.into(),
+                data: buffer,
             }))
             .await
             .is_err()

@@ -1,0 +1,190 @@
+//! The `harrow` command line: every subcommand, its flags and its help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
+
+/// Harrow: a distributed MapReduce engine.
+///
+/// Built-in jobs: wordcount, inverted-index, grep (--arg pattern=REGEX),
+/// sleep (--arg map_ms=N --arg reduce_ms=N).
+#[derive(Debug, Parser)]
+#[command(name = "harrow", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job on this machine: an in-process coordinator and workers on loopback.
+    Run {
+        #[command(flatten)]
+        job: JobOptions,
+        /// Number of in-process workers.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Task slots per worker (default: the number of CPUs).
+        #[arg(long)]
+        slots: Option<usize>,
+    },
+    /// Run the coordinator.
+    Coordinator {
+        /// Address for the gRPC services (workers and clients).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Failed attempts after which a task, and its job, fail.
+        #[arg(long, default_value_t = 4)]
+        max_attempts: u32,
+        /// How often workers heartbeat, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_interval_ms: u64,
+    },
+    /// Run a worker that pulls tasks from a coordinator.
+    Worker {
+        /// The coordinator's URL.
+        #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+        /// Concurrent task attempts (default: the number of CPUs).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// Address to serve shuffle segments on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Directory for map output and reduce scratch (default: a new temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// Submit a job to a coordinator and print its id.
+    Submit {
+        #[command(flatten)]
+        job: JobOptions,
+        /// Follow progress until the job ends; exit non-zero unless it succeeds.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a job's state and progress.
+    Status {
+        /// The job id, e.g. job-000001.
+        job_id: String,
+        /// Print JSON, including every task and its attempts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List all jobs, newest first.
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List registered workers.
+    Workers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Cancel a job: its attempts are killed and its temporary output removed.
+    Cancel {
+        /// The job id, e.g. job-000001.
+        job_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which coordinator a client command talks to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The coordinator's URL.
+    #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+    pub coordinator: String,
+}
+
+/// What to run: the job, its input and output, and how to cut it up.
+#[derive(Debug, Args)]
+pub struct JobOptions {
+    /// The job: wordcount, inverted-index, grep or sleep.
+    pub job: String,
+    /// Input files, directories or globs (`logs/2026-*/*.txt`); repeatable.
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub inputs: Vec<String>,
+    /// Output directory; must not exist or be empty.
+    #[arg(long)]
+    pub output: String,
+    /// Number of reduce partitions (and output files).
+    #[arg(long, default_value_t = 4)]
+    pub reducers: u32,
+    /// Bytes per map split, with an optional unit (64MiB, 1GiB, 4096); 0 means one split per file.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub split_size: u64,
+    /// A job argument as key=value; repeatable.
+    #[arg(long = "arg", value_parser = parse_key_value)]
+    pub args: Vec<(String, String)>,
+}
+
+/// Parses a byte count with an optional unit: B, KB/KiB, MB/MiB, GB/GiB.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 64MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_units() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,158 @@
+//! The client side of the job service, for the CLI and `harrow run`.
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use harrow_proto::v1 as pb;
+use harrow_proto::v1::job_service_client::JobServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::report::{JobReport, WorkerReport};
+use crate::server::MAX_MESSAGE_BYTES;
+
+/// What to submit.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub job_name: String,
+    pub inputs: Vec<String>,
+    pub output: String,
+    pub reducers: u32,
+    pub split_size_bytes: u64,
+    pub args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    jobs: JobServiceClient<Channel>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Client> {
+        let channel = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("invalid coordinator URL {url:?}"))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {url}"))?;
+        let jobs = JobServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Client {
+            url: url.to_string(),
+            jobs,
+        })
+    }
+
+    fn failed(&self, call: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
+        let call = call.to_string();
+        move |status| {
+            anyhow::anyhow!(
+                "{call} failed: {} (coordinator {})",
+                status.message(),
+                self.url
+            )
+        }
+    }
+
+    pub async fn submit(&self, submission: Submission) -> Result<String> {
+        let request = pb::SubmitJobRequest {
+            job_name: submission.job_name,
+            inputs: submission.inputs,
+            output: submission.output,
+            reducers: submission.reducers,
+            split_size_bytes: submission.split_size_bytes,
+            args: submission.args.into_iter().collect(),
+        };
+        let response = self
+            .jobs
+            .clone()
+            .submit_job(request)
+            .await
+            .map_err(self.failed("submit"))?;
+        Ok(response.into_inner().job_id)
+    }
+
+    pub async fn status(&self, job_id: &str, include_tasks: bool) -> Result<JobReport> {
+        let request = pb::GetJobRequest {
+            job_id: job_id.to_string(),
+            include_tasks,
+        };
+        let status = self
+            .jobs
+            .clone()
+            .get_job(request)
+            .await
+            .map_err(self.failed("status"))?;
+        Ok(status.into_inner().into())
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobReport>> {
+        let response = self
+            .jobs
+            .clone()
+            .list_jobs(pb::ListJobsRequest {})
+            .await
+            .map_err(self.failed("jobs"))?;
+        Ok(response
+            .into_inner()
+            .jobs
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerReport>> {
+        let response = self
+            .jobs
+            .clone()
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .map_err(self.failed("workers"))?;
+        Ok(response
+            .into_inner()
+            .workers
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<JobReport> {
+        let request = pb::CancelJobRequest {
+            job_id: job_id.to_string(),
+        };
+        self.jobs
+            .clone()
+            .cancel_job(request)
+            .await
+            .map_err(self.failed("cancel"))?;
+        self.status(job_id, false).await
+    }
+
+    /// Calls `on_change` with every new status until the job ends; returns the last.
+    pub async fn watch(
+        &self,
+        job_id: &str,
+        mut on_change: impl FnMut(&JobReport),
+    ) -> Result<JobReport> {
+        let request = pb::GetJobRequest {
+            job_id: job_id.to_string(),
+            include_tasks: false,
+        };
+        let mut stream = self
+            .jobs
+            .clone()
+            .watch_job(request)
+            .await
+            .map_err(self.failed("watch"))?
+            .into_inner();
+        let mut last = None;
+        while let Some(status) = stream.next().await {
+            let report = JobReport::from(status.map_err(self.failed("watch"))?);
+            on_change(&report);
+            last = Some(report);
+        }
+        match last {
+            Some(report) if report.is_terminal() => Ok(report),
+            _ => self.status(job_id, false).await,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Local mode (`harrow run`): an in-process coordinator and workers talking
+//! real gRPC on loopback, the same code paths as a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::builtin_jobs;
+use crate::client::{Client, Submission};
+use crate::report::JobReport;
+use crate::server::{CoordinatorConfig, start_coordinator};
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub workers: usize,
+    pub slots_per_worker: usize,
+    /// Where workers keep map output; a fresh temporary directory if `None`.
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs one job to its end on an in-process cluster and returns its final
+/// status; `on_change` sees every status change.
+pub async fn run_local(
+    config: LocalConfig,
+    submission: Submission,
+    on_change: impl FnMut(&JobReport),
+) -> Result<JobReport> {
+    let registry = builtin_jobs();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let coordinator = start_coordinator(
+        CoordinatorConfig {
+            listen: loopback,
+            heartbeat_interval_ms: 200,
+            ..CoordinatorConfig::default()
+        },
+        registry.clone(),
+    )
+    .await
+    .context("starting the local coordinator")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("harrow-run-")
+        .tempdir()
+        .context("creating a work dir")?;
+    let work_root = config
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+
+    let mut workers = Vec::with_capacity(config.workers);
+    for index in 0..config.workers {
+        let worker = harrow_worker::start_worker(
+            harrow_worker::WorkerConfig {
+                coordinator: coordinator.url(),
+                listen: loopback,
+                slots: config.slots_per_worker,
+                work_dir: work_root.join(format!("worker-{index}")),
+            },
+            registry.clone(),
+        )
+        .await
+        .context("starting a local worker")?;
+        workers.push(worker);
+    }
+
+    let result = async {
+        let client = Client::connect(&coordinator.url()).await?;
+        let job_id = client.submit(submission).await?;
+        client.watch(&job_id, on_change).await
+    }
+    .await;
+
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    coordinator.shutdown().await;
+    result
+}

@@ -1,0 +1,397 @@
+//! What `status`, `jobs` and `workers` show: serializable reports built from
+//! the scheduler's state on the server, carried as protobuf, and turned
+//! back into the same reports by the client (for text or `--json`).
+
+use harrow_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::scheduler::{Attempt, AttemptState, Job, JobState, Scheduler, Task, TaskState, Worker};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseReport {
+    pub total: u32,
+    pub pending: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptReport {
+    pub attempt_id: String,
+    pub worker_id: String,
+    pub state: String,
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub records_out: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskReport {
+    pub task_id: String,
+    pub state: String,
+    pub input: String,
+    pub attempts: Vec<AttemptReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobReport {
+    pub job_id: String,
+    pub job_name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    pub inputs: Vec<String>,
+    pub output: String,
+    pub reducers: u32,
+    pub submitted_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub map: PhaseReport,
+    pub reduce: PhaseReport,
+    pub input_bytes: u64,
+    pub input_records: u64,
+    pub output_records: u64,
+    pub output_files: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskReport>,
+}
+
+impl JobReport {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.state.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    pub worker_id: String,
+    pub address: String,
+    pub slots: u32,
+    pub running_attempts: u32,
+    pub last_heartbeat_ms: u64,
+    pub registered_at_ms: u64,
+}
+
+fn task_state_name(state: &TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "pending",
+        TaskState::Running { .. } => "running",
+        TaskState::Succeeded { .. } => "succeeded",
+        TaskState::Failed { .. } => "failed",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+fn attempt_report(attempt: &Attempt) -> AttemptReport {
+    let (state, error) = match &attempt.state {
+        AttemptState::Running => ("running", ""),
+        AttemptState::Succeeded => ("succeeded", ""),
+        AttemptState::Failed { error } => ("failed", error.as_str()),
+        AttemptState::Killed => ("killed", ""),
+    };
+    AttemptReport {
+        attempt_id: attempt.id.to_string(),
+        worker_id: attempt.worker.to_string(),
+        state: state.to_string(),
+        started_at_ms: attempt.started_at_ms,
+        finished_at_ms: attempt.finished_at_ms,
+        bytes_in: attempt.counters.bytes_in,
+        records_in: attempt.counters.records_in,
+        bytes_out: attempt.counters.bytes_out,
+        records_out: attempt.counters.records_out,
+        error: error.to_string(),
+    }
+}
+
+fn phase_report(tasks: &[Task]) -> PhaseReport {
+    let mut report = PhaseReport {
+        total: tasks.len() as u32,
+        ..PhaseReport::default()
+    };
+    for task in tasks {
+        match task.state {
+            TaskState::Pending => report.pending += 1,
+            TaskState::Running { .. } => report.running += 1,
+            TaskState::Succeeded { .. } => report.succeeded += 1,
+            TaskState::Failed { .. } | TaskState::Cancelled => report.failed += 1,
+        }
+    }
+    report
+}
+
+/// The winning attempt's counters of every succeeded task.
+fn winning_counters(tasks: &[Task]) -> impl Iterator<Item = &harrow_core::task::AttemptCounters> {
+    tasks.iter().filter_map(|task| match &task.state {
+        TaskState::Succeeded { attempt, .. } => task.attempt(*attempt).map(|a| &a.counters),
+        _ => None,
+    })
+}
+
+pub fn job_report(job: &Job, include_tasks: bool) -> JobReport {
+    let error = match &job.state {
+        JobState::Failed { error } => error.clone(),
+        _ => String::new(),
+    };
+    let tasks = if include_tasks {
+        job.tasks()
+            .map(|task| TaskReport {
+                task_id: task.id.to_string(),
+                state: task_state_name(&task.state).to_string(),
+                input: task.input.to_string(),
+                attempts: task.attempts.iter().map(attempt_report).collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    JobReport {
+        job_id: job.id.to_string(),
+        job_name: job.plan.name.clone(),
+        state: job.state.name().to_string(),
+        error,
+        inputs: job.plan.inputs.clone(),
+        output: job.plan.output.clone(),
+        reducers: job.plan.reducers,
+        submitted_at_ms: job.submitted_at_ms,
+        finished_at_ms: job.finished_at_ms,
+        map: phase_report(&job.maps),
+        reduce: phase_report(&job.reduces),
+        input_bytes: job.plan.splits.iter().map(|s| s.end - s.start).sum(),
+        input_records: winning_counters(&job.maps).map(|c| c.records_in).sum(),
+        output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
+        output_files: winning_counters(&job.reduces).count() as u32,
+        tasks,
+    }
+}
+
+pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
+    scheduler
+        .workers()
+        .map(|worker: &Worker| WorkerReport {
+            worker_id: worker.id.to_string(),
+            address: worker.shuffle_address.clone(),
+            slots: worker.slots,
+            running_attempts: scheduler.running_on(worker.id) as u32,
+            last_heartbeat_ms: worker.last_heartbeat_ms,
+            registered_at_ms: worker.registered_at_ms,
+        })
+        .collect()
+}
+
+fn job_state_to_wire(state: &str) -> pb::JobState {
+    match state {
+        "queued" => pb::JobState::Queued,
+        "running" => pb::JobState::Running,
+        "committing" => pb::JobState::Committing,
+        "succeeded" => pb::JobState::Succeeded,
+        "failed" => pb::JobState::Failed,
+        "cancelled" => pb::JobState::Cancelled,
+        _ => pb::JobState::Unspecified,
+    }
+}
+
+fn job_state_from_wire(state: i32) -> String {
+    match pb::JobState::try_from(state).unwrap_or(pb::JobState::Unspecified) {
+        pb::JobState::Queued => "queued",
+        pb::JobState::Running => "running",
+        pb::JobState::Committing => "committing",
+        pb::JobState::Succeeded => "succeeded",
+        pb::JobState::Failed => "failed",
+        pb::JobState::Cancelled => "cancelled",
+        pb::JobState::Unspecified => "unknown",
+    }
+    .to_string()
+}
+
+fn task_state_to_wire(state: &str) -> pb::TaskState {
+    match state {
+        "pending" => pb::TaskState::Pending,
+        "running" => pb::TaskState::Running,
+        "succeeded" => pb::TaskState::Succeeded,
+        "failed" => pb::TaskState::Failed,
+        "cancelled" => pb::TaskState::Cancelled,
+        _ => pb::TaskState::Unspecified,
+    }
+}
+
+fn task_state_from_wire(state: i32) -> String {
+    match pb::TaskState::try_from(state).unwrap_or(pb::TaskState::Unspecified) {
+        pb::TaskState::Pending => "pending",
+        pb::TaskState::Running => "running",
+        pb::TaskState::Succeeded => "succeeded",
+        pb::TaskState::Failed => "failed",
+        pb::TaskState::Cancelled => "cancelled",
+        pb::TaskState::Unspecified => "unknown",
+    }
+    .to_string()
+}
+
+fn attempt_state_to_wire(state: &str) -> pb::AttemptState {
+    match state {
+        "running" => pb::AttemptState::Running,
+        "succeeded" => pb::AttemptState::Succeeded,
+        "failed" => pb::AttemptState::Failed,
+        "killed" => pb::AttemptState::Killed,
+        _ => pb::AttemptState::Unspecified,
+    }
+}
+
+fn attempt_state_from_wire(state: i32) -> String {
+    match pb::AttemptState::try_from(state).unwrap_or(pb::AttemptState::Unspecified) {
+        pb::AttemptState::Running => "running",
+        pb::AttemptState::Succeeded => "succeeded",
+        pb::AttemptState::Failed => "failed",
+        pb::AttemptState::Killed => "killed",
+        pb::AttemptState::Unspecified => "unknown",
+    }
+    .to_string()
+}
+
+impl From<&PhaseReport> for pb::PhaseProgress {
+    fn from(p: &PhaseReport) -> Self {
+        pb::PhaseProgress {
+            total: p.total,
+            pending: p.pending,
+            running: p.running,
+            succeeded: p.succeeded,
+            failed: p.failed,
+        }
+    }
+}
+
+impl From<pb::PhaseProgress> for PhaseReport {
+    fn from(p: pb::PhaseProgress) -> Self {
+        PhaseReport {
+            total: p.total,
+            pending: p.pending,
+            running: p.running,
+            succeeded: p.succeeded,
+            failed: p.failed,
+        }
+    }
+}
+
+impl From<JobReport> for pb::JobStatus {
+    fn from(r: JobReport) -> Self {
+        pb::JobStatus {
+            job_id: r.job_id,
+            job_name: r.job_name,
+            state: job_state_to_wire(&r.state).into(),
+            error: r.error,
+            inputs: r.inputs,
+            output: r.output,
+            reducers: r.reducers,
+            submitted_at_ms: r.submitted_at_ms,
+            finished_at_ms: r.finished_at_ms,
+            map: Some((&r.map).into()),
+            reduce: Some((&r.reduce).into()),
+            input_bytes: r.input_bytes,
+            input_records: r.input_records,
+            output_records: r.output_records,
+            output_files: r.output_files,
+            tasks: r
+                .tasks
+                .into_iter()
+                .map(|t| pb::TaskStatus {
+                    task_id: t.task_id,
+                    state: task_state_to_wire(&t.state).into(),
+                    input: t.input,
+                    attempts: t
+                        .attempts
+                        .into_iter()
+                        .map(|a| pb::AttemptStatus {
+                            attempt_id: a.attempt_id,
+                            worker_id: a.worker_id,
+                            state: attempt_state_to_wire(&a.state).into(),
+                            started_at_ms: a.started_at_ms,
+                            finished_at_ms: a.finished_at_ms,
+                            bytes_in: a.bytes_in,
+                            records_in: a.records_in,
+                            bytes_out: a.bytes_out,
+                            records_out: a.records_out,
+                            error: a.error,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<pb::JobStatus> for JobReport {
+    fn from(s: pb::JobStatus) -> Self {
+        JobReport {
+            job_id: s.job_id,
+            job_name: s.job_name,
+            state: job_state_from_wire(s.state),
+            error: s.error,
+            inputs: s.inputs,
+            output: s.output,
+            reducers: s.reducers,
+            submitted_at_ms: s.submitted_at_ms,
+            finished_at_ms: s.finished_at_ms,
+            map: s.map.map(Into::into).unwrap_or_default(),
+            reduce: s.reduce.map(Into::into).unwrap_or_default(),
+            input_bytes: s.input_bytes,
+            input_records: s.input_records,
+            output_records: s.output_records,
+            output_files: s.output_files,
+            tasks: s
+                .tasks
+                .into_iter()
+                .map(|t| TaskReport {
+                    task_id: t.task_id,
+                    state: task_state_from_wire(t.state),
+                    input: t.input,
+                    attempts: t
+                        .attempts
+                        .into_iter()
+                        .map(|a| AttemptReport {
+                            attempt_id: a.attempt_id,
+                            worker_id: a.worker_id,
+                            state: attempt_state_from_wire(a.state),
+                            started_at_ms: a.started_at_ms,
+                            finished_at_ms: a.finished_at_ms,
+                            bytes_in: a.bytes_in,
+                            records_in: a.records_in,
+                            bytes_out: a.bytes_out,
+                            records_out: a.records_out,
+                            error: a.error,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<WorkerReport> for pb::WorkerStatus {
+    fn from(w: WorkerReport) -> Self {
+        pb::WorkerStatus {
+            worker_id: w.worker_id,
+            address: w.address,
+            slots: w.slots,
+            running_attempts: w.running_attempts,
+            last_heartbeat_ms: w.last_heartbeat_ms,
+            registered_at_ms: w.registered_at_ms,
+        }
+    }
+}
+
+impl From<pb::WorkerStatus> for WorkerReport {
+    fn from(w: pb::WorkerStatus) -> Self {
+        WorkerReport {
+            worker_id: w.worker_id,
+            address: w.address,
+            slots: w.slots,
+            running_attempts: w.running_attempts,
+            last_heartbeat_ms: w.last_heartbeat_ms,
+            registered_at_ms: w.registered_at_ms,
+        }
+    }
+}

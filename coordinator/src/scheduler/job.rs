@@ -1,0 +1,172 @@
+//! One job's lifecycle, its tasks and what it was asked to do.
+//!
+//! ```text
+//!          first assignment          last reduce committed         _SUCCESS written
+//!  Queued ─────────────────▶ Running ─────────────────────▶ Committing ──────────────▶ Succeeded
+//!    │                         │ a task failed max attempts      │ writing _SUCCESS failed
+//!    │                         └───────────────────────────▶ Failed ◀┘
+//!    └──────── cancel ─────────┴── cancel ──▶ Cancelled
+//! ```
+
+use std::collections::BTreeMap;
+
+use harrow_core::ids::{JobId, Phase, TaskId};
+use harrow_core::task::Split;
+
+use super::task::{Task, TaskInput, TaskState};
+
+/// A validated submission: what the planner found and the user asked for.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub name: String,
+    pub args: BTreeMap<String, String>,
+    pub inputs: Vec<String>,
+    pub output: String,
+    pub reducers: u32,
+    pub splits: Vec<Split>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Committing,
+    Succeeded,
+    Failed { error: String },
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            JobState::Queued | JobState::Running | JobState::Committing => false,
+            JobState::Succeeded | JobState::Failed { .. } | JobState::Cancelled => true,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Committing => "committing",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed { .. } => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What happens to a job as a whole.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    Started,
+    AllReducesCommitted,
+    TaskFailed { error: String },
+    CommitEnded { error: Option<String> },
+    Cancel,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: JobId,
+    pub plan: JobPlan,
+    pub state: JobState,
+    pub maps: Vec<Task>,
+    pub reduces: Vec<Task>,
+    pub submitted_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
+impl Job {
+    pub fn new(id: JobId, plan: JobPlan, now_ms: u64) -> Self {
+        let task_id = |phase, index: usize| TaskId {
+            job: id,
+            phase,
+            index: index as u32,
+        };
+        let maps = plan
+            .splits
+            .iter()
+            .enumerate()
+            .map(|(i, split)| Task::new(task_id(Phase::Map, i), TaskInput::Split(split.clone())))
+            .collect();
+        let reduces = (0..plan.reducers as usize)
+            .map(|i| Task::new(task_id(Phase::Reduce, i), TaskInput::Partition(i as u32)))
+            .collect();
+        Job {
+            id,
+            plan,
+            state: JobState::Queued,
+            maps,
+            reduces,
+            submitted_at_ms: now_ms,
+            finished_at_ms: None,
+        }
+    }
+
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        match id.phase {
+            Phase::Map => self.maps.get(id.index as usize),
+            Phase::Reduce => self.reduces.get(id.index as usize),
+        }
+    }
+
+    pub fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        match id.phase {
+            Phase::Map => self.maps.get_mut(id.index as usize),
+            Phase::Reduce => self.reduces.get_mut(id.index as usize),
+        }
+    }
+
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.maps.iter().chain(&self.reduces)
+    }
+
+    pub fn maps_done(&self) -> bool {
+        self.maps
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
+    }
+
+    pub fn reduces_done(&self) -> bool {
+        self.reduces
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
+    }
+
+    /// Every transition of the job lifecycle; returns whether the state changed.
+    pub fn apply(&mut self, event: JobEvent, now_ms: u64) -> bool {
+        let next = match (&self.state, event) {
+            (JobState::Queued, JobEvent::Started) => JobState::Running,
+            (JobState::Running, JobEvent::AllReducesCommitted) => JobState::Committing,
+            (JobState::Running, JobEvent::TaskFailed { error }) => JobState::Failed { error },
+            (JobState::Committing, JobEvent::CommitEnded { error: None }) => JobState::Succeeded,
+            (JobState::Committing, JobEvent::CommitEnded { error: Some(error) }) => {
+                JobState::Failed { error }
+            }
+            (JobState::Queued | JobState::Running, JobEvent::Cancel) => JobState::Cancelled,
+            (
+                JobState::Queued,
+                JobEvent::AllReducesCommitted
+                | JobEvent::TaskFailed { .. }
+                | JobEvent::CommitEnded { .. },
+            )
+            | (JobState::Running, JobEvent::Started | JobEvent::CommitEnded { .. })
+            | (
+                JobState::Committing,
+                JobEvent::Started
+                | JobEvent::AllReducesCommitted
+                | JobEvent::TaskFailed { .. }
+                | JobEvent::Cancel,
+            )
+            | (JobState::Succeeded | JobState::Failed { .. } | JobState::Cancelled, _) => {
+                return false;
+            }
+        };
+        if next.is_terminal() {
+            self.finished_at_ms = Some(now_ms);
+        }
+        self.state = next;
+        true
+    }
+}

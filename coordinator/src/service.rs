@@ -1,0 +1,454 @@
+//! The coordinator's gRPC services, a thin layer around the scheduler:
+//! convert the request to an [`Event`], apply it under the lock with the
+//! clock's time, carry out side effects, convert the reply. Protobuf types
+//! stop here.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use harrow_core::ids::{AttemptId, JobId, WorkerId};
+use harrow_core::registry::JobRegistry;
+use harrow_core::storage::Location;
+use harrow_core::task::{SUCCESS_FILE, TEMPORARY_DIR};
+use harrow_core::wire;
+use harrow_proto::v1 as pb;
+use harrow_proto::v1::job_service_server::JobService;
+use harrow_proto::v1::worker_service_server::WorkerService;
+use harrow_sdk::JobArgs;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::{Notify, watch};
+use tonic::{Request, Response, Status};
+
+use crate::clock::Clock;
+use crate::planner;
+use crate::report::{job_report, worker_reports};
+use crate::scheduler::{Action, Event, JobPlan, Scheduler};
+
+/// The longest a worker's task request may wait for work.
+const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
+
+/// State shared by the services.
+pub struct Coordinator {
+    scheduler: Mutex<Scheduler>,
+    clock: Arc<dyn Clock>,
+    registry: Arc<JobRegistry>,
+    heartbeat_interval_ms: u64,
+    /// Woken whenever work may have become available.
+    work_available: Notify,
+    /// Bumped on every state change, for status watchers.
+    version: watch::Sender<u64>,
+}
+
+impl Coordinator {
+    pub fn new(
+        scheduler: Scheduler,
+        clock: Arc<dyn Clock>,
+        registry: Arc<JobRegistry>,
+        heartbeat_interval_ms: u64,
+    ) -> Arc<Self> {
+        Arc::new(Coordinator {
+            scheduler: Mutex::new(scheduler),
+            clock,
+            registry,
+            heartbeat_interval_ms,
+            work_available: Notify::new(),
+            version: watch::Sender::new(0),
+        })
+    }
+
+    /// Applies one event and starts the side effects it calls for.
+    fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
+        let is_poll = matches!(event, Event::RequestTasks { .. } | Event::Heartbeat { .. });
+        let actions = {
+            let mut scheduler = self.scheduler.lock().expect("scheduler lock");
+            scheduler.handle(event, self.clock.now_ms())
+        };
+        for action in &actions {
+            match action {
+                Action::CommitJob { job, output } => self.spawn_commit(*job, output.clone()),
+                Action::AbortJobOutput { job, output } => {
+                    let output = output.clone();
+                    let job = *job;
+                    tokio::spawn(async move {
+                        if let Err(error) = clear_temporary(&output).await {
+                            tracing::warn!(%job, %error, "could not clear temporary output");
+                        }
+                    });
+                }
+                Action::JobFinished { job, state } => {
+                    tracing::info!(%job, state = state.name(), "job finished")
+                }
+                Action::JobAccepted { .. }
+                | Action::JobRejected { .. }
+                | Action::WorkerRegistered { .. }
+                | Action::UnknownWorker { .. }
+                | Action::Assign { .. }
+                | Action::CommitGranted { .. }
+                | Action::CommitRefused { .. }
+                | Action::KillAttempts { .. }
+                | Action::ReleaseJobs { .. } => {}
+            }
+        }
+        if !is_poll || !actions.is_empty() {
+            self.work_available.notify_waiters();
+            self.version.send_modify(|v| *v += 1);
+        }
+        actions
+    }
+
+    /// Writes `_SUCCESS` and clears `_temporary`, then tells the scheduler.
+    fn spawn_commit(self: &Arc<Self>, job: JobId, output: String) {
+        let coordinator = self.clone();
+        tokio::spawn(async move {
+            let error = commit_job_output(&output).await.err();
+            coordinator.apply(Event::JobCommitEnded { job, error });
+        });
+    }
+}
+
+async fn commit_job_output(output: &str) -> Result<(), String> {
+    clear_temporary(output).await?;
+    let location = Location::parse(output).map_err(|e| e.to_string())?;
+    let marker = location.child(SUCCESS_FILE);
+    location
+        .store()
+        .put(marker.path(), Vec::<u8>::new().into())
+        .await
+        .map_err(|e| format!("writing {marker}: {e}"))?;
+    Ok(())
+}
+
+async fn clear_temporary(output: &str) -> Result<(), String> {
+    use futures::TryStreamExt;
+    let location = Location::parse(output).map_err(|e| e.to_string())?;
+    let temporary = location.child(TEMPORARY_DIR);
+    let store: &Arc<dyn ObjectStore> = temporary.store();
+    let listed: Vec<_> = match store.list(Some(temporary.path())).try_collect().await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(format!("listing {temporary}: {e}")),
+    };
+    for meta in listed {
+        match store.delete(&meta.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(format!("deleting {}: {e}", meta.location)),
+        }
+    }
+    Ok(())
+}
+
+fn parse_id<T: std::str::FromStr<Err = harrow_core::ids::IdError>>(
+    text: &str,
+) -> Result<T, Status> {
+    text.parse()
+        .map_err(|e: harrow_core::ids::IdError| Status::invalid_argument(e.to_string()))
+}
+
+/// The worker-facing service.
+#[derive(Clone)]
+pub struct WorkerApi(pub Arc<Coordinator>);
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let request = request.into_inner();
+        if request.slots == 0 {
+            return Err(Status::invalid_argument("a worker needs at least one slot"));
+        }
+        let actions = self.0.apply(Event::RegisterWorker {
+            shuffle_address: request.shuffle_address,
+            slots: request.slots,
+        });
+        let [Action::WorkerRegistered { worker }] = actions.as_slice() else {
+            unreachable!("registration always registers: {actions:?}")
+        };
+        tracing::info!(%worker, "worker registered");
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id: worker.to_string(),
+            heartbeat_interval_ms: self.0.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let worker: WorkerId = parse_id(&request.worker_id)?;
+        let running = request
+            .running_attempts
+            .iter()
+            .map(|a| parse_id(a))
+            .collect::<Result<_, _>>()?;
+        let jobs_with_data = request
+            .jobs_with_data
+            .iter()
+            .map(|j| parse_id(j))
+            .collect::<Result<_, _>>()?;
+        let mut response = pb::HeartbeatResponse::default();
+        for action in self.0.apply(Event::Heartbeat {
+            worker,
+            running,
+            jobs_with_data,
+        }) {
+            match action {
+                Action::UnknownWorker { .. } => response.unknown_worker = true,
+                Action::KillAttempts { attempts, .. } => {
+                    response.kill_attempts = attempts.iter().map(ToString::to_string).collect();
+                }
+                Action::ReleaseJobs { jobs, .. } => {
+                    response.release_jobs = jobs.iter().map(ToString::to_string).collect()
+                }
+                other => unreachable!("heartbeat produced {other:?}"),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn request_task(
+        &self,
+        request: Request<pb::TaskRequest>,
+    ) -> Result<Response<pb::TaskResponse>, Status> {
+        let request = request.into_inner();
+        let worker: WorkerId = parse_id(&request.worker_id)?;
+        let wait = Duration::from_millis(request.wait_ms).min(MAX_TASK_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a change between the look
+            // and the wait still wakes us.
+            let notified = self.0.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut response = pb::TaskResponse::default();
+            for action in self.0.apply(Event::RequestTasks {
+                worker,
+                free_slots: request.free_slots,
+            }) {
+                match action {
+                    Action::Assign { assignment, .. } => {
+                        response.assignments.push(assignment.into())
+                    }
+                    Action::UnknownWorker { .. } => response.unknown_worker = true,
+                    other => unreachable!("task request produced {other:?}"),
+                }
+            }
+            if !response.assignments.is_empty() || response.unknown_worker {
+                return Ok(Response::new(response));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Response::new(response));
+            }
+        }
+    }
+
+    async fn request_commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let request = request.into_inner();
+        let worker: WorkerId = parse_id(&request.worker_id)?;
+        let attempt: AttemptId = parse_id(&request.attempt_id)?;
+        let actions = self.0.apply(Event::RequestCommit { worker, attempt });
+        let response = match actions.as_slice() {
+            [Action::CommitGranted { .. }] => pb::CommitResponse {
+                granted: true,
+                reason: String::new(),
+            },
+            [Action::CommitRefused { reason, .. }] => pb::CommitResponse {
+                granted: false,
+                reason: reason.clone(),
+            },
+            other => unreachable!("commit request produced {other:?}"),
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn report_attempt(
+        &self,
+        request: Request<pb::AttemptReport>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let request = request.into_inner();
+        let worker: WorkerId = parse_id(&request.worker_id)?;
+        let attempt: AttemptId = parse_id(&request.attempt_id)?;
+        let outcome = wire::attempt_outcome(request.outcome)?;
+        let counters = request.counters.map(Into::into).unwrap_or_default();
+        self.0.apply(Event::AttemptEnded {
+            worker,
+            attempt,
+            counters,
+            outcome,
+        });
+        Ok(Response::new(pb::ReportResponse {}))
+    }
+}
+
+/// The client-facing service.
+#[derive(Clone)]
+pub struct JobApi(pub Arc<Coordinator>);
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Send>>;
+
+impl JobApi {
+    fn report(&self, job: JobId, include_tasks: bool) -> Result<pb::JobStatus, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let job = scheduler
+            .job(job)
+            .ok_or_else(|| Status::not_found(format!("no job {job}")))?;
+        Ok(job_report(job, include_tasks).into())
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let args = JobArgs::new(request.args.into_iter().collect());
+        self.0
+            .registry
+            .instantiate(&request.job_name, &args)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if request.reducers == 0 {
+            return Err(Status::invalid_argument("--reducers must be at least 1"));
+        }
+        if request.inputs.is_empty() {
+            return Err(Status::invalid_argument(
+                "no input given (--input PATH_OR_GLOB)",
+            ));
+        }
+        let plan_error = |e: planner::PlanError| match e {
+            planner::PlanError::MissingInput { .. } | planner::PlanError::NoMatch { .. } => {
+                Status::not_found(e.to_string())
+            }
+            planner::PlanError::OutputExists { .. } => Status::already_exists(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        };
+        let output = planner::check_output(&request.output)
+            .await
+            .map_err(plan_error)?;
+        let files = planner::list_inputs(&request.inputs)
+            .await
+            .map_err(plan_error)?;
+        let plan = JobPlan {
+            name: request.job_name,
+            args: args.as_map().clone(),
+            inputs: request.inputs,
+            output: output.to_string(),
+            reducers: request.reducers,
+            splits: planner::splits(&files, request.split_size_bytes),
+        };
+        match self.0.apply(Event::SubmitJob { plan }).as_slice() {
+            [Action::JobAccepted { job }] => {
+                tracing::info!(%job, "job submitted");
+                Ok(Response::new(pb::SubmitJobResponse {
+                    job_id: job.to_string(),
+                }))
+            }
+            [Action::JobRejected { reason }] => Err(Status::failed_precondition(reason.clone())),
+            other => unreachable!("submit produced {other:?}"),
+        }
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.report(
+            parse_id(&request.job_id)?,
+            request.include_tasks,
+        )?))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let jobs = scheduler
+            .jobs()
+            .rev()
+            .map(|job| job_report(job, false).into())
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let job: JobId = parse_id(&request.into_inner().job_id)?;
+        self.report(job, false)?;
+        self.0.apply(Event::CancelJob { job });
+        let state = self.report(job, false)?.state;
+        Ok(Response::new(pb::CancelJobResponse { state }))
+    }
+
+    type WatchJobStream = StatusStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let request = request.into_inner();
+        let job: JobId = parse_id(&request.job_id)?;
+        let include_tasks = request.include_tasks;
+        self.report(job, false)?;
+        let api = self.clone();
+        let mut changes = self.0.version.subscribe();
+        let stream = async_stream(move |sender| async move {
+            let mut last = None;
+            loop {
+                changes.borrow_and_update();
+                let status = match api.report(job, include_tasks) {
+                    Ok(status) => status,
+                    Err(e) => {
+                        let _ = sender.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let terminal = crate::report::JobReport::from(status.clone()).is_terminal();
+                if last.as_ref() != Some(&status) {
+                    last = Some(status.clone());
+                    if sender.send(Ok(status)).await.is_err() {
+                        return;
+                    }
+                }
+                if terminal || changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let workers = worker_reports(&scheduler)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+}
+
+/// A stream fed by a task through a small bounded channel.
+fn async_stream<F, Fut>(produce: F) -> StatusStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::JobStatus, Status>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(produce(sender));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
