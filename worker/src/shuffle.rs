@@ -114,9 +114,7 @@ async fn stream_range(
         file.read_exact(&mut buffer).await.map_err(io)?;
         remaining -= buffer.len() as u64;
         if sender
-            .send(Ok(SegmentChunk {
-                data: buffer,
-            }))
+            .send(Ok(SegmentChunk { data: buffer }))
             .await
             .is_err()
         {

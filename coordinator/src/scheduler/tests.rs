@@ -1,1 +1,451 @@
+//! Scheduler tests: the state machine driven by hand with a fake clock (a
+//! number passed to `handle`), no sleeps, no I/O.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
+use harrow_core::task::{
+    Assignment, AttemptCounters, AttemptOutcome, SegmentInfo, Split, TaskSpec,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+struct Harness {
+    scheduler: Scheduler,
+    now_ms: u64,
+}
+
+impl Harness {
+    fn new(max_attempts: u32) -> Self {
+        Harness {
+            scheduler: Scheduler::new(SchedulerConfig { max_attempts }),
+            now_ms: 1_000,
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Vec<Action> {
+        self.now_ms += 10;
+        self.scheduler.handle(event, self.now_ms)
+    }
+
+    fn worker(&mut self) -> WorkerId {
+        match self.handle(Event::RegisterWorker {
+            shuffle_address: "127.0.0.1:1".into(),
+            slots: 2,
+        })[..]
+        {
+            [Action::WorkerRegistered { worker }] => worker,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    fn submit(&mut self, maps: usize, reducers: u32) -> JobId {
+        self.submit_to(maps, reducers, "/out")
+    }
+
+    fn submit_to(&mut self, maps: usize, reducers: u32, output: &str) -> JobId {
+        let splits = (0..maps)
+            .map(|i| Split {
+                location: format!("/in/f{i}"),
+                start: 0,
+                end: 10,
+                file_size: 10,
+            })
+            .collect();
+        let plan = JobPlan {
+            name: "wordcount".into(),
+            args: BTreeMap::new(),
+            inputs: vec!["/in".into()],
+            output: output.into(),
+            reducers,
+            splits,
+        };
+        match self.handle(Event::SubmitJob { plan })[..] {
+            [Action::JobAccepted { job }] => job,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    fn request(&mut self, worker: WorkerId, free_slots: u32) -> Vec<Assignment> {
+        self.handle(Event::RequestTasks { worker, free_slots })
+            .into_iter()
+            .map(|action| match action {
+                Action::Assign { assignment, .. } => assignment,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn succeed(&mut self, worker: WorkerId, assignment: &Assignment) -> Vec<Action> {
+        let segments = (0..assignment.reducers)
+            .map(|partition| SegmentInfo {
+                partition,
+                bytes: 1,
+                records: 1,
+                crc32c: 0,
+            })
+            .collect();
+        let outcome = match assignment.task {
+            TaskSpec::Map { .. } => AttemptOutcome::Succeeded { segments },
+            TaskSpec::Reduce { .. } => {
+                let granted = self.handle(Event::RequestCommit {
+                    worker,
+                    attempt: assignment.attempt,
+                });
+                assert_eq!(
+                    granted,
+                    [Action::CommitGranted {
+                        attempt: assignment.attempt
+                    }]
+                );
+                AttemptOutcome::Succeeded {
+                    segments: Vec::new(),
+                }
+            }
+        };
+        self.report(worker, assignment.attempt, outcome)
+    }
+
+    fn fail(&mut self, worker: WorkerId, attempt: AttemptId, message: &str) -> Vec<Action> {
+        self.report(
+            worker,
+            attempt,
+            AttemptOutcome::Failed {
+                message: message.into(),
+            },
+        )
+    }
+
+    fn report(
+        &mut self,
+        worker: WorkerId,
+        attempt: AttemptId,
+        outcome: AttemptOutcome,
+    ) -> Vec<Action> {
+        self.handle(Event::AttemptEnded {
+            worker,
+            attempt,
+            counters: AttemptCounters::default(),
+            outcome,
+        })
+    }
+
+    fn state(&self, job: JobId) -> JobState {
+        self.scheduler.job(job).unwrap().state.clone()
+    }
+}
+
+fn phases(assignments: &[Assignment]) -> Vec<Phase> {
+    assignments.iter().map(|a| a.attempt.task.phase).collect()
+}
+
+#[test]
+fn maps_run_before_reduces_and_every_slot_is_used() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let job = h.submit(3, 2);
+    assert_eq!(h.state(job), JobState::Queued);
+
+    let first = h.request(worker, 2);
+    assert_eq!(phases(&first), [Phase::Map, Phase::Map]);
+    assert_eq!(h.state(job), JobState::Running);
+    // The third map goes out; reduces wait although a slot is free.
+    h.succeed(worker, &first[0]);
+    let second = h.request(worker, 2);
+    assert_eq!(phases(&second), [Phase::Map]);
+    h.succeed(worker, &first[1]);
+    assert!(h.request(worker, 1).is_empty(), "a map is still running");
+    h.succeed(worker, &second[0]);
+
+    let reduces = h.request(worker, 4);
+    assert_eq!(phases(&reduces), [Phase::Reduce, Phase::Reduce]);
+    let TaskSpec::Reduce {
+        map_outputs,
+        partition,
+        ..
+    } = &reduces[1].task
+    else {
+        panic!()
+    };
+    assert_eq!(*partition, 1);
+    assert_eq!(map_outputs.len(), 3);
+    assert!(map_outputs.iter().all(|m| m.segment.partition == 1));
+
+    h.succeed(worker, &reduces[0]);
+    let actions = h.succeed(worker, &reduces[1]);
+    assert_eq!(
+        actions,
+        [Action::CommitJob {
+            job,
+            output: "/out".into()
+        }]
+    );
+    assert_eq!(h.state(job), JobState::Committing);
+    let actions = h.handle(Event::JobCommitEnded { job, error: None });
+    assert_eq!(
+        actions,
+        [Action::JobFinished {
+            job,
+            state: JobState::Succeeded
+        }]
+    );
+    assert!(h.scheduler.job(job).unwrap().finished_at_ms.is_some());
+}
+
+#[test]
+fn jobs_are_served_in_submission_order() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let first = h.submit_to(1, 1, "/out1");
+    let second = h.submit_to(2, 1, "/out2");
+    let assigned = h.request(worker, 3);
+    let jobs: Vec<JobId> = assigned.iter().map(|a| a.attempt.task.job).collect();
+    // The first job's only map, then the second job fills the free slots.
+    assert_eq!(jobs, [first, second, second]);
+}
+
+#[test]
+fn a_failed_attempt_is_retried_until_max_attempts_then_fails_the_job() {
+    let mut h = Harness::new(3);
+    let worker = h.worker();
+    let job = h.submit(1, 1);
+    for number in 1..=3 {
+        let assigned = h.request(worker, 1);
+        assert_eq!(assigned[0].attempt.number, number);
+        let actions = h.fail(worker, assigned[0].attempt, "bad record at byte 7");
+        if number < 3 {
+            assert!(actions.is_empty());
+            assert_eq!(h.state(job), JobState::Running);
+        } else {
+            let JobState::Failed { error } = h.state(job) else {
+                panic!()
+            };
+            assert!(
+                error.contains("map task job-000001/m-00000 (/in/f0[0..10])"),
+                "{error}"
+            );
+            assert!(
+                error.contains("after 3 attempts") && error.contains("bad record at byte 7"),
+                "{error}"
+            );
+            assert!(matches!(
+                actions[..],
+                [Action::AbortJobOutput { .. }, Action::JobFinished { .. }]
+            ));
+        }
+    }
+    assert!(h.request(worker, 1).is_empty());
+}
+
+#[test]
+fn reports_from_other_workers_or_ended_attempts_are_ignored() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let other = h.worker();
+    let job = h.submit(1, 1);
+    let assigned = h.request(worker, 1);
+    // Wrong worker: fenced.
+    assert!(h.fail(other, assigned[0].attempt, "late").is_empty());
+    assert_eq!(h.scheduler.job(job).unwrap().maps[0].attempts.len(), 1);
+    h.fail(worker, assigned[0].attempt, "first failure");
+    // The same attempt again: it already ended.
+    assert!(h.fail(worker, assigned[0].attempt, "duplicate").is_empty());
+    let retry = h.request(other, 1);
+    assert_eq!(retry[0].attempt.number, 2);
+    // A late success of attempt 1 changes nothing.
+    assert!(h.succeed(worker, &assigned[0]).is_empty());
+    assert_eq!(
+        h.scheduler.job(job).unwrap().maps[0].state,
+        TaskState::Running {
+            attempt: retry[0].attempt
+        }
+    );
+}
+
+#[test]
+fn only_one_attempt_of_a_task_may_commit() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    h.submit(1, 1);
+    let map = h.request(worker, 1);
+    h.succeed(worker, &map[0]);
+    let reduce = h.request(worker, 1);
+    let attempt = reduce[0].attempt;
+    assert_eq!(
+        h.handle(Event::RequestCommit { worker, attempt }),
+        [Action::CommitGranted { attempt }]
+    );
+    // Asking again is idempotent; a map attempt or a stranger is refused.
+    assert_eq!(
+        h.handle(Event::RequestCommit { worker, attempt }),
+        [Action::CommitGranted { attempt }]
+    );
+    let stranger = h.worker();
+    assert!(matches!(
+        h.handle(Event::RequestCommit {
+            worker: stranger,
+            attempt
+        })[..],
+        [Action::CommitRefused { .. }]
+    ));
+    // The holder fails after the grant: the next attempt may commit.
+    h.fail(worker, attempt, "disk full");
+    let retry = h.request(worker, 1)[0].attempt;
+    assert_eq!(
+        h.handle(Event::RequestCommit {
+            worker,
+            attempt: retry
+        }),
+        [Action::CommitGranted { attempt: retry }]
+    );
+}
+
+#[test]
+fn cancel_kills_running_attempts_through_heartbeats_and_releases_data() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let job = h.submit(2, 1);
+    let assigned = h.request(worker, 2);
+    h.succeed(worker, &assigned[0]);
+    let actions = h.handle(Event::CancelJob { job });
+    assert_eq!(
+        actions[1],
+        Action::JobFinished {
+            job,
+            state: JobState::Cancelled
+        }
+    );
+    let running = vec![assigned[1].attempt];
+    let actions = h.handle(Event::Heartbeat {
+        worker,
+        running,
+        jobs_with_data: vec![job],
+    });
+    assert_eq!(
+        actions,
+        [
+            Action::KillAttempts {
+                worker,
+                attempts: vec![assigned[1].attempt]
+            },
+            Action::ReleaseJobs {
+                worker,
+                jobs: vec![job]
+            },
+        ]
+    );
+    // Its late report changes nothing; no more work is handed out.
+    assert!(h.succeed(worker, &assigned[1]).is_empty());
+    assert!(h.request(worker, 2).is_empty());
+    assert_eq!(h.state(job), JobState::Cancelled);
+}
+
+#[test]
+fn unknown_workers_are_told_to_register() {
+    let mut h = Harness::new(4);
+    let ghost = WorkerId(99);
+    assert_eq!(
+        h.handle(Event::RequestTasks {
+            worker: ghost,
+            free_slots: 1
+        }),
+        [Action::UnknownWorker { worker: ghost }]
+    );
+    let heartbeat = Event::Heartbeat {
+        worker: ghost,
+        running: vec![],
+        jobs_with_data: vec![],
+    };
+    assert_eq!(
+        h.handle(heartbeat),
+        [Action::UnknownWorker { worker: ghost }]
+    );
+}
+
+#[test]
+fn a_second_job_writing_the_same_output_is_rejected_while_the_first_runs() {
+    let mut h = Harness::new(4);
+    h.submit(1, 1);
+    let plan = h.scheduler.jobs().next().unwrap().plan.clone();
+    assert!(matches!(
+        h.handle(Event::SubmitJob { plan })[..],
+        [Action::JobRejected { .. }]
+    ));
+}
+
+#[test]
+fn a_map_reporting_the_wrong_number_of_segments_fails_its_attempt() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let job = h.submit(1, 3);
+    let assigned = h.request(worker, 1);
+    h.report(
+        worker,
+        assigned[0].attempt,
+        AttemptOutcome::Succeeded { segments: vec![] },
+    );
+    let task = &h.scheduler.job(job).unwrap().maps[0];
+    assert_eq!(task.state, TaskState::Pending);
+    assert!(
+        matches!(&task.attempts[0].state, AttemptState::Failed { error } if error.contains("0 segments for 3 partitions"))
+    );
+}
+
+proptest! {
+    /// Whatever the order of requests and reports, and with fewer failures
+    /// per task than max attempts, every job succeeds and no task commits
+    /// twice.
+    #[test]
+    fn jobs_finish_and_commit_once_under_any_interleaving(
+        maps in 1usize..6,
+        reducers in 1u32..4,
+        jobs in 1usize..3,
+        steps in proptest::collection::vec((0usize..3, 0usize..8, 0u8..10), 1..400),
+    ) {
+        let mut h = Harness::new(4);
+        let workers: Vec<WorkerId> = (0..3).map(|_| h.worker()).collect();
+        let ids: Vec<JobId> = (0..jobs).map(|j| h.submit_to(maps, reducers, &format!("/out{j}"))).collect();
+        let mut running: Vec<(WorkerId, Assignment)> = Vec::new();
+        let mut failures: BTreeMap<harrow_core::ids::TaskId, u32> = BTreeMap::new();
+        let mut committed: BTreeSet<harrow_core::ids::TaskId> = BTreeSet::new();
+        let mut step = |h: &mut Harness, running: &mut Vec<(WorkerId, Assignment)>, w: usize, pick: usize, dice: u8| -> Result<(), TestCaseError> {
+            if running.is_empty() || dice < 3 {
+                let worker = workers[w];
+                for a in h.request(worker, 2) {
+                    running.push((worker, a));
+                }
+                return Ok(());
+            }
+            let (worker, assignment) = running.remove(pick % running.len());
+            let task = assignment.attempt.task;
+            let fails = failures.entry(task).or_default();
+            if dice < 5 && *fails < 3 {
+                *fails += 1;
+                h.fail(worker, assignment.attempt, "injected");
+            } else {
+                if assignment.attempt.task.phase == Phase::Reduce {
+                    prop_assert!(committed.insert(task), "{task} committed twice");
+                }
+                h.succeed(worker, &assignment);
+            }
+            Ok(())
+        };
+        for (w, pick, dice) in steps {
+            step(&mut h, &mut running, w, pick, dice)?;
+        }
+        // Drain: keep going until no work is left.
+        for _ in 0..10_000 {
+            if running.is_empty() && h.request(workers[0], 2).into_iter().map(|a| running.push((workers[0], a))).count() == 0 {
+                break;
+            }
+            step(&mut h, &mut running, 0, 0, 9)?;
+        }
+        for job in ids {
+            prop_assert_eq!(h.state(job), JobState::Committing);
+            h.handle(Event::JobCommitEnded { job, error: None });
+            prop_assert_eq!(h.state(job), JobState::Succeeded);
+        }
+        prop_assert_eq!(committed.len(), jobs * reducers as usize);
+    }
+}
