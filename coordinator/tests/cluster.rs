@@ -1,0 +1,225 @@
+//! End to end through the CLI: a coordinator and three workers as separate
+//! processes, jobs submitted with `harrow submit --wait`, output compared
+//! byte for byte with sequential computations.
+
+mod common;
+
+use common::*;
+
+fn submit_and_wait(
+    cluster: &Cluster,
+    job: &str,
+    input: &str,
+    output: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "submit", job, "--input", input, "--output", output, "--wait",
+    ];
+    args.extend_from_slice(extra);
+    let stdout = cluster.ok(&args);
+    stdout.trim().to_string()
+}
+
+#[test]
+fn wordcount_and_inverted_index_match_a_sequential_computation() {
+    let cluster = Cluster::start(3, 2, 4);
+    let corpus = cluster.path("corpus");
+    let files = write_corpus(std::path::Path::new(&corpus));
+
+    let out = cluster.path("wordcount");
+    submit_and_wait(
+        &cluster,
+        "wordcount",
+        &corpus,
+        &out,
+        &["--reducers", "10", "--split-size", "1KiB"],
+    );
+    assert_eq!(read_output(&out), reference_wordcount(&files));
+
+    let out = cluster.path("index");
+    submit_and_wait(
+        &cluster,
+        "inverted-index",
+        &corpus,
+        &out,
+        &["--reducers", "10", "--split-size", "3000"],
+    );
+    assert_eq!(read_output(&out), reference_inverted_index(&files));
+
+    // Ten reducers, ten part files, whatever the keys.
+    let parts = std::fs::read_dir(&out).unwrap().filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .starts_with("part-r-")
+    });
+    assert_eq!(parts.count(), 10);
+}
+
+#[test]
+fn gutenberg_books_when_present() {
+    let Some(books) = gutenberg() else {
+        eprintln!("shared/data/gutenberg not found; skipping");
+        return;
+    };
+    let files = text_files(&books);
+    let cluster = Cluster::start(3, 2, 4);
+    let input = format!("{}/*.txt", books.display());
+    let out = cluster.path("wordcount");
+    submit_and_wait(
+        &cluster,
+        "wordcount",
+        &input,
+        &out,
+        &["--reducers", "10", "--split-size", "256KiB"],
+    );
+    assert_eq!(read_output(&out), reference_wordcount(&files));
+    let out = cluster.path("index");
+    submit_and_wait(
+        &cluster,
+        "inverted-index",
+        &input,
+        &out,
+        &["--reducers", "10"],
+    );
+    assert_eq!(read_output(&out), reference_inverted_index(&files));
+}
+
+#[test]
+fn map_tasks_run_concurrently_on_several_workers() {
+    let cluster = Cluster::start(3, 2, 4);
+    let corpus = cluster.path("corpus");
+    write_corpus(std::path::Path::new(&corpus));
+    let out = cluster.path("sleep");
+    // Six non-empty files, one map each, every map busy for a while.
+    let job = submit_and_wait(
+        &cluster,
+        "sleep",
+        &corpus,
+        &out,
+        &[
+            "--reducers",
+            "2",
+            "--split-size",
+            "0",
+            "--arg",
+            "map_ms=400",
+        ],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["status", &job, "--json"])).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    let mut maps = Vec::new();
+    for task in status["tasks"].as_array().unwrap() {
+        if !task["task_id"].as_str().unwrap().contains("/m-") {
+            continue;
+        }
+        let attempt = &task["attempts"].as_array().unwrap()[0];
+        assert_eq!(attempt["state"], "succeeded");
+        maps.push((
+            attempt["worker_id"].as_str().unwrap().to_string(),
+            attempt["started_at_ms"].as_u64().unwrap(),
+            attempt["finished_at_ms"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(maps.len(), 6);
+    let overlapping_on_two_workers = maps.iter().any(|(w1, s1, e1)| {
+        maps.iter()
+            .any(|(w2, s2, e2)| w1 != w2 && s1 < e2 && s2 < e1)
+    });
+    assert!(
+        overlapping_on_two_workers,
+        "no two maps overlapped on different workers: {maps:?}"
+    );
+    // Sleep emits one record per non-empty input file.
+    assert_eq!(read_output(&out).len(), 5);
+}
+
+#[test]
+fn grep_reports_file_and_byte_offset_of_each_match() {
+    let cluster = Cluster::start(3, 2, 4);
+    let corpus = cluster.path("corpus");
+    let files = write_corpus(std::path::Path::new(&corpus));
+    let out = cluster.path("grep");
+    submit_and_wait(
+        &cluster,
+        "grep",
+        &corpus,
+        &out,
+        &["--split-size", "2KiB", "--arg", "pattern=Zebra|über"],
+    );
+    let pattern = regex::Regex::new("Zebra|über").unwrap();
+    let mut expected = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let mut offset = 0;
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            let line = piece.strip_suffix(b"\n").unwrap_or(piece);
+            let line =
+                String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            if pattern.is_match(&line) {
+                expected.push(format!("{}:{offset}\t{line}", file.display()));
+            }
+            offset += piece.len();
+        }
+    }
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(read_output(&out), expected);
+}
+
+#[test]
+fn jobs_workers_and_cancel_through_the_cli() {
+    let cluster = Cluster::start(3, 1, 4);
+    let workers: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["workers", "--json"])).unwrap();
+    assert_eq!(workers.as_array().unwrap().len(), 3);
+    assert!(
+        workers[0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+
+    let corpus = cluster.path("corpus");
+    write_corpus(std::path::Path::new(&corpus));
+    let out = cluster.path("long");
+    let job = cluster.ok(&[
+        "submit",
+        "sleep",
+        "--input",
+        &corpus,
+        "--output",
+        &out,
+        "--split-size",
+        "0",
+        "--arg",
+        "map_ms=60000",
+    ]);
+    let job = job.trim();
+    let cancelled = cluster.ok(&["cancel", job]);
+    assert_eq!(cancelled.trim(), format!("{job} cancelled"));
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["status", job, "--json"])).unwrap();
+    assert_eq!(status["state"], "cancelled");
+    assert!(status["finished_at_ms"].is_u64());
+
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.ok(&["jobs", "--json"])).unwrap();
+    assert_eq!(jobs[0]["job_id"], job);
+    // No committed output of a cancelled job is visible.
+    let visible: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name())
+                .filter(|n| n != "_temporary")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(visible.is_empty(), "{visible:?}");
+
+    // The cluster keeps working: the slots of the killed attempts are free again.
+    let out = cluster.path("after");
+    submit_and_wait(&cluster, "wordcount", &corpus, &out, &[]);
+}

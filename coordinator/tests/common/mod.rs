@@ -1,0 +1,322 @@
+//! Helpers for tests that run the real `harrow` binary: a cluster of
+//! separate coordinator and worker processes on ports the OS picks, the
+//! CLI, a deterministic test corpus, and sequential reference computations.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const HARROW: &str = env!("CARGO_BIN_EXE_harrow");
+
+/// A coordinator and workers, each its own process, killed on drop.
+pub struct Cluster {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Cluster {
+    /// Starts a coordinator (`max_attempts` per task) and `workers` workers
+    /// with `slots` slots each, and waits until all have registered.
+    pub fn start(workers: usize, slots: usize, max_attempts: u32) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            url: String::new(),
+            dir,
+            children: Vec::new(),
+        };
+        let line = cluster.spawn(
+            "coordinator",
+            &[
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-attempts",
+                &max_attempts.to_string(),
+                "--heartbeat-interval-ms",
+                "200",
+            ],
+        );
+        let address = line.rsplit(' ').next().unwrap().to_string();
+        cluster.url = format!("http://{address}");
+        for index in 0..workers {
+            let work_dir = cluster.dir.path().join(format!("work-{index}"));
+            let url = cluster.url.clone();
+            cluster.spawn(
+                &format!("worker-{index}"),
+                &[
+                    "worker",
+                    "--coordinator",
+                    &url,
+                    "--slots",
+                    &slots.to_string(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--work-dir",
+                    work_dir.to_str().unwrap(),
+                ],
+            );
+        }
+        cluster
+    }
+
+    /// Spawns `harrow ARGS`, logs to a file, and returns its first stdout
+    /// line (printed once it is ready).
+    fn spawn(&mut self, name: &str, args: &[&str]) -> String {
+        let log = File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let mut child = Command::new(HARROW)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            !line.is_empty(),
+            "{name} exited before it was ready; see its log"
+        );
+        self.children.push(child);
+        line.trim().to_string()
+    }
+
+    /// Runs a client command against this cluster.
+    pub fn harrow(&self, args: &[&str]) -> Output {
+        Command::new(HARROW)
+            .args(args)
+            .env("HARROW_COORDINATOR", &self.url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.harrow(args);
+        assert!(
+            output.status.success(),
+            "harrow {args:?} failed:\n{}",
+            describe(&output)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a client command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.harrow(args);
+        assert!(
+            !output.status.success(),
+            "harrow {args:?} succeeded:\n{}",
+            describe(&output)
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    /// A path in the cluster's temp dir.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A small deterministic random generator (splitmix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "The",
+    "THE",
+    "cat",
+    "Cat",
+    "sat",
+    "on",
+    "mat",
+    "naïve",
+    "café",
+    "Ärger",
+    "straße",
+    "日本語",
+    "текст",
+    "über",
+    "x",
+    "a",
+    "zebra",
+    "Zebra",
+    "éclair",
+    "ελληνικά",
+    "don",
+    "t",
+    "it",
+    "s",
+    "harrow",
+    "map",
+    "reduce",
+];
+const SEPARATORS: &[&str] = &[
+    " ", " ", " ", ", ", ". ", "; ", "—", " 42 ", "3rd", "\t", "-", "'", "  (", ") ", "_", "9",
+];
+
+/// Writes the test corpus into `dir`: files of different sizes with mixed
+/// case, punctuation, digits, non-ASCII letters, CRLF and LF line ends, an
+/// empty file and one without a final newline.
+pub fn write_corpus(dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(0x4841_5252_4f57);
+    let mut paths = Vec::new();
+    for (index, lines) in [0usize, 1, 7, 60, 400, 2500].iter().enumerate() {
+        let mut text = String::new();
+        for line in 0..*lines {
+            let words = rng.below(14);
+            for _ in 0..words {
+                text.push_str(WORDS[rng.below(WORDS.len())]);
+                text.push_str(SEPARATORS[rng.below(SEPARATORS.len())]);
+            }
+            let last_line = line + 1 == *lines;
+            if !(last_line && index == 3) {
+                text.push_str(if rng.below(3) == 0 { "\r\n" } else { "\n" });
+            }
+        }
+        let path = dir.join(format!("doc-{index}.txt"));
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    paths
+}
+
+/// The words of `text` as the wordcount job defines them, computed the
+/// simplest way.
+pub fn words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c.is_alphabetic() {
+            current.push(c);
+        } else if !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
+}
+
+/// Sequential word count, as sorted `word\tcount` lines.
+pub fn reference_wordcount(files: &[PathBuf]) -> Vec<String> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for file in files {
+        for word in words(&read_lossy(file)) {
+            *counts.entry(word).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(w, n)| format!("{w}\t{n}"))
+        .collect()
+}
+
+/// Sequential inverted index, as sorted `word\tN\tnames` lines.
+pub fn reference_inverted_index(files: &[PathBuf]) -> Vec<String> {
+    let mut index: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        for word in words(&read_lossy(file)) {
+            index.entry(word).or_default().insert(name.clone());
+        }
+    }
+    index
+        .into_iter()
+        .map(|(w, names)| {
+            let names: Vec<String> = names.into_iter().collect();
+            format!("{w}\t{}\t{}", names.len(), names.join(","))
+        })
+        .collect()
+}
+
+/// All lines of all `part-r-*` files in `dir`, sorted; asserts `_SUCCESS`
+/// exists and nothing else is visible.
+pub fn read_output(dir: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(
+        names.contains(&"_SUCCESS".to_string()),
+        "no _SUCCESS in {dir}: {names:?}"
+    );
+    for name in &names {
+        if name == "_SUCCESS" {
+            continue;
+        }
+        assert!(name.starts_with("part-r-"), "unexpected {name} in {dir}");
+        let text = std::fs::read_to_string(Path::new(dir).join(name)).unwrap();
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
+/// The gutenberg books CI has, if present.
+pub fn gutenberg() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gutenberg");
+    dir.is_dir().then(|| dir.canonicalize().unwrap())
+}
+
+/// The `.txt` files in `dir`, sorted.
+pub fn text_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    files
+}
