@@ -48,12 +48,21 @@ fn default_log_filter(command: &Command) -> &'static str {
 fn submission(job: JobOptions) -> Submission {
     Submission {
         job_name: job.job,
-        inputs: job.inputs,
-        output: job.output,
+        inputs: job.inputs.iter().map(|i| resolve_local(i)).collect(),
+        output: resolve_local(&job.output),
         reducers: job.reducers,
         split_size_bytes: job.split_size,
         args: job.args,
     }
+}
+
+/// Local paths are relative to where the user runs the command, not to
+/// the coordinator's working directory: send them absolute.
+fn resolve_local(location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }
 
 fn cpus() -> usize {
