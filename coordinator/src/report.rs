@@ -183,73 +183,17 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
         .collect()
 }
 
-fn job_state_to_wire(state: &str) -> pb::JobState {
-    match state {
-        "queued" => pb::JobState::Queued,
-        "running" => pb::JobState::Running,
-        "committing" => pb::JobState::Committing,
-        "succeeded" => pb::JobState::Succeeded,
-        "failed" => pb::JobState::Failed,
-        "cancelled" => pb::JobState::Cancelled,
-        _ => pb::JobState::Unspecified,
-    }
+/// A state name (`running`) as the protobuf enum value `PREFIX_RUNNING`.
+fn state_to_wire(prefix: &str, state: &str, from_name: impl Fn(&str) -> Option<i32>) -> i32 {
+    from_name(&format!("{prefix}{}", state.to_ascii_uppercase())).unwrap_or(0)
 }
 
-fn job_state_from_wire(state: i32) -> String {
-    match pb::JobState::try_from(state).unwrap_or(pb::JobState::Unspecified) {
-        pb::JobState::Queued => "queued",
-        pb::JobState::Running => "running",
-        pb::JobState::Committing => "committing",
-        pb::JobState::Succeeded => "succeeded",
-        pb::JobState::Failed => "failed",
-        pb::JobState::Cancelled => "cancelled",
-        pb::JobState::Unspecified => "unknown",
-    }
-    .to_string()
-}
-
-fn task_state_to_wire(state: &str) -> pb::TaskState {
-    match state {
-        "pending" => pb::TaskState::Pending,
-        "running" => pb::TaskState::Running,
-        "succeeded" => pb::TaskState::Succeeded,
-        "failed" => pb::TaskState::Failed,
-        "cancelled" => pb::TaskState::Cancelled,
-        _ => pb::TaskState::Unspecified,
-    }
-}
-
-fn task_state_from_wire(state: i32) -> String {
-    match pb::TaskState::try_from(state).unwrap_or(pb::TaskState::Unspecified) {
-        pb::TaskState::Pending => "pending",
-        pb::TaskState::Running => "running",
-        pb::TaskState::Succeeded => "succeeded",
-        pb::TaskState::Failed => "failed",
-        pb::TaskState::Cancelled => "cancelled",
-        pb::TaskState::Unspecified => "unknown",
-    }
-    .to_string()
-}
-
-fn attempt_state_to_wire(state: &str) -> pb::AttemptState {
-    match state {
-        "running" => pb::AttemptState::Running,
-        "succeeded" => pb::AttemptState::Succeeded,
-        "failed" => pb::AttemptState::Failed,
-        "killed" => pb::AttemptState::Killed,
-        _ => pb::AttemptState::Unspecified,
-    }
-}
-
-fn attempt_state_from_wire(state: i32) -> String {
-    match pb::AttemptState::try_from(state).unwrap_or(pb::AttemptState::Unspecified) {
-        pb::AttemptState::Running => "running",
-        pb::AttemptState::Succeeded => "succeeded",
-        pb::AttemptState::Failed => "failed",
-        pb::AttemptState::Killed => "killed",
-        pb::AttemptState::Unspecified => "unknown",
-    }
-    .to_string()
+/// A protobuf enum value's name `PREFIX_RUNNING` as the state name `running`.
+fn state_from_wire(prefix: &str, name: Option<&str>) -> String {
+    name.and_then(|n| n.strip_prefix(prefix))
+        .filter(|n| *n != "UNSPECIFIED")
+        .unwrap_or("unknown")
+        .to_ascii_lowercase()
 }
 
 impl From<&PhaseReport> for pb::PhaseProgress {
@@ -281,7 +225,9 @@ impl From<JobReport> for pb::JobStatus {
         pb::JobStatus {
             job_id: r.job_id,
             job_name: r.job_name,
-            state: job_state_to_wire(&r.state).into(),
+            state: state_to_wire("JOB_STATE_", &r.state, |n| {
+                pb::JobState::from_str_name(n).map(Into::into)
+            }),
             error: r.error,
             inputs: r.inputs,
             output: r.output,
@@ -299,7 +245,9 @@ impl From<JobReport> for pb::JobStatus {
                 .into_iter()
                 .map(|t| pb::TaskStatus {
                     task_id: t.task_id,
-                    state: task_state_to_wire(&t.state).into(),
+                    state: state_to_wire("TASK_STATE_", &t.state, |n| {
+                        pb::TaskState::from_str_name(n).map(Into::into)
+                    }),
                     input: t.input,
                     attempts: t
                         .attempts
@@ -307,7 +255,9 @@ impl From<JobReport> for pb::JobStatus {
                         .map(|a| pb::AttemptStatus {
                             attempt_id: a.attempt_id,
                             worker_id: a.worker_id,
-                            state: attempt_state_to_wire(&a.state).into(),
+                            state: state_to_wire("ATTEMPT_STATE_", &a.state, |n| {
+                                pb::AttemptState::from_str_name(n).map(Into::into)
+                            }),
                             started_at_ms: a.started_at_ms,
                             finished_at_ms: a.finished_at_ms,
                             bytes_in: a.bytes_in,
@@ -328,7 +278,12 @@ impl From<pb::JobStatus> for JobReport {
         JobReport {
             job_id: s.job_id,
             job_name: s.job_name,
-            state: job_state_from_wire(s.state),
+            state: state_from_wire(
+                "JOB_STATE_",
+                pb::JobState::try_from(s.state)
+                    .ok()
+                    .map(|s| s.as_str_name()),
+            ),
             error: s.error,
             inputs: s.inputs,
             output: s.output,
@@ -346,7 +301,12 @@ impl From<pb::JobStatus> for JobReport {
                 .into_iter()
                 .map(|t| TaskReport {
                     task_id: t.task_id,
-                    state: task_state_from_wire(t.state),
+                    state: state_from_wire(
+                        "TASK_STATE_",
+                        pb::TaskState::try_from(t.state)
+                            .ok()
+                            .map(|s| s.as_str_name()),
+                    ),
                     input: t.input,
                     attempts: t
                         .attempts
@@ -354,7 +314,12 @@ impl From<pb::JobStatus> for JobReport {
                         .map(|a| AttemptReport {
                             attempt_id: a.attempt_id,
                             worker_id: a.worker_id,
-                            state: attempt_state_from_wire(a.state),
+                            state: state_from_wire(
+                                "ATTEMPT_STATE_",
+                                pb::AttemptState::try_from(a.state)
+                                    .ok()
+                                    .map(|s| s.as_str_name()),
+                            ),
                             started_at_ms: a.started_at_ms,
                             finished_at_ms: a.finished_at_ms,
                             bytes_in: a.bytes_in,
@@ -393,5 +358,42 @@ impl From<pb::WorkerStatus> for WorkerReport {
             last_heartbeat_ms: w.last_heartbeat_ms,
             registered_at_ms: w.registered_at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_survive_the_wire() {
+        for state in [
+            "queued",
+            "running",
+            "committing",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ] {
+            let wire = state_to_wire("JOB_STATE_", state, |n| {
+                pb::JobState::from_str_name(n).map(Into::into)
+            });
+            assert_ne!(wire, 0, "{state}");
+            let name = pb::JobState::try_from(wire).ok().map(|s| s.as_str_name());
+            assert_eq!(state_from_wire("JOB_STATE_", name), state);
+        }
+        for state in ["running", "succeeded", "failed", "killed"] {
+            let wire = state_to_wire("ATTEMPT_STATE_", state, |n| {
+                pb::AttemptState::from_str_name(n).map(Into::into)
+            });
+            let name = pb::AttemptState::try_from(wire)
+                .ok()
+                .map(|s| s.as_str_name());
+            assert_eq!(state_from_wire("ATTEMPT_STATE_", name), state);
+        }
+        assert_eq!(
+            state_from_wire("JOB_STATE_", Some("JOB_STATE_UNSPECIFIED")),
+            "unknown"
+        );
     }
 }
