@@ -62,7 +62,8 @@ fn cdf() -> Vec<f64> {
 /// The text file of `size` bytes in `dir`, generated if missing.
 pub fn ensure_text(dir: &Path, size: u64) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("zipf-{size}.txt"));
+    // The name carries the generator version: change it when the bytes change.
+    let path = dir.join(format!("zipf-v2-{size}.txt"));
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
         return Ok(path);
     }
@@ -100,7 +101,8 @@ fn chunk_text(words: &[String], cdf: &[f64], mut rng: Rng, len: usize) -> Vec<u8
     let mut text = Vec::with_capacity(len + 64);
     let mut on_line = 0;
     while text.len() < len {
-        let rank = cdf.partition_point(|p| *p < rng.unit()).min(VOCABULARY - 1);
+        let draw = rng.unit();
+        let rank = cdf.partition_point(|p| *p < draw).min(VOCABULARY - 1);
         text.extend_from_slice(words[rank].as_bytes());
         on_line += 1;
         if on_line == 12 {

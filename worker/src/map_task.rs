@@ -22,8 +22,12 @@ use crate::input::{SplitReader, TextChunk, chunk_batches};
 use crate::partition::partition_ids;
 use crate::segment::write_map_output;
 
-/// Bytes read from the store per request, and mapped per rayon job.
-const CHUNK_BYTES: u64 = 8 << 20;
+/// Bounds on the bytes read per request and mapped per rayon job. Each
+/// chunk gets its own mapper (and combining hash table), so a split is cut
+/// into about as many chunks as there are rayon threads: fewer chunks mean
+/// fewer partially combined rows to sort.
+const MIN_CHUNK_BYTES: u64 = 1 << 20;
+const MAX_CHUNK_BYTES: u64 = 32 << 20;
 
 /// What a map attempt produced.
 #[derive(Debug)]
@@ -52,13 +56,15 @@ pub async fn run_map(
         .map_err(TaskError::panic("panicked starting the map task:"))?
         .map_err(TaskError::job("start_task"))?;
 
+    let threads = rayon::current_num_threads().max(1) as u64;
+    let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES);
     let mut reader = SplitReader::new(
         location.store().clone(),
         location.path().clone(),
         split,
-        CHUNK_BYTES,
+        chunk_bytes,
     );
-    let parallelism = rayon::current_num_threads().max(1) + 1;
+    let parallelism = threads as usize + 1;
     let mut counters = AttemptCounters::default();
     let mut mapping = FuturesOrdered::new();
     let mut outputs = Vec::new();
