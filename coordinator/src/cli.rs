@@ -36,9 +36,8 @@ pub enum Command {
         /// Address for the gRPC services (workers and clients).
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
-        /// Failed attempts after which a task, and its job, fail.
-        #[arg(long, default_value_t = 4)]
-        max_attempts: u32,
+        #[command(flatten)]
+        faults: FaultOptions,
         /// How often workers heartbeat, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         heartbeat_interval_ms: u64,
@@ -101,6 +100,60 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// How the coordinator handles failures.
+#[derive(Debug, Args)]
+pub struct FaultOptions {
+    /// Failed attempts after which a task, and its job, fail. Attempts lost
+    /// with their worker or to a fetch failure do not count.
+    #[arg(long, default_value_t = 4)]
+    pub max_attempts: u32,
+    /// A worker without a heartbeat this long is dead: its running attempts
+    /// and the map output on its disk are re-run elsewhere (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration_ms)]
+    pub worker_timeout: u64,
+    /// An attempt without progress this long gets a backup attempt on
+    /// another worker; the first to finish wins.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    pub stall_timeout: u64,
+    /// A job with work to do and no live worker this long fails.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    pub no_worker_timeout: u64,
+}
+
+impl FaultOptions {
+    pub fn scheduler_config(&self) -> crate::scheduler::SchedulerConfig {
+        crate::scheduler::SchedulerConfig {
+            max_attempts: self.max_attempts,
+            worker_timeout_ms: self.worker_timeout,
+            stall_timeout_ms: self.stall_timeout,
+            no_worker_timeout_ms: self.no_worker_timeout,
+            ..crate::scheduler::SchedulerConfig::default()
+        }
+    }
+}
+
+/// Parses a duration in milliseconds: `250ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 5m)"))?;
+    let multiplier = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Which coordinator a client command talks to.
@@ -180,6 +233,15 @@ mod tests {
         assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
         assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_bytes("MiB").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("10s"), Ok(10_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert!(parse_duration_ms("10").is_err());
+        assert!(parse_duration_ms("soon").is_err());
     }
 
     #[test]

@@ -100,13 +100,17 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Coordinator {
             listen,
-            max_attempts,
+            faults,
             heartbeat_interval_ms,
         } => {
-            anyhow::ensure!(max_attempts > 0, "--max-attempts must be at least 1");
+            anyhow::ensure!(faults.max_attempts > 0, "--max-attempts must be at least 1");
+            anyhow::ensure!(
+                faults.worker_timeout > heartbeat_interval_ms,
+                "--worker-timeout must be longer than --heartbeat-interval-ms"
+            );
             let config = CoordinatorConfig {
                 listen,
-                max_attempts,
+                scheduler: faults.scheduler_config(),
                 heartbeat_interval_ms,
             };
             let coordinator = start_coordinator(config, builtin_jobs())

@@ -92,6 +92,7 @@ fn attempt_report(attempt: &Attempt) -> AttemptReport {
         AttemptState::Running => ("running", ""),
         AttemptState::Succeeded => ("succeeded", ""),
         AttemptState::Failed { error } => ("failed", error.as_str()),
+        AttemptState::Lost { reason } => ("lost", reason.as_str()),
         AttemptState::Killed => ("killed", ""),
     };
     AttemptReport {

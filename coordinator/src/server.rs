@@ -20,7 +20,7 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub listen: SocketAddr,
-    pub max_attempts: u32,
+    pub scheduler: SchedulerConfig,
     pub heartbeat_interval_ms: u64,
 }
 
@@ -28,10 +28,16 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
-            max_attempts: SchedulerConfig::default().max_attempts,
+            scheduler: SchedulerConfig::default(),
             heartbeat_interval_ms: 1000,
         }
     }
+}
+
+/// How often the scheduler gets a `Tick`: often enough to notice a silent
+/// worker soon after its timeout.
+fn tick_interval(config: &SchedulerConfig) -> std::time::Duration {
+    std::time::Duration::from_millis((config.worker_timeout_ms / 4).clamp(10, 1_000))
 }
 
 /// A running coordinator.
@@ -66,9 +72,8 @@ pub async fn start_coordinator(
 ) -> std::io::Result<CoordinatorHandle> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let scheduler = Scheduler::new(SchedulerConfig {
-        max_attempts: config.max_attempts,
-    });
+    let tick = tick_interval(&config.scheduler);
+    let scheduler = Scheduler::new(config.scheduler.clone());
     let coordinator = Coordinator::new(
         scheduler,
         Arc::new(SystemClock),
@@ -76,6 +81,18 @@ pub async fn start_coordinator(
         config.heartbeat_interval_ms,
     );
     let (shutdown, mut stopped) = watch::channel(false);
+    let ticking = coordinator.clone();
+    let mut ticker_stopped = stopped.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => ticking.tick(),
+                _ = ticker_stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
     let serving = tokio::spawn(
         Server::builder()
             .add_service(

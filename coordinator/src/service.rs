@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 use crate::clock::Clock;
 use crate::planner;
 use crate::report::{job_report, worker_reports};
-use crate::scheduler::{Action, Event, JobPlan, Scheduler};
+use crate::scheduler::{Action, AttemptProgress, Event, JobPlan, Scheduler};
 
 /// The longest a worker's task request may wait for work.
 const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
@@ -60,7 +60,10 @@ impl Coordinator {
 
     /// Applies one event and starts the side effects it calls for.
     fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
-        let is_poll = matches!(event, Event::RequestTasks { .. } | Event::Heartbeat { .. });
+        let is_poll = matches!(
+            event,
+            Event::RequestTasks { .. } | Event::Heartbeat { .. } | Event::Tick
+        );
         let actions = {
             let mut scheduler = self.scheduler.lock().expect("scheduler lock");
             scheduler.handle(event, self.clock.now_ms())
@@ -96,6 +99,11 @@ impl Coordinator {
             self.version.send_modify(|v| *v += 1);
         }
         actions
+    }
+
+    /// Lets the scheduler notice time passing.
+    pub fn tick(self: &Arc<Self>) {
+        self.apply(Event::Tick);
     }
 
     /// Writes `_SUCCESS` and clears `_temporary`, then tells the scheduler.
@@ -181,10 +189,15 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         let worker: WorkerId = parse_id(&request.worker_id)?;
         let running = request
-            .running_attempts
+            .running
             .iter()
-            .map(|a| parse_id(a))
-            .collect::<Result<_, _>>()?;
+            .map(|p| {
+                Ok(AttemptProgress {
+                    attempt: parse_id(&p.attempt_id)?,
+                    bytes: p.bytes,
+                })
+            })
+            .collect::<Result<_, Status>>()?;
         let jobs_with_data = request
             .jobs_with_data
             .iter()

@@ -72,10 +72,13 @@ pub struct AttemptCounters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
     /// Map attempts list one segment per reduce partition; reduce attempts none.
-    Succeeded {
-        segments: Vec<SegmentInfo>,
-    },
-    Failed {
+    Succeeded { segments: Vec<SegmentInfo> },
+    /// The attempt failed by itself: job code, bad input, a local error.
+    Failed { message: String },
+    /// A reduce attempt could not fetch, or could not verify, the segment
+    /// of `map_attempt`: the map output's fault, not the reducer's.
+    FetchFailed {
+        map_attempt: AttemptId,
         message: String,
     },
 }

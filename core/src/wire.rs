@@ -165,8 +165,20 @@ pub fn attempt_report(
             })
         }
         AttemptOutcome::Failed { message } => {
-            pb::attempt_report::Outcome::Failed(pb::AttemptFailed { message })
+            pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
+                message,
+                kind: pb::FailureKind::Task.into(),
+                map_attempt_id: String::new(),
+            })
         }
+        AttemptOutcome::FetchFailed {
+            map_attempt,
+            message,
+        } => pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
+            message,
+            kind: pb::FailureKind::Fetch.into(),
+            map_attempt_id: map_attempt.to_string(),
+        }),
     };
     pb::AttemptReport {
         worker_id,
@@ -184,6 +196,15 @@ pub fn attempt_outcome(
         pb::attempt_report::Outcome::Succeeded(s) => AttemptOutcome::Succeeded {
             segments: s.segments.into_iter().map(Into::into).collect(),
         },
-        pb::attempt_report::Outcome::Failed(f) => AttemptOutcome::Failed { message: f.message },
+        pb::attempt_report::Outcome::Failed(f) => match pb::FailureKind::try_from(f.kind) {
+            Ok(pb::FailureKind::Fetch) => AttemptOutcome::FetchFailed {
+                map_attempt: f.map_attempt_id.parse()?,
+                message: f.message,
+            },
+            // Unknown kinds from a newer worker count as the attempt's own failure.
+            Ok(pb::FailureKind::Task | pb::FailureKind::Unspecified) | Err(_) => {
+                AttemptOutcome::Failed { message: f.message }
+            }
+        },
     })
 }

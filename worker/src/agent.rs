@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,13 +84,20 @@ impl WorkerHandle {
     }
 }
 
+/// An attempt this worker runs: how to stop it and how far it got.
+struct RunningAttempt {
+    abort: AbortHandle,
+    /// Input bytes processed, reported with every heartbeat.
+    progress: Arc<AtomicU64>,
+}
+
 struct Shared {
     config: WorkerConfig,
     registry: Arc<JobRegistry>,
     coordinator: WorkerServiceClient<Channel>,
     shuffle_address: String,
     worker_id: Mutex<String>,
-    running: Mutex<HashMap<AttemptId, AbortHandle>>,
+    running: Mutex<HashMap<AttemptId, RunningAttempt>>,
     jobs_with_data: Mutex<BTreeSet<JobId>>,
     slots: Arc<Semaphore>,
 }
@@ -217,12 +225,15 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let running: Vec<String> = shared
+        let running: Vec<pb::AttemptProgress> = shared
             .running
             .lock()
             .expect("running lock")
-            .keys()
-            .map(ToString::to_string)
+            .iter()
+            .map(|(attempt, running)| pb::AttemptProgress {
+                attempt_id: attempt.to_string(),
+                bytes: running.progress.load(Ordering::Relaxed),
+            })
             .collect();
         let jobs_with_data = shared
             .jobs_with_data
@@ -233,7 +244,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             .collect();
         let request = pb::HeartbeatRequest {
             worker_id: shared.worker_id(),
-            running_attempts: running,
+            running,
             jobs_with_data,
         };
         match shared.coordinator.clone().heartbeat(request).await {
@@ -255,14 +266,14 @@ async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatRespo
         let Ok(attempt) = attempt.parse::<AttemptId>() else {
             continue;
         };
-        if let Some(handle) = shared
+        let killed = shared
             .running
             .lock()
             .expect("running lock")
-            .remove(&attempt)
-        {
+            .remove(&attempt);
+        if let Some(running) = killed {
             tracing::info!(%attempt, "killing attempt");
-            handle.abort();
+            running.abort.abort();
         }
     }
     for job in response.release_jobs {
@@ -330,33 +341,38 @@ async fn pull_loop(shared: Arc<Shared>) {
             };
             let attempt = assignment.attempt;
             let work = shared.clone();
+            let progress = Arc::new(AtomicU64::new(0));
+            let attempt_progress = progress.clone();
+            // Hold the lock across the spawn so the attempt cannot remove
+            // itself before it is recorded.
+            let mut running = shared.running.lock().expect("running lock");
             let handle = tokio::spawn(async move {
-                run_attempt(&work, assignment).await;
+                run_attempt(&work, assignment, attempt_progress).await;
                 work.running.lock().expect("running lock").remove(&attempt);
                 drop(slot);
             });
-            shared
-                .running
-                .lock()
-                .expect("running lock")
-                .insert(attempt, handle.abort_handle());
+            let abort = handle.abort_handle();
+            running.insert(attempt, RunningAttempt { abort, progress });
         }
     }
 }
 
-async fn run_attempt(shared: &Shared, assignment: Assignment) {
+async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<AtomicU64>) {
     let attempt = assignment.attempt;
     tracing::info!(%attempt, job = %assignment.job_name, "attempt started");
-    let (counters, outcome) = match execute(shared, assignment).await {
+    let (counters, outcome) = match execute(shared, assignment, progress).await {
         Ok((counters, segments)) => (counters, AttemptOutcome::Succeeded { segments }),
         Err(error) => {
             tracing::warn!(%attempt, %error, "attempt failed");
-            (
-                AttemptCounters::default(),
-                AttemptOutcome::Failed {
-                    message: error.to_string(),
+            let message = error.to_string();
+            let outcome = match error {
+                TaskError::Fetch { map_attempt, .. } => AttemptOutcome::FetchFailed {
+                    map_attempt,
+                    message,
                 },
-            )
+                _ => AttemptOutcome::Failed { message },
+            };
+            (AttemptCounters::default(), outcome)
         }
     };
     let report = wire::attempt_report(shared.worker_id(), attempt, counters, outcome);
@@ -368,6 +384,7 @@ async fn run_attempt(shared: &Shared, assignment: Assignment) {
 async fn execute(
     shared: &Shared,
     assignment: Assignment,
+    progress: Arc<AtomicU64>,
 ) -> Result<(AttemptCounters, Vec<harrow_core::task::SegmentInfo>), TaskError> {
     let args = harrow_sdk::JobArgs::new(assignment.args);
     let job = shared.registry.instantiate(&assignment.job_name, &args)?;
@@ -380,7 +397,7 @@ async fn execute(
                 .lock()
                 .expect("jobs lock")
                 .insert(attempt.task.job);
-            let result = run_map(job, attempt, &split, assignment.reducers, dir).await?;
+            let result = run_map(job, attempt, &split, assignment.reducers, dir, &progress).await?;
             Ok((result.counters, result.segments))
         }
         TaskSpec::Reduce {
@@ -395,6 +412,7 @@ async fn execute(
                 output: &output,
                 map_outputs: &map_outputs,
                 scratch: dir.join(attempt.file_stem()),
+                progress,
             };
             let counters = task.run(shared).await?;
             Ok((counters, Vec::new()))

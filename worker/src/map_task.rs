@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
@@ -43,6 +44,7 @@ pub async fn run_map(
     split: &Split,
     reducers: u32,
     dir: PathBuf,
+    progress: &AtomicU64,
 ) -> Result<MapResult, TaskError> {
     let location = Location::parse(&split.location)?;
     let task = TaskInfo {
@@ -74,6 +76,7 @@ pub async fn run_map(
             match reader.next_chunk().await? {
                 Some(chunk) => {
                     counters.bytes_in += chunk.data.len() as u64;
+                    progress.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
                     mapping.push_back(run_cpu(map_chunk(
                         job.clone(),
                         split.location.clone(),

@@ -10,6 +10,7 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
@@ -46,6 +47,7 @@ pub fn merge_and_reduce(
     job: &dyn JobRuntime,
     segments: &[PathBuf],
     output: &Path,
+    progress: &AtomicU64,
 ) -> Result<ReduceStats, TaskError> {
     let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
         .map_err(TaskError::arrow("merging segments"))?;
@@ -56,6 +58,7 @@ pub fn merge_and_reduce(
         pending: Vec::new(),
         writer: TextWriter::create(output)?,
         records_in: 0,
+        progress,
     };
     let mut cursors = Vec::new();
     let mut heap = BinaryHeap::new();
@@ -113,6 +116,7 @@ struct Merge<'j> {
     pending: Vec<(usize, usize)>,
     writer: TextWriter,
     records_in: u64,
+    progress: &'j AtomicU64,
 }
 
 impl Merge<'_> {
@@ -129,6 +133,8 @@ impl Merge<'_> {
                 .map_err(read_error(&cursor.path))?;
             cursor.row = 0;
             cursor.source = self.sources.len();
+            self.progress
+                .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
             self.sources.push(batch);
             return Ok(true);
         }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::Location;
@@ -36,6 +37,8 @@ pub struct ReduceTask<'a> {
     pub map_outputs: &'a [MapOutput],
     /// Scratch space of this attempt, removed when it ends.
     pub scratch: PathBuf,
+    /// Bytes fetched and merged so far.
+    pub progress: Arc<AtomicU64>,
 }
 
 impl ReduceTask<'_> {
@@ -49,7 +52,13 @@ impl ReduceTask<'_> {
 
     async fn run_in_scratch(self, gate: &impl CommitGate) -> Result<AttemptCounters, TaskError> {
         let output = Location::parse(self.output)?;
-        let segments = fetch_segments(self.map_outputs, self.partition, &self.scratch).await?;
+        let segments = fetch_segments(
+            self.map_outputs,
+            self.partition,
+            &self.scratch,
+            &self.progress,
+        )
+        .await?;
         let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
 
         let file_name = part_file_name(self.partition);
@@ -61,10 +70,11 @@ impl ReduceTask<'_> {
             partition: Some(self.partition),
         };
         let local_output = local.clone();
+        let progress = self.progress.clone();
         let stats = run_cpu(move || {
             job.start_task(&task)
                 .map_err(TaskError::job("start_task"))?;
-            merge_and_reduce(job.as_ref(), &segments, &local_output)
+            merge_and_reduce(job.as_ref(), &segments, &local_output, &progress)
         })
         .await
         .map_err(TaskError::panic("panicked in reduce:"))??;
@@ -76,14 +86,7 @@ impl ReduceTask<'_> {
         let committed = output.child(&file_name);
         upload(&local, &temporary).await?;
         let published = match gate.request_commit(self.attempt).await {
-            Ok(None) => output
-                .store()
-                .rename_if_not_exists(temporary.path(), committed.path())
-                .await
-                .map_err(|source| TaskError::Output {
-                    location: committed.to_string(),
-                    source,
-                }),
+            Ok(None) => publish(&temporary, &committed).await,
             Ok(Some(reason)) => Err(TaskError::CommitRefused {
                 attempt: self.attempt,
                 reason,
@@ -102,6 +105,31 @@ impl ReduceTask<'_> {
             bytes_out: stats.bytes_out,
             records_out: stats.records_out,
         })
+    }
+}
+
+/// Moves the granted attempt's file to its committed name. The coordinator
+/// grants the commit to one attempt at a time, so a file already there was
+/// moved by an earlier holder that died before it could report: a complete
+/// output of the same partition, which this attempt's replaces.
+async fn publish(temporary: &Location, committed: &Location) -> Result<(), TaskError> {
+    let store = committed.store();
+    let output_error = |source| TaskError::Output {
+        location: committed.to_string(),
+        source,
+    };
+    match store
+        .rename_if_not_exists(temporary.path(), committed.path())
+        .await
+    {
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            store.delete(committed.path()).await.map_err(output_error)?;
+            store
+                .rename_if_not_exists(temporary.path(), committed.path())
+                .await
+                .map_err(output_error)
+        }
+        other => other.map_err(output_error),
     }
 }
 

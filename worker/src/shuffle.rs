@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
 use harrow_core::ids::{AttemptId, Phase};
@@ -130,6 +131,7 @@ pub async fn fetch_segments(
     map_outputs: &[MapOutput],
     partition: u32,
     dir: &Path,
+    progress: &AtomicU64,
 ) -> Result<Vec<PathBuf>, TaskError> {
     tokio::fs::create_dir_all(dir)
         .await
@@ -148,7 +150,7 @@ pub async fn fetch_segments(
             }
         };
         let file = dir.join(format!("{}.segment", output.map_attempt.file_stem()));
-        fetches.push(fetch_one(channel, output, partition, file));
+        fetches.push(fetch_one(channel, output, partition, file, progress));
     }
     futures::stream::iter(fetches)
         .buffered(FETCH_CONCURRENCY)
@@ -161,6 +163,7 @@ async fn fetch_one(
     output: &MapOutput,
     partition: u32,
     file: PathBuf,
+    progress: &AtomicU64,
 ) -> Result<PathBuf, TaskError> {
     let mut client =
         ShuffleServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -187,6 +190,7 @@ async fn fetch_one(
             ));
         }
         crc = crc32c::crc32c_append(crc, &chunk.data);
+        progress.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
         out.write_all(&chunk.data)
             .await
             .map_err(TaskError::io(&file))?;

@@ -75,6 +75,8 @@ pub struct Job {
     pub reduces: Vec<Task>,
     pub submitted_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// Fetch failures reported against each map task's output.
+    pub fetch_failures: BTreeMap<TaskId, u32>,
 }
 
 impl Job {
@@ -101,6 +103,7 @@ impl Job {
             reduces,
             submitted_at_ms: now_ms,
             finished_at_ms: None,
+            fetch_failures: BTreeMap::new(),
         }
     }
 
@@ -116,6 +119,13 @@ impl Job {
             Phase::Map => self.maps.get_mut(id.index as usize),
             Phase::Reduce => self.reduces.get_mut(id.index as usize),
         }
+    }
+
+    /// Counts one more fetch failure of the task's output; returns the count.
+    pub fn record_fetch_failure(&mut self, task: TaskId) -> u32 {
+        let count = self.fetch_failures.entry(task).or_default();
+        *count += 1;
+        *count
     }
 
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {

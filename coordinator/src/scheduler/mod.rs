@@ -3,7 +3,10 @@
 //! [`Scheduler::handle`] with the current time, and carries out the
 //! returned [`Action`]s. Only the scheduler decides placement.
 
+#[cfg(test)]
+mod fault_tests;
 pub mod job;
+mod placement;
 pub mod task;
 #[cfg(test)]
 mod tests;
@@ -22,12 +25,44 @@ pub use task::{
 pub struct SchedulerConfig {
     /// Failed attempts after which a task, and its job, fail.
     pub max_attempts: u32,
+    /// A worker silent this long is dead.
+    pub worker_timeout_ms: u64,
+    /// A job with work to do and no live worker this long fails.
+    pub no_worker_timeout_ms: u64,
+    /// An attempt without progress this long gets a backup elsewhere.
+    pub stall_timeout_ms: u64,
+    /// Failed attempts of one job on one worker after which the worker gets
+    /// no more of that job's tasks.
+    pub exclude_after_failures: u32,
+    /// Fetch failures of one map task's output after which its job fails.
+    pub max_fetch_failures: u32,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { max_attempts: 4 }
+        SchedulerConfig {
+            max_attempts: 4,
+            worker_timeout_ms: 10_000,
+            no_worker_timeout_ms: 300_000,
+            stall_timeout_ms: 60_000,
+            exclude_after_failures: 3,
+            max_fetch_failures: 4,
+        }
     }
+}
+
+/// A worker's lifecycle.
+///
+/// ```text
+///  Alive ── no heartbeat for the worker timeout ──▶ Dead
+/// ```
+///
+/// A dead worker that comes back is told it is unknown and registers anew,
+/// under a new id; nothing it reports under the old id counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerState {
+    Alive,
+    Dead { at_ms: u64, reason: String },
 }
 
 /// A registered worker.
@@ -38,6 +73,20 @@ pub struct Worker {
     pub slots: u32,
     pub registered_at_ms: u64,
     pub last_heartbeat_ms: u64,
+    pub state: WorkerState,
+}
+
+impl Worker {
+    pub fn is_alive(&self) -> bool {
+        self.state == WorkerState::Alive
+    }
+}
+
+/// Input bytes an attempt has processed, as its worker last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptProgress {
+    pub attempt: AttemptId,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +103,7 @@ pub enum Event {
     },
     Heartbeat {
         worker: WorkerId,
-        running: Vec<AttemptId>,
+        running: Vec<AttemptProgress>,
         jobs_with_data: Vec<JobId>,
     },
     RequestTasks {
@@ -76,6 +125,8 @@ pub enum Event {
         job: JobId,
         error: Option<String>,
     },
+    /// Time passed: detect dead workers and jobs without workers.
+    Tick,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +189,8 @@ pub struct Scheduler {
     workers: BTreeMap<WorkerId, Worker>,
     next_job: u64,
     next_worker: u64,
+    /// Since when no worker has been alive, if none is.
+    no_workers_since_ms: Option<u64>,
 }
 
 impl Scheduler {
@@ -146,6 +199,10 @@ impl Scheduler {
             config,
             ..Scheduler::default()
         }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
     }
 
     pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
@@ -184,7 +241,9 @@ impl Scheduler {
                 jobs_with_data,
             } => self.heartbeat(worker, &running, &jobs_with_data, now_ms),
             Event::RequestTasks { worker, free_slots } => self.assign(worker, free_slots, now_ms),
-            Event::RequestCommit { worker, attempt } => self.request_commit(worker, attempt),
+            Event::RequestCommit { worker, attempt } => {
+                self.request_commit(worker, attempt, now_ms)
+            }
             Event::AttemptEnded {
                 worker,
                 attempt,
@@ -192,6 +251,7 @@ impl Scheduler {
                 outcome,
             } => self.attempt_ended(worker, attempt, counters, outcome, now_ms),
             Event::JobCommitEnded { job, error } => self.job_commit_ended(job, error, now_ms),
+            Event::Tick => self.tick(now_ms),
         }
     }
 
@@ -226,27 +286,46 @@ impl Scheduler {
                 slots,
                 registered_at_ms: now_ms,
                 last_heartbeat_ms: now_ms,
+                state: WorkerState::Alive,
             },
         );
+        self.no_workers_since_ms = None;
         vec![Action::WorkerRegistered { worker: id }]
+    }
+
+    fn alive(&self, worker: WorkerId) -> bool {
+        self.workers.get(&worker).is_some_and(Worker::is_alive)
     }
 
     fn heartbeat(
         &mut self,
         worker: WorkerId,
-        running: &[AttemptId],
+        running: &[AttemptProgress],
         jobs_with_data: &[JobId],
         now_ms: u64,
     ) -> Vec<Action> {
-        let Some(record) = self.workers.get_mut(&worker) else {
+        let Some(record) = self.workers.get_mut(&worker).filter(|w| w.is_alive()) else {
             return vec![Action::UnknownWorker { worker }];
         };
         record.last_heartbeat_ms = now_ms;
-        let kill: Vec<AttemptId> = running
-            .iter()
-            .filter(|attempt| !self.is_running_on(**attempt, worker))
-            .copied()
-            .collect();
+        let mut kill = Vec::new();
+        for progress in running {
+            let attempt = self
+                .jobs
+                .get_mut(&progress.attempt.task.job)
+                .and_then(|job| job.task_mut(progress.attempt.task))
+                .and_then(|task| task.attempt_mut(progress.attempt))
+                .filter(|a| a.worker == worker && a.state == AttemptState::Running);
+            match attempt {
+                Some(attempt) => {
+                    if progress.bytes > attempt.progress_bytes {
+                        attempt.progress_bytes = progress.bytes;
+                        attempt.progress_at_ms = now_ms;
+                    }
+                }
+                None => kill.push(progress.attempt),
+            }
+        }
         let release: Vec<JobId> = jobs_with_data
             .iter()
             .filter(|job| self.jobs.get(job).is_none_or(|j| j.state.is_terminal()))
@@ -276,47 +355,62 @@ impl Scheduler {
             .is_some_and(|a| a.worker == worker && a.state == AttemptState::Running)
     }
 
-    /// Hands pending tasks to the worker's free slots: jobs in submission
-    /// order, a job's map tasks before its reduce tasks.
+    /// Hands work to the worker's free slots: jobs in submission order, a
+    /// job's map tasks before its reduce tasks; then backups for stalled
+    /// attempts and stragglers.
     fn assign(&mut self, worker: WorkerId, free_slots: u32, now_ms: u64) -> Vec<Action> {
-        if !self.workers.contains_key(&worker) {
+        if !self.alive(worker) {
             return vec![Action::UnknownWorker { worker }];
         }
-        let mut actions = Vec::new();
         let mut free = free_slots as usize;
-        let max_attempts = self.config.max_attempts;
+        let mut actions = Vec::new();
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
-        for job_id in job_ids {
-            if free == 0 {
-                break;
-            }
-            let job = &self.jobs[&job_id];
-            if !matches!(job.state, JobState::Queued | JobState::Running) {
-                continue;
-            }
-            let phase = if job.maps_done() {
-                Phase::Reduce
-            } else {
-                Phase::Map
-            };
-            let pending: Vec<usize> = match phase {
-                Phase::Map => &job.maps,
-                Phase::Reduce => &job.reduces,
-            }
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.state == TaskState::Pending)
-            .map(|(i, _)| i)
-            .take(free)
-            .collect();
-            for index in pending {
-                let assignment =
-                    self.start_attempt(job_id, phase, index, worker, now_ms, max_attempts);
-                actions.push(Action::Assign { worker, assignment });
-                free -= 1;
+        for backups in [false, true] {
+            for &job_id in &job_ids {
+                if free == 0 {
+                    return actions;
+                }
+                let job = &self.jobs[&job_id];
+                if !matches!(job.state, JobState::Queued | JobState::Running)
+                    || self.excluded(job, worker)
+                {
+                    continue;
+                }
+                let phase = if job.maps_done() {
+                    Phase::Reduce
+                } else {
+                    Phase::Map
+                };
+                let candidates = if backups {
+                    placement::backup_candidates(job, phase, worker, now_ms, &self.config)
+                } else {
+                    placement::pending(job, phase)
+                };
+                for index in candidates.into_iter().take(free) {
+                    let assignment = self.start_attempt(job_id, phase, index, worker, now_ms);
+                    actions.push(Action::Assign { worker, assignment });
+                    free -= 1;
+                }
             }
         }
         actions
+    }
+
+    /// Whether the job's tasks failed too often on this worker, while other
+    /// live workers could run them.
+    fn excluded(&self, job: &Job, worker: WorkerId) -> bool {
+        let failures_on = |w: WorkerId| {
+            job.tasks()
+                .flat_map(|t| &t.attempts)
+                .filter(|a| a.worker == w && matches!(a.state, AttemptState::Failed { .. }))
+                .count() as u32
+        };
+        let limit = self.config.exclude_after_failures;
+        failures_on(worker) >= limit
+            && self
+                .workers
+                .values()
+                .any(|w| w.is_alive() && w.id != worker && failures_on(w.id) < limit)
     }
 
     fn start_attempt(
@@ -326,13 +420,13 @@ impl Scheduler {
         index: usize,
         worker: WorkerId,
         now_ms: u64,
-        max_attempts: u32,
     ) -> Assignment {
         let map_outputs = if phase == Phase::Reduce {
             self.map_outputs(job_id, index as u32)
         } else {
             Vec::new()
         };
+        let max_attempts = self.config.max_attempts;
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         job.apply(JobEvent::Started, now_ms);
         let task = match phase {
@@ -342,7 +436,7 @@ impl Scheduler {
         let TaskChange::Started { attempt } =
             task.apply(TaskEvent::Assigned { worker }, now_ms, max_attempts)
         else {
-            unreachable!("a pending task starts when assigned")
+            unreachable!("a pending or running task takes an attempt")
         };
         let spec = match &task.input {
             TaskInput::Split(split) => TaskSpec::Map {
@@ -385,16 +479,16 @@ impl Scheduler {
     }
 
     /// Grants the commit to the first running attempt of a reduce task that asks.
-    fn request_commit(&mut self, worker: WorkerId, attempt: AttemptId) -> Vec<Action> {
+    fn request_commit(&mut self, worker: WorkerId, attempt: AttemptId, now_ms: u64) -> Vec<Action> {
         let refuse = |reason: &str| {
             vec![Action::CommitRefused {
                 attempt,
                 reason: reason.to_string(),
             }]
         };
-        if !self.is_running_on(attempt, worker) {
+        if !self.is_running_on(attempt, worker) || !self.alive(worker) {
             return refuse(
-                "the attempt is not running on this worker (killed, superseded or its job ended)",
+                "the attempt is not running on this worker (killed, superseded, its worker was declared dead, or its job ended)",
             );
         }
         let job = self
@@ -414,7 +508,18 @@ impl Scheduler {
             }
             None => refuse("map attempts do not commit"),
             Some(holder) if holder == attempt => vec![Action::CommitGranted { attempt }],
-            Some(_) => refuse("another attempt of this task holds the commit"),
+            Some(holder) => {
+                // The losing backup: it ends here, through no fault of its
+                // own, and its coming failure report is fenced.
+                let reason = format!("{holder} holds the commit");
+                let refused = refuse(&reason);
+                task.apply(
+                    TaskEvent::Lost { attempt, reason },
+                    now_ms,
+                    self.config.max_attempts,
+                );
+                refused
+            }
         }
     }
 
@@ -426,23 +531,47 @@ impl Scheduler {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Vec<Action> {
-        // Fencing: only the running attempt on the worker it was given to
-        // may change anything.
-        if !self.is_running_on(attempt, worker) {
+        // Fencing: only a running attempt on the live worker it was given
+        // to may change anything.
+        if !self.is_running_on(attempt, worker) || !self.alive(worker) {
             return Vec::new();
         }
-        let max_attempts = self.config.max_attempts;
-        let job = self
-            .jobs
-            .get_mut(&attempt.task.job)
-            .expect("running attempt has a job");
-        let reducers = job.plan.reducers;
-        let task = job
-            .task_mut(attempt.task)
-            .expect("running attempt has a task");
-        let event = match (outcome, attempt.task.phase) {
+        let mut actions = Vec::new();
+        let event = match outcome {
+            AttemptOutcome::FetchFailed {
+                map_attempt,
+                message,
+            } => {
+                actions.extend(self.map_output_unfetchable(map_attempt, &message, now_ms));
+                TaskEvent::Lost {
+                    attempt,
+                    reason: format!("could not fetch the output of {map_attempt}: {message}"),
+                }
+            }
+            outcome => self.outcome_event(attempt, worker, counters, outcome),
+        };
+        actions.extend(self.apply_to_task(attempt, event, now_ms));
+        actions
+    }
+
+    /// The task event of a map or reduce attempt's own outcome.
+    fn outcome_event(
+        &self,
+        attempt: AttemptId,
+        worker: WorkerId,
+        counters: AttemptCounters,
+        outcome: AttemptOutcome,
+    ) -> TaskEvent {
+        let job = &self.jobs[&attempt.task.job];
+        let task = job.task(attempt.task).expect("running attempt has a task");
+        let failed = |error: String| TaskEvent::Failed {
+            attempt,
+            error,
+            counters,
+        };
+        match (outcome, attempt.task.phase) {
             (AttemptOutcome::Succeeded { segments }, Phase::Map)
-                if segments.len() == reducers as usize =>
+                if segments.len() == job.plan.reducers as usize =>
             {
                 TaskEvent::Succeeded {
                     attempt,
@@ -450,15 +579,11 @@ impl Scheduler {
                     counters,
                 }
             }
-            (AttemptOutcome::Succeeded { segments }, Phase::Map) => TaskEvent::Failed {
-                attempt,
-                error: format!(
-                    "reported {} segments for {} partitions",
-                    segments.len(),
-                    reducers
-                ),
-                counters,
-            },
+            (AttemptOutcome::Succeeded { segments }, Phase::Map) => failed(format!(
+                "reported {} segments for {} partitions",
+                segments.len(),
+                job.plan.reducers
+            )),
             (AttemptOutcome::Succeeded { .. }, Phase::Reduce)
                 if task.committer == Some(attempt) =>
             {
@@ -468,26 +593,36 @@ impl Scheduler {
                     counters,
                 }
             }
-            (AttemptOutcome::Succeeded { .. }, Phase::Reduce) => TaskEvent::Failed {
-                attempt,
-                error: "reported success without holding the commit".to_string(),
-                counters,
-            },
-            (AttemptOutcome::Failed { message }, _) => TaskEvent::Failed {
-                attempt,
-                error: message,
-                counters,
-            },
-        };
+            (AttemptOutcome::Succeeded { .. }, Phase::Reduce) => {
+                failed("reported success without holding the commit".to_string())
+            }
+            (AttemptOutcome::Failed { message }, _) => failed(message),
+            (AttemptOutcome::FetchFailed { .. }, _) => {
+                unreachable!("fetch failures are handled by the caller")
+            }
+        }
+    }
+
+    /// Applies a task event and what follows from it for the job.
+    fn apply_to_task(&mut self, attempt: AttemptId, event: TaskEvent, now_ms: u64) -> Vec<Action> {
+        let max_attempts = self.config.max_attempts;
+        let job = self
+            .jobs
+            .get_mut(&attempt.task.job)
+            .expect("attempt has a job");
+        let task = job.task_mut(attempt.task).expect("attempt has a task");
         let change = task.apply(event, now_ms, max_attempts);
         let description = format!(
-            "{} task {} ({})",
+            "{} task {} ({}) failed after {} attempts",
             phase_name(attempt.task.phase),
             attempt.task,
-            task.input
+            task.input,
+            task.attempts.len()
         );
         match change {
-            TaskChange::Succeeded if job.reduces_done() => {
+            TaskChange::Succeeded { .. }
+                if attempt.task.phase == Phase::Reduce && job.reduces_done() =>
+            {
                 job.apply(JobEvent::AllReducesCommitted, now_ms);
                 vec![Action::CommitJob {
                     job: job.id,
@@ -495,16 +630,139 @@ impl Scheduler {
                 }]
             }
             TaskChange::Failed { error } => {
-                let error = format!(
-                    "{description} failed after {max_attempts} attempts; last error: {error}"
-                );
+                let error = format!("{description}; last error: {error}");
                 self.end_job(attempt.task.job, JobEvent::TaskFailed { error }, now_ms)
             }
-            TaskChange::Succeeded | TaskChange::Retrying | TaskChange::Ignored => Vec::new(),
+            TaskChange::Succeeded { .. }
+            | TaskChange::AttemptEnded
+            | TaskChange::Retrying
+            | TaskChange::Ignored => Vec::new(),
             TaskChange::Started { .. } | TaskChange::Cancelled => {
-                unreachable!("an attempt report neither starts nor cancels a task")
+                unreachable!("an attempt's end neither starts nor cancels a task")
             }
         }
+    }
+
+    /// A reducer could not fetch `map_attempt`'s output: re-run that map
+    /// task, or fail the job when its output keeps failing.
+    fn map_output_unfetchable(
+        &mut self,
+        map_attempt: AttemptId,
+        message: &str,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let limit = self.config.max_fetch_failures;
+        let Some(job) = self.jobs.get_mut(&map_attempt.task.job) else {
+            return Vec::new();
+        };
+        let Some(task) = job.task_mut(map_attempt.task) else {
+            return Vec::new();
+        };
+        // Only the output reducers are told about counts; an older attempt's
+        // output was already replaced.
+        if !matches!(&task.state, TaskState::Succeeded { attempt, .. } if *attempt == map_attempt) {
+            return Vec::new();
+        }
+        let failures = job.record_fetch_failure(map_attempt.task);
+        let task = job.task_mut(map_attempt.task).expect("task exists");
+        if failures >= limit {
+            let error = format!(
+                "the output of map task {} ({}) could not be fetched {failures} times; last error: {message}",
+                map_attempt.task, task.input
+            );
+            return self.end_job(map_attempt.task.job, JobEvent::TaskFailed { error }, now_ms);
+        }
+        task.apply(TaskEvent::OutputLost, now_ms, self.config.max_attempts);
+        Vec::new()
+    }
+
+    fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let timeout = self.config.worker_timeout_ms;
+        let silent: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.is_alive() && now_ms.saturating_sub(w.last_heartbeat_ms) > timeout)
+            .map(|w| w.id)
+            .collect();
+        for worker in silent {
+            let reason = format!("{worker} sent no heartbeat for {timeout} ms");
+            actions.extend(self.declare_dead(worker, reason, now_ms));
+        }
+        actions.extend(self.fail_jobs_without_workers(now_ms));
+        actions
+    }
+
+    /// The worker is gone with everything on its disk: its running attempts
+    /// are lost, and map output that unfinished reducers still need is
+    /// re-run.
+    fn declare_dead(&mut self, worker: WorkerId, reason: String, now_ms: u64) -> Vec<Action> {
+        let record = self.workers.get_mut(&worker).expect("worker exists");
+        record.state = WorkerState::Dead {
+            at_ms: now_ms,
+            reason: reason.clone(),
+        };
+        let mut actions = Vec::new();
+        let max_attempts = self.config.max_attempts;
+        let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for job_id in job_ids {
+            let job = &self.jobs[&job_id];
+            if !matches!(job.state, JobState::Queued | JobState::Running) {
+                continue;
+            }
+            let lost: Vec<AttemptId> = job
+                .tasks()
+                .flat_map(|t| &t.attempts)
+                .filter(|a| a.worker == worker && a.state == AttemptState::Running)
+                .map(|a| a.id)
+                .collect();
+            for attempt in lost {
+                let event = TaskEvent::Lost {
+                    attempt,
+                    reason: format!("worker lost: {reason}"),
+                };
+                actions.extend(self.apply_to_task(attempt, event, now_ms));
+            }
+            let job = self.jobs.get_mut(&job_id).expect("job exists");
+            if job.state == JobState::Running && !job.reduces_done() {
+                for task in &mut job.maps {
+                    if matches!(&task.state, TaskState::Succeeded { output: TaskOutput::Map { worker: w, .. }, .. } if *w == worker)
+                    {
+                        task.apply(TaskEvent::OutputLost, now_ms, max_attempts);
+                    }
+                }
+            }
+        }
+        if !self.workers.values().any(Worker::is_alive) {
+            self.no_workers_since_ms = Some(now_ms);
+        }
+        actions
+    }
+
+    /// Fails every job with work to do once no worker has been alive for
+    /// the no-worker timeout (counted from the job's submission if later).
+    fn fail_jobs_without_workers(&mut self, now_ms: u64) -> Vec<Action> {
+        if self.workers.values().any(Worker::is_alive) {
+            self.no_workers_since_ms = None;
+            return Vec::new();
+        }
+        let since = *self.no_workers_since_ms.get_or_insert(now_ms);
+        let timeout = self.config.no_worker_timeout_ms;
+        let stuck: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::Running))
+            .filter(|j| now_ms.saturating_sub(since.max(j.submitted_at_ms)) >= timeout)
+            .map(|j| j.id)
+            .collect();
+        let mut actions = Vec::new();
+        for job in stuck {
+            let error = format!(
+                "no live worker for {timeout} ms (--no-worker-timeout) while the job had work to do"
+            );
+            actions.extend(self.end_job(job, JobEvent::TaskFailed { error }, now_ms));
+        }
+        actions
     }
 
     fn cancel(&mut self, job: JobId, now_ms: u64) -> Vec<Action> {

@@ -1,17 +1,27 @@
 //! One task's lifecycle and the attempts it ran.
 //!
 //! ```text
-//!            assign             attempt succeeded
-//!  Pending ─────────▶ Running ─────────────────────▶ Succeeded
-//!     ▲                  │ attempt failed,
-//!     └──────────────────┤ attempts left
-//!                        │ attempt failed, none left
-//!                        └──────────────────────────▶ Failed
-//!  Pending | Running ── job cancelled or failed ─────▶ Cancelled
+//!            assign            an attempt succeeded
+//!  Pending ─────────▶ Running ──────────────────────▶ Succeeded
+//!     ▲     (backups join      │ last running attempt      │ map output lost
+//!     │      a running task)   │ failed with attempts left,│ (its worker died,
+//!     ├────────────────────────┤ or was lost               │  a fetch failed)
+//!     └────────────────────────┼───────────────────────────┘
+//!                              │ failed max attempts
+//!                              └──────────────────────────▶ Failed
+//!  Pending | Running ── job ended ──▶ Cancelled
 //! ```
+//!
+//! Only attempts that failed by themselves (job code, bad input) count
+//! toward the attempt limit; attempts lost with their worker, killed as the
+//! losing backup, or ended by a fetch failure do not.
 
 use harrow_core::ids::{AttemptId, TaskId, WorkerId};
 use harrow_core::task::{AttemptCounters, SegmentInfo, Split};
+
+/// Lost attempts after which a task fails its job anyway, so a task whose
+/// workers keep dying cannot loop forever.
+pub const MAX_LOST_ATTEMPTS: usize = 16;
 
 /// What a task reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +42,9 @@ impl std::fmt::Display for TaskInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskState {
     Pending,
-    /// One attempt runs (step 2 adds backups, hence the attempt is named).
+    /// One attempt, or several when backups run; never empty.
     Running {
-        attempt: AttemptId,
+        attempts: Vec<AttemptId>,
     },
     Succeeded {
         attempt: AttemptId,
@@ -62,7 +72,16 @@ pub enum TaskOutput {
 pub enum AttemptState {
     Running,
     Succeeded,
-    Failed { error: String },
+    /// Failed by itself; counts toward the attempt limit.
+    Failed {
+        error: String,
+    },
+    /// Ended through no fault of its own: its worker died, or it could not
+    /// fetch its input. Does not count.
+    Lost {
+        reason: String,
+    },
+    /// Stopped by the coordinator: a backup won, or the job ended.
     Killed,
 }
 
@@ -73,12 +92,17 @@ pub struct Attempt {
     pub state: AttemptState,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// When the attempt last reported progress (or started).
+    pub progress_at_ms: u64,
+    /// Input bytes processed, as last reported.
+    pub progress_bytes: u64,
     pub counters: AttemptCounters,
 }
 
 /// What happens to a task.
 #[derive(Debug, Clone)]
 pub enum TaskEvent {
+    /// A first attempt, or a backup for a running task.
     Assigned {
         worker: WorkerId,
     },
@@ -92,6 +116,12 @@ pub enum TaskEvent {
         error: String,
         counters: AttemptCounters,
     },
+    Lost {
+        attempt: AttemptId,
+        reason: String,
+    },
+    /// A succeeded map task's output is gone.
+    OutputLost,
     Cancelled,
 }
 
@@ -101,7 +131,12 @@ pub enum TaskChange {
     Started {
         attempt: AttemptId,
     },
-    Succeeded,
+    /// The task succeeded; these other attempts were killed.
+    Succeeded {
+        killed: Vec<AttemptId>,
+    },
+    /// An attempt ended but others still run.
+    AttemptEnded,
     Retrying,
     Failed {
         error: String,
@@ -136,24 +171,34 @@ impl Task {
         self.attempts.iter().find(|a| a.id == id)
     }
 
-    fn attempt_mut(&mut self, id: AttemptId) -> &mut Attempt {
-        self.attempts
-            .iter_mut()
-            .find(|a| a.id == id)
-            .expect("a running task's attempt is recorded")
+    pub fn attempt_mut(&mut self, id: AttemptId) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().find(|a| a.id == id)
     }
 
-    fn failed_attempts(&self) -> u32 {
-        self.attempts
-            .iter()
-            .filter(|a| matches!(a.state, AttemptState::Failed { .. }))
-            .count() as u32
+    /// The attempts running now.
+    pub fn running(&self) -> &[AttemptId] {
+        match &self.state {
+            TaskState::Running { attempts } => attempts,
+            _ => &[],
+        }
+    }
+
+    pub fn failed_attempts(&self) -> u32 {
+        self.count(|s| matches!(s, AttemptState::Failed { .. })) as u32
+    }
+
+    pub fn lost_attempts(&self) -> usize {
+        self.count(|s| matches!(s, AttemptState::Lost { .. }))
+    }
+
+    fn count(&self, matches: impl Fn(&AttemptState) -> bool) -> usize {
+        self.attempts.iter().filter(|a| matches(&a.state)).count()
     }
 
     /// Every transition of the task lifecycle.
     pub fn apply(&mut self, event: TaskEvent, now_ms: u64, max_attempts: u32) -> TaskChange {
-        match (&self.state, event) {
-            (TaskState::Pending, TaskEvent::Assigned { worker }) => {
+        match (&mut self.state, event) {
+            (TaskState::Pending | TaskState::Running { .. }, TaskEvent::Assigned { worker }) => {
                 let id = AttemptId {
                     task: self.id,
                     number: self.attempts.len() as u32 + 1,
@@ -164,60 +209,89 @@ impl Task {
                     state: AttemptState::Running,
                     started_at_ms: now_ms,
                     finished_at_ms: None,
+                    progress_at_ms: now_ms,
+                    progress_bytes: 0,
                     counters: AttemptCounters::default(),
                 });
-                self.state = TaskState::Running { attempt: id };
+                match &mut self.state {
+                    TaskState::Running { attempts } => attempts.push(id),
+                    _ => self.state = TaskState::Running { attempts: vec![id] },
+                }
                 TaskChange::Started { attempt: id }
             }
             (
-                TaskState::Running { attempt: running },
+                TaskState::Running { attempts },
                 TaskEvent::Succeeded {
                     attempt,
                     output,
                     counters,
                 },
-            ) if *running == attempt => {
-                self.end_attempt(attempt, AttemptState::Succeeded, counters, now_ms);
+            ) if attempts.contains(&attempt) => {
+                let killed: Vec<AttemptId> =
+                    attempts.iter().copied().filter(|a| *a != attempt).collect();
+                self.end_attempt(attempt, AttemptState::Succeeded, Some(counters), now_ms);
+                for other in &killed {
+                    self.end_attempt(*other, AttemptState::Killed, None, now_ms);
+                }
                 self.state = TaskState::Succeeded { attempt, output };
-                TaskChange::Succeeded
+                TaskChange::Succeeded { killed }
             }
             (
-                TaskState::Running { attempt: running },
+                TaskState::Running { attempts },
                 TaskEvent::Failed {
                     attempt,
                     error,
                     counters,
                 },
-            ) if *running == attempt => {
+            ) if attempts.contains(&attempt) => {
+                attempts.retain(|a| *a != attempt);
                 self.end_attempt(
                     attempt,
                     AttemptState::Failed {
                         error: error.clone(),
                     },
-                    counters,
+                    Some(counters),
                     now_ms,
                 );
-                if self.committer == Some(attempt) {
-                    self.committer = None;
-                }
                 if self.failed_attempts() >= max_attempts {
+                    self.end_running(now_ms);
                     self.state = TaskState::Failed {
                         error: error.clone(),
                     };
                     TaskChange::Failed { error }
                 } else {
-                    self.state = TaskState::Pending;
-                    TaskChange::Retrying
+                    self.after_attempt_ended()
                 }
             }
-            (TaskState::Running { attempt }, TaskEvent::Cancelled) => {
-                let attempt = *attempt;
+            (TaskState::Running { attempts }, TaskEvent::Lost { attempt, reason })
+                if attempts.contains(&attempt) =>
+            {
+                attempts.retain(|a| *a != attempt);
                 self.end_attempt(
                     attempt,
-                    AttemptState::Killed,
-                    AttemptCounters::default(),
+                    AttemptState::Lost {
+                        reason: reason.clone(),
+                    },
+                    None,
                     now_ms,
                 );
+                if self.lost_attempts() >= MAX_LOST_ATTEMPTS {
+                    self.end_running(now_ms);
+                    let error = format!("{MAX_LOST_ATTEMPTS} attempts were lost; last: {reason}");
+                    self.state = TaskState::Failed {
+                        error: error.clone(),
+                    };
+                    TaskChange::Failed { error }
+                } else {
+                    self.after_attempt_ended()
+                }
+            }
+            (TaskState::Succeeded { .. }, TaskEvent::OutputLost) => {
+                self.state = TaskState::Pending;
+                TaskChange::Retrying
+            }
+            (TaskState::Running { .. }, TaskEvent::Cancelled) => {
+                self.end_running(now_ms);
                 self.state = TaskState::Cancelled;
                 TaskChange::Cancelled
             }
@@ -225,14 +299,36 @@ impl Task {
                 self.state = TaskState::Cancelled;
                 TaskChange::Cancelled
             }
-            (TaskState::Running { .. }, TaskEvent::Assigned { .. })
-            | (TaskState::Running { .. }, TaskEvent::Succeeded { .. })
+            (TaskState::Running { .. }, TaskEvent::Succeeded { .. })
             | (TaskState::Running { .. }, TaskEvent::Failed { .. })
+            | (TaskState::Running { .. }, TaskEvent::Lost { .. })
+            | (TaskState::Running { .. } | TaskState::Pending, TaskEvent::OutputLost)
             | (TaskState::Pending, TaskEvent::Succeeded { .. })
             | (TaskState::Pending, TaskEvent::Failed { .. })
-            | (TaskState::Succeeded { .. }, _)
-            | (TaskState::Failed { .. }, _)
-            | (TaskState::Cancelled, _) => TaskChange::Ignored,
+            | (TaskState::Pending, TaskEvent::Lost { .. })
+            | (TaskState::Succeeded { .. }, TaskEvent::Assigned { .. })
+            | (TaskState::Succeeded { .. }, TaskEvent::Succeeded { .. })
+            | (TaskState::Succeeded { .. }, TaskEvent::Failed { .. })
+            | (TaskState::Succeeded { .. }, TaskEvent::Lost { .. })
+            | (TaskState::Succeeded { .. }, TaskEvent::Cancelled)
+            | (TaskState::Failed { .. } | TaskState::Cancelled, _) => TaskChange::Ignored,
+        }
+    }
+
+    /// After one attempt ended without success: still running if others
+    /// run, else pending again.
+    fn after_attempt_ended(&mut self) -> TaskChange {
+        if self.running().is_empty() {
+            self.state = TaskState::Pending;
+            TaskChange::Retrying
+        } else {
+            TaskChange::AttemptEnded
+        }
+    }
+
+    fn end_running(&mut self, now_ms: u64) {
+        for attempt in self.running().to_vec() {
+            self.end_attempt(attempt, AttemptState::Killed, None, now_ms);
         }
     }
 
@@ -240,17 +336,22 @@ impl Task {
         &mut self,
         id: AttemptId,
         state: AttemptState,
-        counters: AttemptCounters,
+        counters: Option<AttemptCounters>,
         now_ms: u64,
     ) {
-        let attempt = self.attempt_mut(id);
+        if self.committer == Some(id) && state != AttemptState::Succeeded {
+            self.committer = None;
+        }
+        let attempt = self.attempt_mut(id).expect("a running attempt is recorded");
         assert_eq!(
             attempt.state,
             AttemptState::Running,
             "only a running attempt ends"
         );
         attempt.state = state;
-        attempt.counters = counters;
+        if let Some(counters) = counters {
+            attempt.counters = counters;
+        }
         attempt.finished_at_ms = Some(now_ms);
     }
 }

@@ -11,25 +11,62 @@ use proptest::prelude::*;
 
 use super::*;
 
-struct Harness {
-    scheduler: Scheduler,
-    now_ms: u64,
+pub(super) struct Harness {
+    pub scheduler: Scheduler,
+    pub now_ms: u64,
+}
+
+/// Timeouts of the test scheduler: a worker dies after 1 s of silence, an
+/// attempt without progress for 5 s gets a backup, jobs without workers
+/// fail after 10 s. Every event advances the fake clock by 10 ms.
+pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
+    SchedulerConfig {
+        max_attempts,
+        worker_timeout_ms: 1_000,
+        stall_timeout_ms: 5_000,
+        no_worker_timeout_ms: 10_000,
+        ..SchedulerConfig::default()
+    }
 }
 
 impl Harness {
-    fn new(max_attempts: u32) -> Self {
+    pub fn new(max_attempts: u32) -> Self {
         Harness {
-            scheduler: Scheduler::new(SchedulerConfig { max_attempts }),
+            scheduler: Scheduler::new(test_config(max_attempts)),
             now_ms: 1_000,
         }
     }
 
-    fn handle(&mut self, event: Event) -> Vec<Action> {
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
         self.now_ms += 10;
         self.scheduler.handle(event, self.now_ms)
     }
 
-    fn worker(&mut self) -> WorkerId {
+    /// Advances the clock and ticks.
+    pub fn advance(&mut self, ms: u64) -> Vec<Action> {
+        self.now_ms += ms;
+        self.handle(Event::Tick)
+    }
+
+    /// A heartbeat reporting `running` attempts with `bytes` of progress each.
+    pub fn heartbeat(
+        &mut self,
+        worker: WorkerId,
+        running: &[AttemptId],
+        bytes: u64,
+    ) -> Vec<Action> {
+        let running = running
+            .iter()
+            .map(|&attempt| AttemptProgress { attempt, bytes })
+            .collect();
+        self.handle(Event::Heartbeat {
+            worker,
+            running,
+            jobs_with_data: vec![],
+        })
+    }
+
+    pub fn worker(&mut self) -> WorkerId {
         match self.handle(Event::RegisterWorker {
             shuffle_address: "127.0.0.1:1".into(),
             slots: 2,
@@ -40,11 +77,11 @@ impl Harness {
         }
     }
 
-    fn submit(&mut self, maps: usize, reducers: u32) -> JobId {
+    pub fn submit(&mut self, maps: usize, reducers: u32) -> JobId {
         self.submit_to(maps, reducers, "/out")
     }
 
-    fn submit_to(&mut self, maps: usize, reducers: u32, output: &str) -> JobId {
+    pub fn submit_to(&mut self, maps: usize, reducers: u32, output: &str) -> JobId {
         let splits = (0..maps)
             .map(|i| Split {
                 location: format!("/in/f{i}"),
@@ -67,7 +104,7 @@ impl Harness {
         }
     }
 
-    fn request(&mut self, worker: WorkerId, free_slots: u32) -> Vec<Assignment> {
+    pub fn request(&mut self, worker: WorkerId, free_slots: u32) -> Vec<Assignment> {
         self.handle(Event::RequestTasks { worker, free_slots })
             .into_iter()
             .map(|action| match action {
@@ -77,7 +114,7 @@ impl Harness {
             .collect()
     }
 
-    fn succeed(&mut self, worker: WorkerId, assignment: &Assignment) -> Vec<Action> {
+    pub fn succeed(&mut self, worker: WorkerId, assignment: &Assignment) -> Vec<Action> {
         let segments = (0..assignment.reducers)
             .map(|partition| SegmentInfo {
                 partition,
@@ -107,7 +144,7 @@ impl Harness {
         self.report(worker, assignment.attempt, outcome)
     }
 
-    fn fail(&mut self, worker: WorkerId, attempt: AttemptId, message: &str) -> Vec<Action> {
+    pub fn fail(&mut self, worker: WorkerId, attempt: AttemptId, message: &str) -> Vec<Action> {
         self.report(
             worker,
             attempt,
@@ -117,7 +154,7 @@ impl Harness {
         )
     }
 
-    fn report(
+    pub fn report(
         &mut self,
         worker: WorkerId,
         attempt: AttemptId,
@@ -131,12 +168,12 @@ impl Harness {
         })
     }
 
-    fn state(&self, job: JobId) -> JobState {
+    pub fn state(&self, job: JobId) -> JobState {
         self.scheduler.job(job).unwrap().state.clone()
     }
 }
 
-fn phases(assignments: &[Assignment]) -> Vec<Phase> {
+pub(super) fn phases(assignments: &[Assignment]) -> Vec<Phase> {
     assignments.iter().map(|a| a.attempt.task.phase).collect()
 }
 
@@ -258,7 +295,7 @@ fn reports_from_other_workers_or_ended_attempts_are_ignored() {
     assert_eq!(
         h.scheduler.job(job).unwrap().maps[0].state,
         TaskState::Running {
-            attempt: retry[0].attempt
+            attempts: vec![retry[0].attempt]
         }
     );
 }
@@ -316,7 +353,10 @@ fn cancel_kills_running_attempts_through_heartbeats_and_releases_data() {
             state: JobState::Cancelled
         }
     );
-    let running = vec![assigned[1].attempt];
+    let running = vec![AttemptProgress {
+        attempt: assigned[1].attempt,
+        bytes: 0,
+    }];
     let actions = h.handle(Event::Heartbeat {
         worker,
         running,
@@ -434,10 +474,16 @@ proptest! {
         for (w, pick, dice) in steps {
             step(&mut h, &mut running, w, pick, dice)?;
         }
-        // Drain: keep going until no work is left.
+        // Drain: keep going until no work is left. Every worker asks, since
+        // one where a job failed three times is excluded from it.
         for _ in 0..10_000 {
-            if running.is_empty() && h.request(workers[0], 2).into_iter().map(|a| running.push((workers[0], a))).count() == 0 {
-                break;
+            if running.is_empty() {
+                for &worker in &workers {
+                    running.extend(h.request(worker, 2).into_iter().map(|a| (worker, a)));
+                }
+                if running.is_empty() {
+                    break;
+                }
             }
             step(&mut h, &mut running, 0, 0, 9)?;
         }
