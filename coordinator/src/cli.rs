@@ -74,6 +74,10 @@ pub enum Command {
         /// Print JSON, including every task and its attempts.
         #[arg(long)]
         json: bool,
+        /// Keep printing: one status (a JSON line with --json) each time it
+        /// changes, until the job ends.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         target: Target,
     },

@@ -131,11 +131,22 @@ impl Client {
     pub async fn watch(
         &self,
         job_id: &str,
+        on_change: impl FnMut(&JobReport),
+    ) -> Result<JobReport> {
+        self.follow(job_id, false, on_change).await
+    }
+
+    /// Like [`Client::watch`], with every task and attempt in each status
+    /// when `include_tasks`.
+    pub async fn follow(
+        &self,
+        job_id: &str,
+        include_tasks: bool,
         mut on_change: impl FnMut(&JobReport),
     ) -> Result<JobReport> {
         let request = pb::GetJobRequest {
             job_id: job_id.to_string(),
-            include_tasks: false,
+            include_tasks,
         };
         let mut stream = self
             .jobs

@@ -167,6 +167,29 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Status {
             job_id,
             json,
+            follow: true,
+            target,
+        } => {
+            let client = Client::connect(&target.coordinator).await?;
+            client
+                .follow(&job_id, json, |report| {
+                    if json {
+                        match serde_json::to_string(report) {
+                            Ok(line) => println!("{line}"),
+                            Err(error) => eprintln!("error: {error}"),
+                        }
+                    } else {
+                        print_status(report);
+                        println!();
+                    }
+                })
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            job_id,
+            json,
+            follow: false,
             target,
         } => {
             let client = Client::connect(&target.coordinator).await?;

@@ -114,6 +114,8 @@ fn map_tasks_run_concurrently_on_several_workers() {
     assert_eq!(status["state"], "succeeded");
     let mut maps = Vec::new();
     for task in status["tasks"].as_array().unwrap() {
+        // Without faults nothing is re-issued: one attempt per task.
+        assert_eq!(task["attempts"].as_array().unwrap().len(), 1, "{task:#}");
         if !task["task_id"].as_str().unwrap().contains("/m-") {
             continue;
         }

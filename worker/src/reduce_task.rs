@@ -52,6 +52,17 @@ impl ReduceTask<'_> {
 
     async fn run_in_scratch(self, gate: &impl CommitGate) -> Result<AttemptCounters, TaskError> {
         let output = Location::parse(self.output)?;
+        // The job's task setup runs before any input is read, as for maps.
+        let job = self.job.clone();
+        let task = TaskInfo {
+            attempt: self.attempt.to_string(),
+            kind: TaskKind::Reduce,
+            partition: Some(self.partition),
+        };
+        run_cpu(move || job.start_task(&task))
+            .await
+            .map_err(TaskError::panic("panicked starting the reduce task:"))?
+            .map_err(TaskError::job("start_task"))?;
         let segments = fetch_segments(
             self.map_outputs,
             self.partition,
@@ -64,20 +75,12 @@ impl ReduceTask<'_> {
         let file_name = part_file_name(self.partition);
         let local = self.scratch.join(&file_name);
         let job = self.job.clone();
-        let task = TaskInfo {
-            attempt: self.attempt.to_string(),
-            kind: TaskKind::Reduce,
-            partition: Some(self.partition),
-        };
         let local_output = local.clone();
         let progress = self.progress.clone();
-        let stats = run_cpu(move || {
-            job.start_task(&task)
-                .map_err(TaskError::job("start_task"))?;
-            merge_and_reduce(job.as_ref(), &segments, &local_output, &progress)
-        })
-        .await
-        .map_err(TaskError::panic("panicked in reduce:"))??;
+        let stats =
+            run_cpu(move || merge_and_reduce(job.as_ref(), &segments, &local_output, &progress))
+                .await
+                .map_err(TaskError::panic("panicked in reduce:"))??;
 
         let temporary = output
             .child(TEMPORARY_DIR)

@@ -16,75 +16,120 @@ pub const HARROW: &str = env!("CARGO_BIN_EXE_harrow");
 pub struct Cluster {
     pub url: String,
     pub dir: tempfile::TempDir,
-    children: Vec<Child>,
+    coordinator: Option<Child>,
+    pub workers: Vec<WorkerProcess>,
+    slots: usize,
+}
+
+/// One `harrow worker` process.
+pub struct WorkerProcess {
+    /// The id the coordinator gave it, e.g. `worker-0002`.
+    pub id: String,
+    pub work_dir: PathBuf,
+    child: Child,
 }
 
 impl Cluster {
     /// Starts a coordinator (`max_attempts` per task) and `workers` workers
-    /// with `slots` slots each, and waits until all have registered.
+    /// with `slots` slots each, each registered when this returns.
     pub fn start(workers: usize, slots: usize, max_attempts: u32) -> Cluster {
+        Cluster::start_with(
+            workers,
+            slots,
+            &["--max-attempts", &max_attempts.to_string()],
+        )
+    }
+
+    /// Like `start`, with extra coordinator flags.
+    pub fn start_with(workers: usize, slots: usize, coordinator_flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut cluster = Cluster {
-            url: String::new(),
-            dir,
-            children: Vec::new(),
-        };
-        let line = cluster.spawn(
+        let mut args = vec![
             "coordinator",
-            &[
-                "coordinator",
-                "--listen",
-                "127.0.0.1:0",
-                "--max-attempts",
-                &max_attempts.to_string(),
-                "--heartbeat-interval-ms",
-                "200",
-            ],
-        );
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat-interval-ms",
+            "200",
+        ];
+        args.extend_from_slice(coordinator_flags);
+        let (child, line) = spawn(dir.path(), "coordinator", &args);
         let address = line.rsplit(' ').next().unwrap().to_string();
-        cluster.url = format!("http://{address}");
-        for index in 0..workers {
-            let work_dir = cluster.dir.path().join(format!("work-{index}"));
-            let url = cluster.url.clone();
-            cluster.spawn(
-                &format!("worker-{index}"),
-                &[
-                    "worker",
-                    "--coordinator",
-                    &url,
-                    "--slots",
-                    &slots.to_string(),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--work-dir",
-                    work_dir.to_str().unwrap(),
-                ],
-            );
+        let mut cluster = Cluster {
+            url: format!("http://{address}"),
+            dir,
+            coordinator: Some(child),
+            workers: Vec::new(),
+            slots,
+        };
+        for _ in 0..workers {
+            cluster.add_worker();
         }
         cluster
     }
 
-    /// Spawns `harrow ARGS`, logs to a file, and returns its first stdout
-    /// line (printed once it is ready).
-    fn spawn(&mut self, name: &str, args: &[&str]) -> String {
-        let log = File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+    /// Starts one more worker; returns its index in `workers`.
+    pub fn add_worker(&mut self) -> usize {
+        let index = self.workers.len();
+        let work_dir = self.dir.path().join(format!("work-{index}"));
+        let slots = self.slots.to_string();
+        let url = self.url.clone();
+        let args = [
+            "worker",
+            "--coordinator",
+            &url,
+            "--slots",
+            &slots,
+            "--listen",
+            "127.0.0.1:0",
+            "--work-dir",
+            work_dir.to_str().unwrap(),
+        ];
+        let (child, line) = spawn(self.dir.path(), &format!("worker-{index}"), &args);
+        // "harrow worker worker-0002 serving shuffle on ADDRESS"
+        let id = line.split(' ').nth(2).unwrap().to_string();
+        self.workers.push(WorkerProcess {
+            id,
+            work_dir,
+            child,
+        });
+        index
+    }
+
+    /// SIGKILL: the worker is gone, with whatever it held.
+    pub fn kill_worker(&mut self, index: usize) {
+        let child = &mut self.workers[index].child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`) to a worker.
+    pub fn signal_worker(&self, index: usize, signal: &str) {
+        let pid = self.workers[index].child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    pub fn worker_index(&self, id: &str) -> usize {
+        self.workers
+            .iter()
+            .position(|w| w.id == id)
+            .unwrap_or_else(|| panic!("no worker {id}"))
+    }
+
+    /// Follows a job's status (with tasks) as it changes.
+    pub fn follow(&self, job: &str) -> Follow {
         let mut child = Command::new(HARROW)
-            .args(args)
+            .args(["status", job, "--json", "--follow"])
+            .env("HARROW_COORDINATOR", &self.url)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            !line.is_empty(),
-            "{name} exited before it was ready; see its log"
-        );
-        self.children.push(child);
-        line.trim().to_string()
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        Follow { child, lines }
     }
 
     /// Runs a client command against this cluster.
@@ -127,11 +172,84 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        let workers = self.workers.iter_mut().map(|w| &mut w.child);
+        for child in workers.chain(self.coordinator.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Spawns `harrow ARGS` logging to `DIR/NAME.log`, and returns it with its
+/// first stdout line (printed once it is ready).
+fn spawn(dir: &Path, name: &str, args: &[&str]) -> (Child, String) {
+    let log = File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut child = Command::new(HARROW)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        !line.is_empty(),
+        "{name} exited before it was ready; see {}",
+        dir.display()
+    );
+    (child, line.trim().to_string())
+}
+
+/// A `harrow status --json --follow` process.
+pub struct Follow {
+    child: Child,
+    lines: BufReader<std::process::ChildStdout>,
+}
+
+impl Follow {
+    /// Reads statuses until one satisfies `condition`, and returns it.
+    /// Panics if the job ends first.
+    pub fn until(
+        &mut self,
+        what: &str,
+        condition: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.lines.read_line(&mut line).unwrap();
+            assert!(read > 0, "the job ended before {what}");
+            let status: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if condition(&status) {
+                return status;
+            }
+        }
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The attempts of a status's tasks of one phase (`"m"` or `"r"`).
+pub fn attempts<'a>(status: &'a serde_json::Value, phase: &str) -> Vec<&'a serde_json::Value> {
+    let marker = format!("/{phase}-");
+    status["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter(|t| t["task_id"].as_str().unwrap().contains(&marker))
+                .flat_map(|t| t["attempts"].as_array().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn describe(output: &Output) -> String {
