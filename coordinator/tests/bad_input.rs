@@ -260,3 +260,57 @@ fn unknown_job_ids_are_reported() {
     let stderr = cluster.fails(&["cancel", "not-a-job"]);
     assert_mentions(&stderr, &["invalid job id \"not-a-job\""]);
 }
+
+#[test]
+fn a_map_that_panics_on_one_record_fails_the_job_naming_file_and_offset() {
+    let cluster = Cluster::start(2, 2, 3);
+    let input = cluster.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let poisoned = format!("{input}/b.txt");
+    std::fs::write(format!("{input}/a.txt"), "calm\n").unwrap();
+    std::fs::write(&poisoned, "line one\npoison pill\nline three\n").unwrap();
+    let out = cluster.path("out");
+    let output = cluster.harrow(&[
+        "submit",
+        "sleep",
+        "--input",
+        &input,
+        "--output",
+        &out,
+        "--arg",
+        "fail_on=poison",
+        "--wait",
+    ]);
+    assert!(!output.status.success(), "{}", describe(&output));
+    let job = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["status", &job, "--json"])).unwrap();
+    let error = status["error"].as_str().unwrap();
+    assert_mentions(
+        error,
+        &[
+            "failed after 3 attempts",
+            &format!("at {poisoned}:9"),
+            "panicked",
+            "line contains \"poison\"",
+        ],
+    );
+    // Every attempt failed the same way; the workers are still there.
+    let failed = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["attempts"].as_array().unwrap())
+        .filter(|a| a["state"] == "failed")
+        .count();
+    assert_eq!(failed, 3);
+    let workers: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["workers", "--json"])).unwrap();
+    assert_eq!(workers.as_array().unwrap().len(), 2);
+
+    let good = cluster.path("good");
+    cluster.ok(&[
+        "submit", "sleep", "--input", &input, "--output", &good, "--wait",
+    ]);
+    assert_eq!(read_output(&good).len(), 2);
+}

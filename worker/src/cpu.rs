@@ -26,7 +26,7 @@ where
             return;
         }
         let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|payload| CpuPanic {
-            message: panic_message(payload.as_ref()),
+            message: harrow_sdk::panic_message(payload.as_ref()),
         });
         // The receiver may be gone (attempt killed): nothing to tell.
         let _ = reply.send(outcome);
@@ -36,16 +36,6 @@ where
             message: "CPU pool dropped the work".to_string(),
         })
     })
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text.to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
 }
 
 #[cfg(test)]

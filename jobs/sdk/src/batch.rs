@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 
-use crate::{JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo};
+use crate::{JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo, TextBatch};
 
 /// A job written over whole batches.
 pub trait BatchJob: Send + Sync + 'static {
@@ -79,7 +79,15 @@ struct BatchMapper<'j, J> {
 
 impl<J: BatchJob> Mapper for BatchMapper<'_, J> {
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
-        let output = self.job.map_batch(input)?;
+        let output =
+            JobError::catch_panic(|| self.job.map_batch(input)).map_err(
+                |e| match TextBatch::new(input) {
+                    Ok(text) if !text.is_empty() => {
+                        e.at_record(text.file(), text.offsets().value(0))
+                    }
+                    _ => e,
+                },
+            )?;
         if output.num_rows() > 0 {
             self.outputs.push(output);
         }

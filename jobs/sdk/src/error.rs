@@ -38,6 +38,18 @@ pub enum JobError {
     /// of its data); the message is the job's.
     #[error("{message}")]
     Job { message: String },
+    /// The job's code panicked.
+    #[error("panicked: {message}")]
+    Panic { message: String },
+    /// A failure while mapping one record (or, at the batch level, the batch
+    /// starting there): where it happened.
+    #[error("at {file}:{offset}: {source}")]
+    AtRecord {
+        file: String,
+        offset: u64,
+        #[source]
+        source: Box<JobError>,
+    },
 }
 
 impl JobError {
@@ -48,7 +60,36 @@ impl JobError {
         }
     }
 
+    /// Runs job code, turning a panic into [`JobError::Panic`].
+    pub fn catch_panic<T>(code: impl FnOnce() -> Result<T, JobError>) -> Result<T, JobError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(code)).unwrap_or_else(|payload| {
+            Err(JobError::Panic {
+                message: panic_message(payload.as_ref()),
+            })
+        })
+    }
+
+    /// This error, located at a record.
+    pub fn at_record(self, file: &str, offset: u64) -> JobError {
+        JobError::AtRecord {
+            file: file.to_string(),
+            offset,
+            source: Box::new(self),
+        }
+    }
+
     pub(crate) fn arrow(during: &'static str) -> impl FnOnce(arrow::error::ArrowError) -> Self {
         move |source| JobError::Arrow { during, source }
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_string()
     }
 }

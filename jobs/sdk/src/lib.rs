@@ -65,7 +65,7 @@ pub use arrow;
 
 pub use args::{ArgSpec, JobArgs};
 pub use batch::{BatchJob, batch_runtime};
-pub use error::JobError;
+pub use error::{JobError, panic_message};
 pub use input::{
     FILE_METADATA_KEY, LINE_COLUMN, Line, OFFSET_COLUMN, TextBatch, base_name, text_schema,
 };

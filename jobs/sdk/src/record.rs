@@ -154,8 +154,13 @@ struct RecordMapper<'j, J: Job> {
 impl<J: Job> Mapper for RecordMapper<'_, J> {
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
         let text = TextBatch::new(input)?;
+        let job = self.emitter.job;
         for row in 0..text.len() {
-            self.emitter.job.map(&text.line(row), &mut self.emitter)?;
+            let line = text.line(row);
+            let emitter = &mut self.emitter;
+            // Catching here, per record, lets the error name the record.
+            JobError::catch_panic(|| job.map(&line, emitter))
+                .map_err(|e| e.at_record(line.file, line.offset))?;
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Built-in job `sleep --arg map_ms=N --arg reduce_ms=N`: sleeps that long
 //! at the start of every map and reduce task and emits one record per input
 //! file (`file<TAB>lines`), for scheduling tests and demos, like Hadoop's
-//! SleepJob.
+//! SleepJob. With `--arg fail_on=TEXT` its map panics on every line holding
+//! TEXT, to exercise failure handling.
 
 use std::time::Duration;
 
@@ -23,14 +24,20 @@ pub const DEFINITION: JobDefinition = JobDefinition {
             help: "milliseconds each reduce task sleeps (default 0)",
             required: false,
         },
+        ArgSpec {
+            name: "fail_on",
+            help: "panic in map on any line containing this text (for failure tests)",
+            required: false,
+        },
     ],
     create: |args: &JobArgs| Ok(harrow_sdk::record_runtime(Sleep::new(args)?)),
 };
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sleep {
     map: Duration,
     reduce: Duration,
+    fail_on: Option<String>,
 }
 
 impl Sleep {
@@ -38,6 +45,9 @@ impl Sleep {
         Ok(Sleep {
             map: Duration::from_millis(args.get_or("map_ms", 0)?),
             reduce: Duration::from_millis(args.get_or("reduce_ms", 0)?),
+            fail_on: args
+                .get("fail_on")?
+                .filter(|text: &String| !text.is_empty()),
         })
     }
 }
@@ -60,6 +70,9 @@ impl Job for Sleep {
     }
 
     fn map(&self, line: &Line<'_>, emit: &mut Emitter<'_, Self>) -> Result<(), JobError> {
+        if let Some(text) = &self.fail_on {
+            assert!(!line.text.contains(text.as_str()), "line contains {text:?}");
+        }
         emit.emit(line.file, 1);
         Ok(())
     }
@@ -91,6 +104,18 @@ mod tests {
         let lines =
             harrow_sdk::testing::run_text(job.as_ref(), &[("a", "x\ny\n"), ("b", "z")]).unwrap();
         assert_eq!(lines, ["a\t2", "b\t1"]);
+    }
+
+    #[test]
+    fn a_panic_in_map_names_the_record() {
+        let job = DEFINITION
+            .instantiate(&JobArgs::parse_pairs(["fail_on=boom"]).unwrap())
+            .unwrap();
+        let error = harrow_sdk::testing::run_text(job.as_ref(), &[("a.txt", "fine\nka-boom\n")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(error, "at a.txt:5: panicked: line contains \"boom\"");
     }
 
     #[test]
