@@ -56,6 +56,10 @@ pub enum Command {
         /// Directory for map output and reduce scratch (default: a new temporary directory).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// On SIGTERM or SIGINT: how long running attempts may finish and map
+        /// output stay served before the worker exits (e.g. 30s).
+        #[arg(long, default_value = "30s", value_parser = parse_duration_ms)]
+        grace_period: u64,
     },
     /// Submit a job to a coordinator and print its id.
     Submit {

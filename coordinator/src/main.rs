@@ -65,6 +65,15 @@ fn resolve_local(location: &str) -> String {
     std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }
 
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => Ok(()),
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+    }
+}
+
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -129,6 +138,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             slots,
             listen,
             work_dir,
+            grace_period,
         } => {
             let scratch = tempfile::Builder::new()
                 .prefix("harrow-worker-")
@@ -145,8 +155,10 @@ async fn run(command: Command) -> Result<ExitCode> {
                 "harrow worker {} serving shuffle on {}",
                 worker.worker_id, worker.shuffle_address
             );
-            tokio::signal::ctrl_c().await?;
-            worker.shutdown().await;
+            shutdown_signal().await?;
+            worker
+                .drain(std::time::Duration::from_millis(grace_period))
+                .await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { job, wait, target } => {
@@ -269,5 +281,15 @@ fn print_status(report: &JobReport) {
     println!(
         "records: {} in ({} bytes), {} out in {} files",
         report.input_records, report.input_bytes, report.output_records, report.output_files
+    );
+    let a = &report.attempts;
+    println!(
+        "attempts: {} ({} running, {} succeeded, {} failed, {} lost, {} killed)",
+        a.total, a.running, a.succeeded, a.failed, a.lost, a.killed
+    );
+    let f = &report.faults;
+    println!(
+        "faults:  max {} failed attempts per task; worker timeout {} ms, stall timeout {} ms, no-worker timeout {} ms",
+        f.max_attempts, f.worker_timeout_ms, f.stall_timeout_ms, f.no_worker_timeout_ms
     );
 }

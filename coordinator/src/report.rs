@@ -5,7 +5,9 @@
 use harrow_proto::v1 as pb;
 use serde::Serialize;
 
-use crate::scheduler::{Attempt, AttemptState, Job, JobState, Scheduler, Task, TaskState, Worker};
+use crate::scheduler::{
+    Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskState, Worker,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PhaseReport {
@@ -14,6 +16,26 @@ pub struct PhaseReport {
     pub running: u32,
     pub succeeded: u32,
     pub failed: u32,
+}
+
+/// The failure-handling settings a job runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FaultReport {
+    pub max_attempts: u32,
+    pub worker_timeout_ms: u64,
+    pub stall_timeout_ms: u64,
+    pub no_worker_timeout_ms: u64,
+}
+
+/// A job's attempts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AttemptCounts {
+    pub total: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub lost: u32,
+    pub killed: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +79,8 @@ pub struct JobReport {
     pub input_records: u64,
     pub output_records: u64,
     pub output_files: u32,
+    pub faults: FaultReport,
+    pub attempts: AttemptCounts,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskReport>,
 }
@@ -133,7 +157,22 @@ fn winning_counters(tasks: &[Task]) -> impl Iterator<Item = &harrow_core::task::
     })
 }
 
-pub fn job_report(job: &Job, include_tasks: bool) -> JobReport {
+fn attempt_counts(job: &Job) -> AttemptCounts {
+    let mut counts = AttemptCounts::default();
+    for attempt in job.tasks().flat_map(|t| &t.attempts) {
+        counts.total += 1;
+        match attempt.state {
+            AttemptState::Running => counts.running += 1,
+            AttemptState::Succeeded => counts.succeeded += 1,
+            AttemptState::Failed { .. } => counts.failed += 1,
+            AttemptState::Lost { .. } => counts.lost += 1,
+            AttemptState::Killed => counts.killed += 1,
+        }
+    }
+    counts
+}
+
+pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> JobReport {
     let error = match &job.state {
         JobState::Failed { error } => error.clone(),
         _ => String::new(),
@@ -166,6 +205,13 @@ pub fn job_report(job: &Job, include_tasks: bool) -> JobReport {
         input_records: winning_counters(&job.maps).map(|c| c.records_in).sum(),
         output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
         output_files: winning_counters(&job.reduces).count() as u32,
+        faults: FaultReport {
+            max_attempts: config.max_attempts,
+            worker_timeout_ms: config.worker_timeout_ms,
+            stall_timeout_ms: config.stall_timeout_ms,
+            no_worker_timeout_ms: config.no_worker_timeout_ms,
+        },
+        attempts: attempt_counts(job),
         tasks,
     }
 }
@@ -241,6 +287,20 @@ impl From<JobReport> for pb::JobStatus {
             input_records: r.input_records,
             output_records: r.output_records,
             output_files: r.output_files,
+            faults: Some(pb::FaultSettings {
+                max_attempts: r.faults.max_attempts,
+                worker_timeout_ms: r.faults.worker_timeout_ms,
+                stall_timeout_ms: r.faults.stall_timeout_ms,
+                no_worker_timeout_ms: r.faults.no_worker_timeout_ms,
+            }),
+            attempts: Some(pb::AttemptCounts {
+                total: r.attempts.total,
+                running: r.attempts.running,
+                succeeded: r.attempts.succeeded,
+                failed: r.attempts.failed,
+                lost: r.attempts.lost,
+                killed: r.attempts.killed,
+            }),
             tasks: r
                 .tasks
                 .into_iter()
@@ -297,6 +357,26 @@ impl From<pb::JobStatus> for JobReport {
             input_records: s.input_records,
             output_records: s.output_records,
             output_files: s.output_files,
+            faults: s
+                .faults
+                .map(|f| FaultReport {
+                    max_attempts: f.max_attempts,
+                    worker_timeout_ms: f.worker_timeout_ms,
+                    stall_timeout_ms: f.stall_timeout_ms,
+                    no_worker_timeout_ms: f.no_worker_timeout_ms,
+                })
+                .unwrap_or_default(),
+            attempts: s
+                .attempts
+                .map(|a| AttemptCounts {
+                    total: a.total,
+                    running: a.running,
+                    succeeded: a.succeeded,
+                    failed: a.failed,
+                    lost: a.lost,
+                    killed: a.killed,
+                })
+                .unwrap_or_default(),
             tasks: s
                 .tasks
                 .into_iter()

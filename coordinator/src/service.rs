@@ -91,7 +91,8 @@ impl Coordinator {
                 | Action::CommitGranted { .. }
                 | Action::CommitRefused { .. }
                 | Action::KillAttempts { .. }
-                | Action::ReleaseJobs { .. } => {}
+                | Action::ReleaseJobs { .. }
+                | Action::MayExit { .. } => {}
             }
         }
         if !is_poll || !actions.is_empty() {
@@ -203,6 +204,14 @@ impl WorkerService for WorkerApi {
             .iter()
             .map(|j| parse_id(j))
             .collect::<Result<_, _>>()?;
+        if request.leaving {
+            self.0.apply(Event::WorkerLeft { worker });
+            return Ok(Response::new(pb::HeartbeatResponse::default()));
+        }
+        if request.draining {
+            // Idempotent; wakes task requests so none hands it more work.
+            self.0.apply(Event::WorkerDraining { worker });
+        }
         let mut response = pb::HeartbeatResponse::default();
         for action in self.0.apply(Event::Heartbeat {
             worker,
@@ -217,6 +226,7 @@ impl WorkerService for WorkerApi {
                 Action::ReleaseJobs { jobs, .. } => {
                     response.release_jobs = jobs.iter().map(ToString::to_string).collect()
                 }
+                Action::MayExit { .. } => response.may_exit = true,
                 other => unreachable!("heartbeat produced {other:?}"),
             }
         }
@@ -312,7 +322,7 @@ impl JobApi {
         let job = scheduler
             .job(job)
             .ok_or_else(|| Status::not_found(format!("no job {job}")))?;
-        Ok(job_report(job, include_tasks).into())
+        Ok(job_report(job, scheduler.config(), include_tasks).into())
     }
 }
 
@@ -388,7 +398,7 @@ impl JobService for JobApi {
         let jobs = scheduler
             .jobs()
             .rev()
-            .map(|job| job_report(job, false).into())
+            .map(|job| job_report(job, scheduler.config(), false).into())
             .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }

@@ -211,3 +211,51 @@ fn a_corrupted_shuffle_file_is_detected_and_its_map_rerun() {
         .any(|a| a["state"] == "lost" && a["error"].as_str().unwrap().contains("CRC32C"));
     assert!(noticed, "no reducer reported the corruption: {status:#}");
 }
+
+#[test]
+fn sigterm_drains_a_worker_without_losing_its_work() {
+    let mut cluster = chaos_cluster();
+    let (corpus, files, out) = setup(&cluster);
+    let job = submit_sleep(&cluster, &corpus, &out, 800, 400);
+    let mut follow = cluster.follow(&job);
+    let status = follow.until("a map runs", |s| running_on(s, "m").is_some());
+    let leaving = running_on(&status, "m").unwrap();
+    let index = cluster.worker_index(&leaving);
+    cluster.signal_worker(index, "TERM");
+    // It finishes what it runs, serves its map output until reducers have
+    // it, and exits cleanly before the job needs it no more.
+    let exit = cluster.wait_worker(index);
+    assert!(exit.success(), "{exit:?}");
+    drop(follow);
+    let status = assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
+    let mine: Vec<&Value> = attempts(&status, "m")
+        .into_iter()
+        .filter(|a| a["worker_id"] == leaving.as_str())
+        .collect();
+    assert!(!mine.is_empty());
+    assert!(mine.iter().all(|a| a["state"] == "succeeded"), "{mine:#?}");
+}
+
+#[test]
+fn a_draining_worker_hands_back_what_outlasts_its_grace_period() {
+    let mut cluster = Cluster::start_with(1, 2, &["--worker-timeout", "1s"]);
+    let slow = cluster.add_worker_with(&["--grace-period", "300ms"]);
+    let (corpus, files, out) = setup(&cluster);
+    let job = submit_sleep(&cluster, &corpus, &out, 2500, 0);
+    let slow_id = cluster.workers[slow].id.clone();
+    let status = cluster
+        .follow(&job)
+        .until("a map runs on the short-grace worker", |s| {
+            attempts(s, "m")
+                .iter()
+                .any(|a| a["worker_id"] == slow_id.as_str() && a["state"] == "running")
+        });
+    assert_eq!(status["state"], "running");
+    cluster.signal_worker(slow, "TERM");
+    assert!(cluster.wait_worker(slow).success());
+    let status = assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
+    let handed_back = attempts(&status, "m")
+        .into_iter()
+        .any(|a| a["state"] == "lost" && a["error"].as_str().unwrap().contains("handed back"));
+    assert!(handed_back, "{status:#}");
+}

@@ -81,6 +81,8 @@ pub enum AttemptOutcome {
         map_attempt: AttemptId,
         message: String,
     },
+    /// A shutting-down worker gave the attempt back unfinished.
+    HandedBack { message: String },
 }
 
 /// The name of a reduce partition's committed output file.

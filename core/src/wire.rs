@@ -164,21 +164,14 @@ pub fn attempt_report(
                 segments: segments.into_iter().map(Into::into).collect(),
             })
         }
-        AttemptOutcome::Failed { message } => {
-            pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
-                message,
-                kind: pb::FailureKind::Task.into(),
-                map_attempt_id: String::new(),
-            })
-        }
+        AttemptOutcome::Failed { message } => failed(pb::FailureKind::Task, message, None),
         AttemptOutcome::FetchFailed {
             map_attempt,
             message,
-        } => pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
-            message,
-            kind: pb::FailureKind::Fetch.into(),
-            map_attempt_id: map_attempt.to_string(),
-        }),
+        } => failed(pb::FailureKind::Fetch, message, Some(map_attempt)),
+        AttemptOutcome::HandedBack { message } => {
+            failed(pb::FailureKind::HandedBack, message, None)
+        }
     };
     pb::AttemptReport {
         worker_id,
@@ -186,6 +179,18 @@ pub fn attempt_report(
         counters: Some(counters.into()),
         outcome: Some(outcome),
     }
+}
+
+fn failed(
+    kind: pb::FailureKind,
+    message: String,
+    map_attempt: Option<AttemptId>,
+) -> pb::attempt_report::Outcome {
+    pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
+        message,
+        kind: kind.into(),
+        map_attempt_id: map_attempt.map(|a| a.to_string()).unwrap_or_default(),
+    })
 }
 
 /// The outcome carried by a report.
@@ -201,6 +206,7 @@ pub fn attempt_outcome(
                 map_attempt: f.map_attempt_id.parse()?,
                 message: f.message,
             },
+            Ok(pb::FailureKind::HandedBack) => AttemptOutcome::HandedBack { message: f.message },
             // Unknown kinds from a newer worker count as the attempt's own failure.
             Ok(pb::FailureKind::Task | pb::FailureKind::Unspecified) | Err(_) => {
                 AttemptOutcome::Failed { message: f.message }

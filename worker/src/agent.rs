@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -74,6 +74,7 @@ pub struct WorkerHandle {
     pub worker_id: String,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    shared: Arc<Shared>,
 }
 
 impl WorkerHandle {
@@ -81,6 +82,66 @@ impl WorkerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Graceful shutdown: take no new tasks; let running attempts finish
+    /// within `grace` (hand back the rest); keep serving map output until
+    /// the coordinator says no reducer needs it, or `grace` ends; tell the
+    /// coordinator it leaves; stop.
+    pub async fn drain(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let shared = self.shared.clone();
+        shared.draining.store(true, Ordering::SeqCst);
+        tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
+        send_heartbeat(&shared, false).await;
+        loop {
+            let finished = shared.attempt_finished.notified();
+            if shared.running.lock().expect("running lock").is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                hand_back_running(&shared).await;
+                break;
+            }
+        }
+        loop {
+            let released = shared.may_exit.notified();
+            if shared.exit_allowed.load(Ordering::SeqCst) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                tracing::warn!("grace period over while map output may still be needed");
+                break;
+            }
+        }
+        send_heartbeat(&shared, true).await;
+        self.shutdown().await;
+    }
+}
+
+/// Aborts the attempts still running and reports them handed back, so the
+/// coordinator reruns them at once without counting them as failures.
+async fn hand_back_running(shared: &Shared) {
+    let running: Vec<(AttemptId, RunningAttempt)> = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .drain()
+        .collect();
+    for (attempt, running) in running {
+        running.abort.abort();
+        let outcome = AttemptOutcome::HandedBack {
+            message: "the worker is shutting down and its grace period ended".to_string(),
+        };
+        let report = wire::attempt_report(
+            shared.worker_id(),
+            attempt,
+            AttemptCounters::default(),
+            outcome,
+        );
+        if let Err(status) = shared.coordinator.clone().report_attempt(report).await {
+            tracing::warn!(%attempt, %status, "could not hand back attempt");
+        }
     }
 }
 
@@ -100,6 +161,13 @@ struct Shared {
     running: Mutex<HashMap<AttemptId, RunningAttempt>>,
     jobs_with_data: Mutex<BTreeSet<JobId>>,
     slots: Arc<Semaphore>,
+    /// Shutting down: pull no more work.
+    draining: AtomicBool,
+    /// Woken whenever an attempt ends.
+    attempt_finished: Notify,
+    /// The coordinator said this draining worker may exit.
+    exit_allowed: AtomicBool,
+    may_exit: Notify,
 }
 
 /// Starts a worker: binds the shuffle server, registers, and begins work.
@@ -157,6 +225,10 @@ pub async fn start_worker(
         worker_id: Mutex::new(String::new()),
         running: Mutex::new(HashMap::new()),
         jobs_with_data: Mutex::new(BTreeSet::new()),
+        draining: AtomicBool::new(false),
+        attempt_finished: Notify::new(),
+        exit_allowed: AtomicBool::new(false),
+        may_exit: Notify::new(),
     });
     let heartbeat_interval = shared.register().await?;
     let worker_id = shared.worker_id();
@@ -166,12 +238,13 @@ pub async fn start_worker(
         stopped.clone(),
         heartbeat_loop(shared.clone(), heartbeat_interval),
     ));
-    tasks.spawn(until_stopped(stopped, pull_loop(shared)));
+    tasks.spawn(until_stopped(stopped, pull_loop(shared.clone())));
     Ok(WorkerHandle {
         shuffle_address,
         worker_id,
         shutdown,
         tasks,
+        shared,
     })
 }
 
@@ -225,37 +298,50 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let running: Vec<pb::AttemptProgress> = shared
-            .running
-            .lock()
-            .expect("running lock")
-            .iter()
-            .map(|(attempt, running)| pb::AttemptProgress {
-                attempt_id: attempt.to_string(),
-                bytes: running.progress.load(Ordering::Relaxed),
-            })
-            .collect();
-        let jobs_with_data = shared
-            .jobs_with_data
-            .lock()
-            .expect("jobs lock")
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let request = pb::HeartbeatRequest {
-            worker_id: shared.worker_id(),
-            running,
-            jobs_with_data,
-        };
-        match shared.coordinator.clone().heartbeat(request).await {
-            Ok(response) => handle_heartbeat_response(&shared, response.into_inner()).await,
-            Err(status) => tracing::warn!(%status, "heartbeat failed"),
-        }
+        send_heartbeat(&shared, false).await;
+    }
+}
+
+/// One heartbeat: running attempts with their progress, the jobs whose map
+/// output is on disk, whether the worker drains or leaves.
+async fn send_heartbeat(shared: &Shared, leaving: bool) {
+    let running: Vec<pb::AttemptProgress> = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .iter()
+        .map(|(attempt, running)| pb::AttemptProgress {
+            attempt_id: attempt.to_string(),
+            bytes: running.progress.load(Ordering::Relaxed),
+        })
+        .collect();
+    let jobs_with_data = shared
+        .jobs_with_data
+        .lock()
+        .expect("jobs lock")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let request = pb::HeartbeatRequest {
+        worker_id: shared.worker_id(),
+        running,
+        jobs_with_data,
+        draining: shared.draining.load(Ordering::SeqCst),
+        leaving,
+    };
+    match shared.coordinator.clone().heartbeat(request).await {
+        Ok(response) if !leaving => handle_heartbeat_response(shared, response.into_inner()).await,
+        Ok(_) => {}
+        Err(status) => tracing::warn!(%status, "heartbeat failed"),
     }
 }
 
 async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatResponse) {
-    if response.unknown_worker {
+    if response.may_exit {
+        shared.exit_allowed.store(true, Ordering::SeqCst);
+        shared.may_exit.notify_waiters();
+    }
+    if response.unknown_worker && !shared.draining.load(Ordering::SeqCst) {
         tracing::warn!("coordinator does not know this worker; registering again");
         if let Err(error) = shared.register().await {
             tracing::error!(%error, "re-registration failed");
@@ -300,6 +386,9 @@ async fn pull_loop(shared: Arc<Shared>) {
         let Ok(first) = shared.slots.clone().acquire_owned().await else {
             return;
         };
+        if shared.draining.load(Ordering::SeqCst) {
+            return;
+        }
         let free = shared.slots.available_permits() + 1;
         let request = pb::TaskRequest {
             worker_id: shared.worker_id(),
@@ -349,6 +438,7 @@ async fn pull_loop(shared: Arc<Shared>) {
             let handle = tokio::spawn(async move {
                 run_attempt(&work, assignment, attempt_progress).await;
                 work.running.lock().expect("running lock").remove(&attempt);
+                work.attempt_finished.notify_waiters();
                 drop(slot);
             });
             let abort = handle.abort_handle();

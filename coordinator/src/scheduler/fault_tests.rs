@@ -410,7 +410,7 @@ proptest! {
     /// missing, and it ends within a bound of simulated time.
     #[test]
     fn jobs_survive_random_faults(
-        worker_count in 2usize..120,
+        worker_count in 2usize..300,
         maps in 1usize..12,
         reducers in 1u32..6,
         steps in proptest::collection::vec((0u8..100, any::<u16>()), 1..600),
@@ -560,4 +560,70 @@ proptest! {
             prop_assert!(granted[&task.id].contains(&attempt));
         }
     }
+}
+
+#[test]
+fn a_draining_worker_gets_no_tasks_and_may_exit_once_its_output_is_not_needed() {
+    let mut h = Harness::new(4);
+    let (leaving, staying) = (h.worker(), h.worker());
+    let job = h.submit(2, 1);
+    let maps = h.request(leaving, 1);
+    h.handle(Event::WorkerDraining { worker: leaving });
+    assert!(
+        h.request(leaving, 2).is_empty(),
+        "no new work while draining"
+    );
+    // Its running map still counts and finishes.
+    h.succeed(leaving, &maps[0]);
+    let other = h.request(staying, 2);
+    h.succeed(staying, &other[0]);
+    // A reducer still needs the map output on it.
+    assert!(
+        !h.heartbeat(leaving, &[], 0)
+            .contains(&Action::MayExit { worker: leaving })
+    );
+    let reduce = h.request(staying, 1);
+    h.succeed(staying, &reduce[0]);
+    assert_eq!(
+        h.heartbeat(leaving, &[], 0),
+        [Action::MayExit { worker: leaving }]
+    );
+    h.handle(Event::WorkerLeft { worker: leaving });
+    assert!(
+        !h.scheduler
+            .workers()
+            .find(|w| w.id == leaving)
+            .unwrap()
+            .is_alive()
+    );
+    assert_eq!(
+        h.state(job),
+        JobState::Committing,
+        "nothing re-run after the reduces are done"
+    );
+}
+
+#[test]
+fn a_worker_that_leaves_early_has_its_needed_output_rerun_and_handed_back_attempts_are_not_counted()
+{
+    let mut h = Harness::new(1);
+    let (leaving, staying) = (h.worker(), h.worker());
+    let job = h.submit(2, 1);
+    let maps = h.request(leaving, 2);
+    h.succeed(leaving, &maps[0]);
+    h.report(
+        leaving,
+        maps[1].attempt,
+        AttemptOutcome::HandedBack {
+            message: "grace period over".into(),
+        },
+    );
+    h.handle(Event::WorkerLeft { worker: leaving });
+    let again = h.request(staying, 2);
+    assert_eq!(
+        again.len(),
+        2,
+        "both maps run again: one handed back, one whose output left"
+    );
+    assert_eq!(h.state(job), JobState::Running);
 }

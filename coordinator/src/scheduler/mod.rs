@@ -54,7 +54,9 @@ impl Default for SchedulerConfig {
 /// A worker's lifecycle.
 ///
 /// ```text
-///  Alive ── no heartbeat for the worker timeout ──▶ Dead
+///  Alive ── no heartbeat for the worker timeout ──────────────▶ Dead
+///    │                                                          ▲
+///    └─ SIGTERM ─▶ Draining (no new tasks) ── leaves or silent ─┘
 /// ```
 ///
 /// A dead worker that comes back is told it is unknown and registers anew,
@@ -62,7 +64,13 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerState {
     Alive,
-    Dead { at_ms: u64, reason: String },
+    /// Shutting down: finishes what it runs and serves its map output, but
+    /// gets no new tasks.
+    Draining,
+    Dead {
+        at_ms: u64,
+        reason: String,
+    },
 }
 
 /// A registered worker.
@@ -77,8 +85,12 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Alive or draining: its attempts and map output count.
     pub fn is_alive(&self) -> bool {
-        self.state == WorkerState::Alive
+        match self.state {
+            WorkerState::Alive | WorkerState::Draining => true,
+            WorkerState::Dead { .. } => false,
+        }
     }
 }
 
@@ -105,6 +117,14 @@ pub enum Event {
         worker: WorkerId,
         running: Vec<AttemptProgress>,
         jobs_with_data: Vec<JobId>,
+    },
+    /// The worker is shutting down (SIGTERM): no new tasks for it.
+    WorkerDraining {
+        worker: WorkerId,
+    },
+    /// The worker has shut down.
+    WorkerLeft {
+        worker: WorkerId,
     },
     RequestTasks {
         worker: WorkerId,
@@ -164,6 +184,11 @@ pub enum Action {
     ReleaseJobs {
         worker: WorkerId,
         jobs: Vec<JobId>,
+    },
+    /// A draining worker runs nothing and holds no map output an unfinished
+    /// reducer needs: it may exit.
+    MayExit {
+        worker: WorkerId,
     },
     /// Every reduce committed: write `_SUCCESS`, clear `_temporary`, then
     /// send [`Event::JobCommitEnded`].
@@ -240,6 +265,15 @@ impl Scheduler {
                 running,
                 jobs_with_data,
             } => self.heartbeat(worker, &running, &jobs_with_data, now_ms),
+            Event::WorkerDraining { worker } => self.drain(worker),
+            Event::WorkerLeft { worker } => {
+                match self.workers.get(&worker).filter(|w| w.is_alive()) {
+                    Some(_) => {
+                        self.declare_dead(worker, format!("{worker} left the cluster"), now_ms)
+                    }
+                    None => Vec::new(),
+                }
+            }
             Event::RequestTasks { worker, free_slots } => self.assign(worker, free_slots, now_ms),
             Event::RequestCommit { worker, attempt } => {
                 self.request_commit(worker, attempt, now_ms)
@@ -344,7 +378,34 @@ impl Scheduler {
                 jobs: release,
             });
         }
+        if self.workers[&worker].state == WorkerState::Draining && self.may_exit(worker) {
+            actions.push(Action::MayExit { worker });
+        }
         actions
+    }
+
+    fn drain(&mut self, worker: WorkerId) -> Vec<Action> {
+        match self.workers.get_mut(&worker) {
+            Some(record) if record.state == WorkerState::Alive => {
+                record.state = WorkerState::Draining;
+                Vec::new()
+            }
+            Some(_) => Vec::new(),
+            None => vec![Action::UnknownWorker { worker }],
+        }
+    }
+
+    /// Whether nothing runs on the worker and no unfinished job still needs
+    /// map output on its disk.
+    fn may_exit(&self, worker: WorkerId) -> bool {
+        let holds_needed_output = |job: &Job| {
+            job.state == JobState::Running
+                && !job.reduces_done()
+                && job.maps.iter().any(|t| {
+                    matches!(&t.state, TaskState::Succeeded { output: TaskOutput::Map { worker: w, .. }, .. } if *w == worker)
+                })
+        };
+        self.running_on(worker) == 0 && !self.jobs.values().any(holds_needed_output)
     }
 
     fn is_running_on(&self, attempt: AttemptId, worker: WorkerId) -> bool {
@@ -359,8 +420,10 @@ impl Scheduler {
     /// job's map tasks before its reduce tasks; then backups for stalled
     /// attempts and stragglers.
     fn assign(&mut self, worker: WorkerId, free_slots: u32, now_ms: u64) -> Vec<Action> {
-        if !self.alive(worker) {
-            return vec![Action::UnknownWorker { worker }];
+        match self.workers.get(&worker).map(|w| &w.state) {
+            Some(WorkerState::Alive) => {}
+            Some(WorkerState::Draining) => return Vec::new(),
+            Some(WorkerState::Dead { .. }) | None => return vec![Action::UnknownWorker { worker }],
         }
         let mut free = free_slots as usize;
         let mut actions = Vec::new();
@@ -548,6 +611,10 @@ impl Scheduler {
                     reason: format!("could not fetch the output of {map_attempt}: {message}"),
                 }
             }
+            AttemptOutcome::HandedBack { message } => TaskEvent::Lost {
+                attempt,
+                reason: format!("handed back by its worker: {message}"),
+            },
             outcome => self.outcome_event(attempt, worker, counters, outcome),
         };
         actions.extend(self.apply_to_task(attempt, event, now_ms));
@@ -597,8 +664,8 @@ impl Scheduler {
                 failed("reported success without holding the commit".to_string())
             }
             (AttemptOutcome::Failed { message }, _) => failed(message),
-            (AttemptOutcome::FetchFailed { .. }, _) => {
-                unreachable!("fetch failures are handled by the caller")
+            (AttemptOutcome::FetchFailed { .. } | AttemptOutcome::HandedBack { .. }, _) => {
+                unreachable!("handled by the caller")
             }
         }
     }

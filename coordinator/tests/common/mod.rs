@@ -68,11 +68,16 @@ impl Cluster {
 
     /// Starts one more worker; returns its index in `workers`.
     pub fn add_worker(&mut self) -> usize {
+        self.add_worker_with(&[])
+    }
+
+    /// Starts one more worker with extra flags.
+    pub fn add_worker_with(&mut self, flags: &[&str]) -> usize {
         let index = self.workers.len();
         let work_dir = self.dir.path().join(format!("work-{index}"));
         let slots = self.slots.to_string();
         let url = self.url.clone();
-        let args = [
+        let mut args = vec![
             "worker",
             "--coordinator",
             &url,
@@ -83,6 +88,7 @@ impl Cluster {
             "--work-dir",
             work_dir.to_str().unwrap(),
         ];
+        args.extend_from_slice(flags);
         let (child, line) = spawn(self.dir.path(), &format!("worker-{index}"), &args);
         // "harrow worker worker-0002 serving shuffle on ADDRESS"
         let id = line.split(' ').nth(2).unwrap().to_string();
@@ -99,6 +105,11 @@ impl Cluster {
         let child = &mut self.workers[index].child;
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Waits for a worker process to exit.
+    pub fn wait_worker(&mut self, index: usize) -> std::process::ExitStatus {
+        self.workers[index].child.wait().unwrap()
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`) to a worker.
