@@ -144,6 +144,25 @@ impl FaultOptions {
 
 /// Parses a duration in milliseconds: `250ms`, `10s`, `5m`, `1h`.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    parse_with_unit(
+        text,
+        "a duration (e.g. 10s, 500ms, 5m)",
+        |unit| match unit {
+            "ms" => Ok(1),
+            "s" => Ok(1_000),
+            "m" => Ok(60_000),
+            "h" => Ok(3_600_000),
+            _ => Err("needs a unit: ms, s, m or h"),
+        },
+    )
+}
+
+/// Parses `NUMBER[UNIT]` into the number times the unit's multiplier.
+fn parse_with_unit(
+    text: &str,
+    what: &str,
+    multiplier: impl Fn(&str) -> Result<u64, &'static str>,
+) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -151,17 +170,11 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 5m)"))?;
-    let multiplier = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
-    };
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    let multiplier = multiplier(unit.trim()).map_err(|reason| format!("{text:?} {reason}"))?;
     number
         .checked_mul(multiplier)
-        .ok_or_else(|| format!("{text:?} is too long"))
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Which coordinator a client command talks to.
@@ -196,31 +209,18 @@ pub struct JobOptions {
 
 /// Parses a byte count with an optional unit: B, KB/KiB, MB/MiB, GB/GiB.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a byte count (e.g. 64MiB)"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ));
+    parse_with_unit(text, "a byte count (e.g. 64MiB)", |unit| {
+        match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => Ok(1),
+            "k" | "kb" => Ok(1_000),
+            "kib" => Ok(1 << 10),
+            "m" | "mb" => Ok(1_000_000),
+            "mib" => Ok(1 << 20),
+            "g" | "gb" => Ok(1_000_000_000),
+            "gib" => Ok(1 << 30),
+            _ => Err("has an unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"),
         }
-    };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    })
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
