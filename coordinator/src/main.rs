@@ -129,7 +129,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             println!("harrow coordinator listening on {}", coordinator.address);
             tokio::select! {
                 served = coordinator.wait() => served.context("coordinator stopped")?,
-                _ = tokio::signal::ctrl_c() => {}
+                stopped = shutdown_signal() => stopped?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -243,13 +243,18 @@ async fn run(command: Command) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&workers)?);
             } else {
                 println!(
-                    "{:<12} {:<22} {:>5} {:>8} {:>15}",
-                    "WORKER", "ADDRESS", "SLOTS", "RUNNING", "HEARTBEAT_MS"
+                    "{:<12} {:<9} {:<22} {:>5} {:>8} {:>15}",
+                    "WORKER", "STATE", "ADDRESS", "SLOTS", "RUNNING", "HEARTBEAT_MS"
                 );
                 for w in workers {
                     println!(
-                        "{:<12} {:<22} {:>5} {:>8} {:>15}",
-                        w.worker_id, w.address, w.slots, w.running_attempts, w.last_heartbeat_ms
+                        "{:<12} {:<9} {:<22} {:>5} {:>8} {:>15}",
+                        w.worker_id,
+                        w.state,
+                        w.address,
+                        w.slots,
+                        w.running_attempts,
+                        w.last_heartbeat_ms
                     );
                 }
             }

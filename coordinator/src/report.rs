@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::scheduler::{
     Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskState, Worker,
+    WorkerState,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -99,6 +100,9 @@ pub struct WorkerReport {
     pub running_attempts: u32,
     pub last_heartbeat_ms: u64,
     pub registered_at_ms: u64,
+    pub state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dead_reason: String,
 }
 
 fn task_state_name(state: &TaskState) -> &'static str {
@@ -226,6 +230,16 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
             running_attempts: scheduler.running_on(worker.id) as u32,
             last_heartbeat_ms: worker.last_heartbeat_ms,
             registered_at_ms: worker.registered_at_ms,
+            state: match worker.state {
+                WorkerState::Alive => "alive",
+                WorkerState::Draining => "draining",
+                WorkerState::Dead { .. } => "dead",
+            }
+            .to_string(),
+            dead_reason: match &worker.state {
+                WorkerState::Dead { reason, .. } => reason.clone(),
+                WorkerState::Alive | WorkerState::Draining => String::new(),
+            },
         })
         .collect()
 }
@@ -425,6 +439,8 @@ impl From<WorkerReport> for pb::WorkerStatus {
             running_attempts: w.running_attempts,
             last_heartbeat_ms: w.last_heartbeat_ms,
             registered_at_ms: w.registered_at_ms,
+            state: w.state,
+            dead_reason: w.dead_reason,
         }
     }
 }
@@ -438,6 +454,8 @@ impl From<pb::WorkerStatus> for WorkerReport {
             running_attempts: w.running_attempts,
             last_heartbeat_ms: w.last_heartbeat_ms,
             registered_at_ms: w.registered_at_ms,
+            state: w.state,
+            dead_reason: w.dead_reason,
         }
     }
 }

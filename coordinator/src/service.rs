@@ -60,10 +60,11 @@ impl Coordinator {
 
     /// Applies one event and starts the side effects it calls for.
     fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
-        let is_poll = matches!(
-            event,
-            Event::RequestTasks { .. } | Event::Heartbeat { .. } | Event::Tick
-        );
+        // Task requests and heartbeats change nothing worth waking anyone
+        // for unless they return actions. Ticks always wake waiting task
+        // requests: time passing alone can make work available (a worker
+        // declared dead, an attempt now stalled).
+        let is_poll = matches!(event, Event::RequestTasks { .. } | Event::Heartbeat { .. });
         let actions = {
             let mut scheduler = self.scheduler.lock().expect("scheduler lock");
             scheduler.handle(event, self.clock.now_ms())

@@ -160,9 +160,22 @@ fn sigstop_a_worker_past_the_timeout_then_sigcont_it() {
     cluster.signal_worker(index, "CONT");
     drop(follow);
     assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
-    // It came back under a new id.
+    // It was declared dead and came back under a new id.
     let workers: Value = serde_json::from_str(&cluster.ok(&["workers", "--json"])).unwrap();
-    assert!(workers.as_array().unwrap().len() >= 5, "{workers:#}");
+    let workers = workers.as_array().unwrap();
+    assert!(workers.len() >= 5, "{workers:#?}");
+    let old = workers
+        .iter()
+        .find(|w| w["worker_id"] == paused.as_str())
+        .unwrap();
+    assert_eq!(old["state"], "dead");
+    assert!(
+        old["dead_reason"]
+            .as_str()
+            .unwrap()
+            .contains("sent no heartbeat"),
+        "{old:#}"
+    );
 }
 
 #[test]
@@ -227,6 +240,14 @@ fn sigterm_drains_a_worker_without_losing_its_work() {
     let exit = cluster.wait_worker(index);
     assert!(exit.success(), "{exit:?}");
     drop(follow);
+    let workers: Value = serde_json::from_str(&cluster.ok(&["workers", "--json"])).unwrap();
+    let gone = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == leaving.as_str())
+        .unwrap();
+    assert_eq!(gone["dead_reason"], format!("{leaving} left the cluster"));
     let status = assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
     let mine: Vec<&Value> = attempts(&status, "m")
         .into_iter()
