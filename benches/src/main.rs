@@ -78,6 +78,7 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
             reducers: cpus as u32,
             split_size_bytes: split_size,
             args: Vec::new(),
+            storage_options: Vec::new(),
         };
         let config = LocalConfig {
             workers: 1,

@@ -205,6 +205,11 @@ pub struct JobOptions {
     /// A job argument as key=value; repeatable.
     #[arg(long = "arg", value_parser = parse_key_value)]
     pub args: Vec<(String, String)>,
+    /// An object store setting as key=value (aws_endpoint, aws_region,
+    /// google_service_account, azure_storage_account_name, ...), on top of
+    /// the store's environment variables; repeatable; never printed.
+    #[arg(long = "storage-option", value_parser = parse_key_value)]
+    pub storage_options: Vec<(String, String)>,
 }
 
 /// Parses a byte count with an optional unit: B, KB/KiB, MB/MiB, GB/GiB.

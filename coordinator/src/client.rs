@@ -18,6 +18,7 @@ pub struct Submission {
     pub reducers: u32,
     pub split_size_bytes: u64,
     pub args: Vec<(String, String)>,
+    pub storage_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ impl Client {
             reducers: submission.reducers,
             split_size_bytes: submission.split_size_bytes,
             args: submission.args.into_iter().collect(),
+            storage_options: submission.storage_options.into_iter().collect(),
         };
         let response = self
             .jobs

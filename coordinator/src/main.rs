@@ -53,6 +53,7 @@ fn submission(job: JobOptions) -> Submission {
         reducers: job.reducers,
         split_size_bytes: job.split_size,
         args: job.args,
+        storage_options: job.storage_options,
     }
 }
 

@@ -3,7 +3,7 @@
 //! `object_store`, so object stores plug in behind the same code.
 
 use futures::TryStreamExt;
-use harrow_core::storage::{Location, LocationError};
+use harrow_core::storage::{Location, LocationError, StorageOptions};
 use harrow_core::task::Split;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -44,13 +44,16 @@ const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
 /// components) into files, sorted and without duplicates. Files and
 /// directories whose name starts with `_` or `.` are skipped inside
 /// directories, as Hadoop does (`_SUCCESS`, `.crc`).
-pub async fn list_inputs(inputs: &[String]) -> Result<Vec<InputFile>, PlanError> {
+pub async fn list_inputs(
+    inputs: &[String],
+    storage: &StorageOptions,
+) -> Result<Vec<InputFile>, PlanError> {
     let mut files = Vec::new();
     for input in inputs {
         let found = if input.contains(GLOB_CHARS) {
-            list_glob(input).await?
+            list_glob(input, storage).await?
         } else {
-            list_path(input).await?
+            list_path(input, storage).await?
         };
         files.extend(found);
     }
@@ -59,8 +62,8 @@ pub async fn list_inputs(inputs: &[String]) -> Result<Vec<InputFile>, PlanError>
     Ok(files)
 }
 
-async fn list_path(input: &str) -> Result<Vec<InputFile>, PlanError> {
-    let location = Location::parse(input)?;
+async fn list_path(input: &str, storage: &StorageOptions) -> Result<Vec<InputFile>, PlanError> {
+    let location = Location::parse_with(input, storage)?;
     match location.store().head(location.path()).await {
         Ok(meta) => {
             return Ok(vec![InputFile {
@@ -79,7 +82,7 @@ async fn list_path(input: &str) -> Result<Vec<InputFile>, PlanError> {
     let files = list_under(&location).await?;
     if files.is_empty() {
         // A directory with only hidden files still exists.
-        let exists = exists_locally(&location.to_string());
+        let exists = location.is_local() && exists_locally(&location.to_string());
         return Err(if exists {
             PlanError::EmptyDirectory {
                 input: input.to_string(),
@@ -93,12 +96,14 @@ async fn list_path(input: &str) -> Result<Vec<InputFile>, PlanError> {
     Ok(files)
 }
 
-/// Whether a local path exists, to tell an empty directory from a missing one.
+/// Whether a local path exists, to tell an empty directory from a missing
+/// one (object stores have no directories: a prefix without objects is
+/// simply missing).
 fn exists_locally(path: &str) -> bool {
     std::path::Path::new(path).exists()
 }
 
-async fn list_glob(pattern: &str) -> Result<Vec<InputFile>, PlanError> {
+async fn list_glob(pattern: &str, storage: &StorageOptions) -> Result<Vec<InputFile>, PlanError> {
     // List below the longest prefix without glob characters.
     let glob_start = pattern
         .find(GLOB_CHARS)
@@ -107,8 +112,8 @@ async fn list_glob(pattern: &str) -> Result<Vec<InputFile>, PlanError> {
         Some(slash) => &pattern[..slash.max(1)],
         None => ".",
     };
-    let base = Location::parse(base)?;
-    let absolute_pattern = Location::parse(pattern)
+    let base = Location::parse_with(base, storage)?;
+    let absolute_pattern = Location::parse_with(pattern, storage)
         .map(|l| l.to_string())
         .unwrap_or_else(|_| pattern.to_string());
     let matcher = globset::GlobBuilder::new(&absolute_pattern)
@@ -192,8 +197,8 @@ pub fn splits(files: &[InputFile], split_size: u64) -> Vec<Split> {
 }
 
 /// Refuses an output location that holds anything.
-pub async fn check_output(output: &str) -> Result<Location, PlanError> {
-    let location = Location::parse(output)?;
+pub async fn check_output(output: &str, storage: &StorageOptions) -> Result<Location, PlanError> {
+    let location = Location::parse_with(output, storage)?;
     let exists = |_| PlanError::OutputExists {
         output: location.to_string(),
     };
@@ -259,23 +264,30 @@ mod tests {
         std::fs::write(root.join("logs/.hidden"), "").unwrap();
         let root = root.display().to_string();
 
-        let all = list_inputs(&[format!("{root}/logs")]).await.unwrap();
+        let all = list_inputs(&[format!("{root}/logs")], &StorageOptions::default())
+            .await
+            .unwrap();
         let names: Vec<&str> = all
             .iter()
             .map(|f| harrow_sdk::base_name(&f.location))
             .collect();
         assert_eq!(names, ["a.txt", "b.json"]);
 
-        let txt = list_inputs(&[format!("{root}/logs/2026-11-*/*.txt")])
-            .await
-            .unwrap();
+        let txt = list_inputs(
+            &[format!("{root}/logs/2026-11-*/*.txt")],
+            &StorageOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(txt, [file(&format!("{root}/logs/2026-11-01/a.txt"), 1)]);
 
-        let error = list_inputs(&[format!("{root}/logs/*.csv")])
+        let error = list_inputs(&[format!("{root}/logs/*.csv")], &StorageOptions::default())
             .await
             .unwrap_err();
         assert!(error.to_string().contains("matched no files"), "{error}");
-        let error = list_inputs(&[format!("{root}/missing")]).await.unwrap_err();
+        let error = list_inputs(&[format!("{root}/missing")], &StorageOptions::default())
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("does not exist"), "{error}");
     }
 
@@ -283,11 +295,17 @@ mod tests {
     async fn refuses_a_non_empty_output() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        check_output(out.to_str().unwrap()).await.unwrap();
+        check_output(out.to_str().unwrap(), &StorageOptions::default())
+            .await
+            .unwrap();
         std::fs::create_dir_all(&out).unwrap();
-        check_output(out.to_str().unwrap()).await.unwrap();
+        check_output(out.to_str().unwrap(), &StorageOptions::default())
+            .await
+            .unwrap();
         std::fs::write(out.join("part-r-00000"), "x").unwrap();
-        let error = check_output(out.to_str().unwrap()).await.unwrap_err();
+        let error = check_output(out.to_str().unwrap(), &StorageOptions::default())
+            .await
+            .unwrap_err();
         assert!(
             error
                 .to_string()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::Stream;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::JobRegistry;
-use harrow_core::storage::Location;
+use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{SUCCESS_FILE, TEMPORARY_DIR};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
@@ -75,8 +75,9 @@ impl Coordinator {
                 Action::AbortJobOutput { job, output } => {
                     let output = output.clone();
                     let job = *job;
+                    let storage = self.storage_of(job);
                     tokio::spawn(async move {
-                        if let Err(error) = clear_temporary(&output).await {
+                        if let Err(error) = clear_temporary(&output, &storage).await {
                             tracing::warn!(%job, %error, "could not clear temporary output");
                         }
                     });
@@ -108,19 +109,29 @@ impl Coordinator {
         self.apply(Event::Tick);
     }
 
+    /// The storage options a job was submitted with.
+    fn storage_of(&self, job: JobId) -> StorageOptions {
+        let scheduler = self.scheduler.lock().expect("scheduler lock");
+        scheduler
+            .job(job)
+            .map(|j| j.plan.storage.clone())
+            .unwrap_or_default()
+    }
+
     /// Writes `_SUCCESS` and clears `_temporary`, then tells the scheduler.
     fn spawn_commit(self: &Arc<Self>, job: JobId, output: String) {
         let coordinator = self.clone();
+        let storage = self.storage_of(job);
         tokio::spawn(async move {
-            let error = commit_job_output(&output).await.err();
+            let error = commit_job_output(&output, &storage).await.err();
             coordinator.apply(Event::JobCommitEnded { job, error });
         });
     }
 }
 
-async fn commit_job_output(output: &str) -> Result<(), String> {
-    clear_temporary(output).await?;
-    let location = Location::parse(output).map_err(|e| e.to_string())?;
+async fn commit_job_output(output: &str, storage: &StorageOptions) -> Result<(), String> {
+    clear_temporary(output, storage).await?;
+    let location = Location::parse_with(output, storage).map_err(|e| e.to_string())?;
     let marker = location.child(SUCCESS_FILE);
     location
         .store()
@@ -130,9 +141,9 @@ async fn commit_job_output(output: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn clear_temporary(output: &str) -> Result<(), String> {
+async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), String> {
     use futures::TryStreamExt;
-    let location = Location::parse(output).map_err(|e| e.to_string())?;
+    let location = Location::parse_with(output, storage).map_err(|e| e.to_string())?;
     let temporary = location.child(TEMPORARY_DIR);
     let store: &Arc<dyn ObjectStore> = temporary.store();
     let listed: Vec<_> = match store.list(Some(temporary.path())).try_collect().await {
@@ -354,10 +365,11 @@ impl JobService for JobApi {
             planner::PlanError::OutputExists { .. } => Status::already_exists(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         };
-        let output = planner::check_output(&request.output)
+        let storage = StorageOptions::new(request.storage_options.into_iter().collect());
+        let output = planner::check_output(&request.output, &storage)
             .await
             .map_err(plan_error)?;
-        let files = planner::list_inputs(&request.inputs)
+        let files = planner::list_inputs(&request.inputs, &storage)
             .await
             .map_err(plan_error)?;
         let plan = JobPlan {
@@ -367,6 +379,7 @@ impl JobService for JobApi {
             output: output.to_string(),
             reducers: request.reducers,
             splits: planner::splits(&files, request.split_size_bytes),
+            storage,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {

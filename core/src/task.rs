@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::ids::AttemptId;
+use crate::storage::StorageOptions;
 
 /// A byte range of one file: the input of one map task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Assignment {
     pub args: BTreeMap<String, String>,
     pub reducers: u32,
     pub task: TaskSpec,
+    /// Object store settings for the job's input and output.
+    pub storage: StorageOptions,
 }
 
 /// Bytes and records an attempt read and wrote.

@@ -5,6 +5,7 @@
 use harrow_proto::v1 as pb;
 
 use crate::ids::{AttemptId, IdError};
+use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, MapOutput, SegmentInfo, Split, TaskSpec,
 };
@@ -106,6 +107,7 @@ impl From<Assignment> for pb::TaskAssignment {
             args: a.args.into_iter().collect(),
             reducers: a.reducers,
             task: Some(task),
+            storage_options: a.storage.into_map().into_iter().collect(),
         }
     }
 }
@@ -147,6 +149,7 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             args: a.args.into_iter().collect(),
             reducers: a.reducers,
             task,
+            storage: StorageOptions::new(a.storage_options.into_iter().collect()),
         })
     }
 }

@@ -487,7 +487,16 @@ async fn execute(
                 .lock()
                 .expect("jobs lock")
                 .insert(attempt.task.job);
-            let result = run_map(job, attempt, &split, assignment.reducers, dir, &progress).await?;
+            let result = run_map(
+                job,
+                attempt,
+                &split,
+                assignment.reducers,
+                dir,
+                &progress,
+                &assignment.storage,
+            )
+            .await?;
             Ok((result.counters, result.segments))
         }
         TaskSpec::Reduce {
@@ -503,6 +512,7 @@ async fn execute(
                 map_outputs: &map_outputs,
                 scratch: dir.join(attempt.file_stem()),
                 progress,
+                storage: &assignment.storage,
             };
             let counters = task.run(shared).await?;
             Ok((counters, Vec::new()))

@@ -12,7 +12,7 @@ use arrow::row::{RowConverter, SortField};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use harrow_core::ids::AttemptId;
-use harrow_core::storage::Location;
+use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, SegmentInfo, Split};
 use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
 use rayon::prelude::*;
@@ -45,8 +45,9 @@ pub async fn run_map(
     reducers: u32,
     dir: PathBuf,
     progress: &AtomicU64,
+    storage: &StorageOptions,
 ) -> Result<MapResult, TaskError> {
-    let location = Location::parse(&split.location)?;
+    let location = Location::parse_with(&split.location, storage)?;
     let task = TaskInfo {
         attempt: attempt.to_string(),
         kind: TaskKind::Map,

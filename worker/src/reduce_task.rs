@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use harrow_core::ids::AttemptId;
-use harrow_core::storage::Location;
+use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, MapOutput, TEMPORARY_DIR, part_file_name};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
 use object_store::ObjectStoreExt;
@@ -39,6 +39,8 @@ pub struct ReduceTask<'a> {
     pub scratch: PathBuf,
     /// Bytes fetched and merged so far.
     pub progress: Arc<AtomicU64>,
+    /// Object store settings for the output.
+    pub storage: &'a StorageOptions,
 }
 
 impl ReduceTask<'_> {
@@ -51,7 +53,7 @@ impl ReduceTask<'_> {
     }
 
     async fn run_in_scratch(self, gate: &impl CommitGate) -> Result<AttemptCounters, TaskError> {
-        let output = Location::parse(self.output)?;
+        let output = Location::parse_with(self.output, self.storage)?;
         // The job's task setup runs before any input is read, as for maps.
         let job = self.job.clone();
         let task = TaskInfo {
@@ -132,6 +134,14 @@ async fn publish(temporary: &Location, committed: &Location) -> Result<(), TaskE
                 .await
                 .map_err(output_error)
         }
+        // S3 and others cannot copy conditionally. The grant makes this
+        // attempt the only writer, and the copy appears whole: overwrite.
+        Err(
+            object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. },
+        ) => store
+            .rename(temporary.path(), committed.path())
+            .await
+            .map_err(output_error),
         other => other.map_err(output_error),
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId};
+use harrow_core::storage::StorageOptions;
 use harrow_core::task::Split;
 
 use super::task::{Task, TaskInput, TaskState};
@@ -24,6 +25,7 @@ pub struct JobPlan {
     pub output: String,
     pub reducers: u32,
     pub splits: Vec<Split>,
+    pub storage: StorageOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -517,6 +517,7 @@ impl Scheduler {
             args: job.plan.args.clone(),
             reducers: job.plan.reducers,
             task: spec,
+            storage: job.plan.storage.clone(),
         }
     }
 

@@ -97,6 +97,7 @@ impl Harness {
             output: output.into(),
             reducers,
             splits,
+            storage: Default::default(),
         };
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,
