@@ -4,7 +4,7 @@
 
 use futures::TryStreamExt;
 use harrow_core::storage::{Location, LocationError, StorageOptions};
-use harrow_core::task::Split;
+use harrow_core::task::{Compression, Split};
 use object_store::{ObjectStore, ObjectStoreExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -173,11 +173,9 @@ async fn list_under(location: &Location) -> Result<Vec<InputFile>, PlanError> {
 pub fn splits(files: &[InputFile], split_size: u64) -> Vec<Split> {
     let mut splits = Vec::new();
     for file in files {
-        let step = if split_size == 0 {
-            file.size.max(1)
-        } else {
-            split_size
-        };
+        // Compressed files cannot be decoded from the middle: whole.
+        let whole = split_size == 0 || Compression::of(&file.location).is_some();
+        let step = if whole { file.size.max(1) } else { split_size };
         let mut start = 0;
         loop {
             let end = (start + step).min(file.size);
@@ -242,6 +240,31 @@ mod tests {
                 ("/a", 8, 10),
                 ("/b", 0, 0),
                 ("/c", 0, 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn compressed_files_are_one_split_whatever_the_split_size() {
+        let splits = splits(
+            &[
+                file("/a.txt.gz", 10),
+                file("/b.ZST", 10),
+                file("/c.bz2", 10),
+                file("/d.txt", 10),
+            ],
+            4,
+        );
+        let per_file: Vec<&str> = splits.iter().map(|s| s.location.as_str()).collect();
+        assert_eq!(
+            per_file,
+            [
+                "/a.txt.gz",
+                "/b.ZST",
+                "/c.bz2",
+                "/d.txt",
+                "/d.txt",
+                "/d.txt"
             ]
         );
     }

@@ -6,6 +6,29 @@ use std::collections::BTreeMap;
 use crate::ids::AttemptId;
 use crate::storage::StorageOptions;
 
+/// A compression codec of an input file, known by its extension. Compressed
+/// files are read whole, one split per file: their byte ranges cannot be
+/// decoded independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Bzip2,
+}
+
+impl Compression {
+    pub fn of(location: &str) -> Option<Compression> {
+        let name = location.rsplit('/').next().unwrap_or(location);
+        let extension = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match extension.as_str() {
+            "gz" | "gzip" => Some(Compression::Gzip),
+            "zst" | "zstd" => Some(Compression::Zstd),
+            "bz2" => Some(Compression::Bzip2),
+            _ => None,
+        }
+    }
+}
+
 /// A byte range of one file: the input of one map task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {

@@ -22,12 +22,23 @@ pub const BATCH_ROWS: usize = 8192;
 
 /// A split that could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("reading {location} at byte {offset}: {source}")]
-pub struct InputError {
-    pub location: String,
-    pub offset: u64,
-    #[source]
-    pub source: object_store::Error,
+pub enum InputError {
+    #[error("reading {location} at byte {offset}: {source}")]
+    Read {
+        location: String,
+        offset: u64,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A compressed file that does not decode; the offset is in the
+    /// decompressed text.
+    #[error("decompressing {location} at decompressed byte {offset}: {source}")]
+    Decode {
+        location: String,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Whole lines owned by a split, starting at `offset` in the file.
@@ -106,7 +117,7 @@ impl SplitReader {
                 .store
                 .get_range(&self.path, range.clone())
                 .await
-                .map_err(|source| InputError {
+                .map_err(|source| InputError::Read {
                     location: self.location.clone(),
                     offset: range.start,
                     source,

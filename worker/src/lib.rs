@@ -1,6 +1,7 @@
 //! The Harrow worker.
 
 pub mod agent;
+pub mod compressed;
 pub mod cpu;
 pub mod error;
 pub mod input;

@@ -13,10 +13,11 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{AttemptCounters, SegmentInfo, Split};
+use harrow_core::task::{AttemptCounters, Compression, SegmentInfo, Split};
 use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
 use rayon::prelude::*;
 
+use crate::compressed::CompressedReader;
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
 use crate::input::{SplitReader, TextChunk, chunk_batches};
@@ -29,6 +30,21 @@ use crate::segment::write_map_output;
 /// fewer partially combined rows to sort.
 const MIN_CHUNK_BYTES: u64 = 1 << 20;
 const MAX_CHUNK_BYTES: u64 = 32 << 20;
+
+/// Where a map attempt's lines come from.
+enum Chunks {
+    Split(SplitReader),
+    Compressed(CompressedReader),
+}
+
+impl Chunks {
+    async fn next_chunk(&mut self) -> Result<Option<TextChunk>, crate::input::InputError> {
+        match self {
+            Chunks::Split(reader) => reader.next_chunk().await,
+            Chunks::Compressed(reader) => reader.next_chunk().await,
+        }
+    }
+}
 
 /// What a map attempt produced.
 #[derive(Debug)]
@@ -61,12 +77,23 @@ pub async fn run_map(
 
     let threads = rayon::current_num_threads().max(1) as u64;
     let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES);
-    let mut reader = SplitReader::new(
-        location.store().clone(),
-        location.path().clone(),
-        split,
-        chunk_bytes,
-    );
+    let store = location.store().clone();
+    let path = location.path().clone();
+    let mut reader = match Compression::of(&split.location) {
+        // A compressed file is one split; its size says little about the
+        // text inside, so chunks take the largest size.
+        Some(compression) => Chunks::Compressed(
+            CompressedReader::open(
+                store,
+                path,
+                &split.location,
+                compression,
+                MAX_CHUNK_BYTES as usize / 2,
+            )
+            .await?,
+        ),
+        None => Chunks::Split(SplitReader::new(store, path, split, chunk_bytes)),
+    };
     let parallelism = threads as usize + 1;
     let mut counters = AttemptCounters::default();
     let mut mapping = FuturesOrdered::new();
