@@ -10,7 +10,7 @@ const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
 /// Harrow: a distributed MapReduce engine.
 ///
 /// Built-in jobs: wordcount, inverted-index, grep (--arg pattern=REGEX),
-/// sleep (--arg map_ms=N --arg reduce_ms=N).
+/// sleep (--arg map_ms=N --arg reduce_ms=N --arg fail_on=TEXT).
 #[derive(Debug, Parser)]
 #[command(name = "harrow", version, propagate_version = true)]
 pub struct Cli {
@@ -190,10 +190,14 @@ pub struct Target {
 pub struct JobOptions {
     /// The job: wordcount, inverted-index, grep or sleep.
     pub job: String,
-    /// Input files, directories or globs (`logs/2026-*/*.txt`); repeatable.
+    /// Input files, directories or globs in the last path components, local
+    /// or in object stores (`logs/2026-*/*.txt`, `s3://bucket/logs/*.gz`,
+    /// gs://, az://, abfss://, http(s)://); repeatable. Files ending in .gz,
+    /// .zst or .bz2 are decompressed and read whole.
     #[arg(long = "input", required = true, num_args = 1..)]
     pub inputs: Vec<String>,
-    /// Output directory; must not exist or be empty.
+    /// Output directory, local or `s3://`, `gs://`, `az://`; must not exist
+    /// or be empty.
     #[arg(long)]
     pub output: String,
     /// Number of reduce partitions (and output files).
