@@ -145,6 +145,17 @@ impl Location {
         })
     }
 
+    /// A location in a given store, shown as `memory:///path` (for tests
+    /// and tools that bring their own store).
+    pub fn for_store(store: Arc<dyn ObjectStore>, path: Path) -> Location {
+        Location {
+            store,
+            display: join("memory://", path.as_ref()),
+            root: Some("memory://".to_string()),
+            path,
+        }
+    }
+
     /// Whether this is a local file or directory.
     pub fn is_local(&self) -> bool {
         self.root.is_none()

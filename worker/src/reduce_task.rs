@@ -155,8 +155,13 @@ async fn upload(local: &Path, target: &Location) -> Result<(), TaskError> {
     let mut file = tokio::fs::File::open(local)
         .await
         .map_err(TaskError::io(local))?;
-    let mut writer = BufWriter::new(target.store().clone(), target.path().clone());
-    let copied = tokio::io::copy(&mut file, &mut writer).await;
+    let mut upload = Upload(Some(BufWriter::new(
+        target.store().clone(),
+        target.path().clone(),
+    )));
+    let writer = upload.0.as_mut().expect("writer present until finished");
+    let copied = tokio::io::copy(&mut file, writer).await;
+    let mut writer = upload.0.take().expect("writer present until finished");
     let closed = match copied {
         Ok(_) => writer.shutdown().await,
         Err(error) => {
@@ -170,4 +175,184 @@ async fn upload(local: &Path, target: &Location) -> Result<(), TaskError> {
             source: Box::new(e),
         })
     })
+}
+
+/// An upload in progress. Dropped before it finished (its attempt was
+/// killed), it aborts itself, so no half-written multipart upload is left
+/// behind in an object store.
+struct Upload(Option<BufWriter>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    };
+    use tokio::sync::mpsc;
+
+    /// An in-memory store that reports what happens to multipart uploads.
+    #[derive(Debug)]
+    struct Recording {
+        inner: InMemory,
+        events: mpsc::UnboundedSender<&'static str>,
+    }
+
+    impl std::fmt::Display for Recording {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Recording")
+        }
+    }
+
+    #[derive(Debug)]
+    struct RecordingUpload {
+        inner: Box<dyn MultipartUpload>,
+        events: mpsc::UnboundedSender<&'static str>,
+    }
+
+    #[tonic::async_trait]
+    impl MultipartUpload for RecordingUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            let _ = self.events.send("part");
+            self.inner.put_part(data)
+        }
+
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            let _ = self.events.send("complete");
+            self.inner.complete().await
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            let _ = self.events.send("abort");
+            self.inner.abort().await
+        }
+    }
+
+    #[tonic::async_trait]
+    impl ObjectStore for Recording {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            let events = self.events.clone();
+            Ok(Box::new(RecordingUpload { inner, events }))
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<object_store::path::Path>>,
+        ) -> BoxStream<'static, object_store::Result<object_store::path::Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_dropped_midway_aborts_its_multipart_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("part");
+        // Larger than the writer's buffer, so it goes multipart.
+        std::fs::write(&local, vec![b'x'; 48 << 20]).unwrap();
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let store: Arc<dyn ObjectStore> = Arc::new(Recording {
+            inner: InMemory::new(),
+            events,
+        });
+        let target = Location::for_store(store, object_store::path::Path::from("out/part"));
+        // Kill the upload as soon as its first part is on its way.
+        tokio::select! {
+            result = upload(&local, &target) => panic!("finished before it could be killed: {result:?}"),
+            event = seen.recv() => assert_eq!(event, Some("part")),
+        }
+        // A generous bound as a safety net only: without the abort nothing
+        // else would ever be reported.
+        let next_other = async {
+            loop {
+                match seen.recv().await {
+                    Some("part") => continue,
+                    other => return other,
+                }
+            }
+        };
+        let after_parts =
+            tokio::time::timeout(std::time::Duration::from_secs(60), next_other).await;
+        assert_eq!(after_parts.ok().flatten(), Some("abort"));
+    }
+
+    #[tokio::test]
+    async fn a_finished_upload_completes_and_does_not_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("part");
+        std::fs::write(&local, vec![b'y'; 24 << 20]).unwrap();
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let store: Arc<dyn ObjectStore> = Arc::new(Recording {
+            inner: InMemory::new(),
+            events,
+        });
+        let target = Location::for_store(store.clone(), object_store::path::Path::from("out/part"));
+        upload(&local, &target).await.unwrap();
+        drop(target);
+        drop(store);
+        let mut all = Vec::new();
+        while let Ok(event) = seen.try_recv() {
+            all.push(event);
+        }
+        assert_eq!(all.last(), Some(&"complete"), "{all:?}");
+        assert!(!all.contains(&"abort"), "{all:?}");
+    }
 }
