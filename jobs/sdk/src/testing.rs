@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 
 use crate::{
     JobError, JobRuntime, KeyGroups, TaskInfo, TaskKind, format_text_lines, group_bounds,
@@ -70,6 +70,5 @@ fn sort_by_key(batch: &RecordBatch) -> Result<RecordBatch, JobError> {
         options: None,
     }];
     let indices = lexsort_to_indices(&columns, None).map_err(JobError::arrow("sorting"))?;
-    let sorted = take_record_batch(batch, &indices).map_err(JobError::arrow("sorting"))?;
-    concat_batches(&batch.schema(), [&sorted]).map_err(JobError::arrow("sorting"))
+    take_record_batch(batch, &indices).map_err(JobError::arrow("sorting"))
 }
