@@ -72,13 +72,13 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
         let out = tempfile::tempdir()?;
         let output = out.path().join("out");
         let submission = Submission {
-            job_name: "wordcount".into(),
-            inputs: vec![input.display().to_string()],
-            output: output.display().to_string(),
             reducers: cpus as u32,
             split_size_bytes: split_size,
-            args: Vec::new(),
-            storage_options: Vec::new(),
+            ..Submission::new(
+                "wordcount",
+                vec![input.display().to_string()],
+                output.display().to_string(),
+            )
         };
         let config = LocalConfig {
             workers: 1,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use harrow_core::task::{InputFormat, OutputFormat};
 
 const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
 
@@ -214,6 +215,43 @@ pub struct JobOptions {
     /// the store's environment variables; repeatable; never printed.
     #[arg(long = "storage-option", value_parser = parse_key_value)]
     pub storage_options: Vec<(String, String)>,
+    /// How to read the input: text (lines), csv (with a header line),
+    /// jsonl (one JSON object per line) or parquet. Default: from the file
+    /// extensions (.csv/.tsv, .json/.jsonl/.ndjson, .parquet/.pq, else
+    /// text), which must agree.
+    #[arg(long, value_parser = clap::value_parser!(InputFormat))]
+    pub input_format: Option<InputFormat>,
+    /// The CSV or JSON lines schema as name:type,... (types: string, int,
+    /// int32, double, float, bool, date, timestamp, or an Arrow type name).
+    /// Default: inferred from the first records of the first files.
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// The CSV field delimiter: one character, or `tab`. Default: a comma
+    /// (a tab for .tsv files).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub csv_delimiter: Option<u8>,
+    /// Skip up to N malformed input records (a CSV row with the wrong
+    /// number of fields or a value of the wrong type, malformed JSON) in
+    /// the whole job, counted and listed in `harrow status`; one more fails
+    /// the job. Default: none, the first fails the job.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub skip_bad_records: u64,
+    /// How to write the output: text (tab-separated columns), csv (with a
+    /// header line), jsonl or parquet (the job's schema, zstd-compressed).
+    #[arg(long, default_value = "text", value_parser = clap::value_parser!(OutputFormat))]
+    pub output_format: OutputFormat,
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() && text != "\"" && text != "\n" => {
+            Ok(text.as_bytes()[0])
+        }
+        _ => Err(format!(
+            "{text:?} is not a one-character delimiter (or `tab`); quotes and line breaks cannot delimit fields"
+        )),
+    }
 }
 
 /// Parses a byte count with an optional unit: B, KB/KiB, MB/MiB, GB/GiB.

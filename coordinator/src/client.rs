@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use harrow_core::task::{InputFormat, OutputFormat};
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +20,33 @@ pub struct Submission {
     pub split_size_bytes: u64,
     pub args: Vec<(String, String)>,
     pub storage_options: Vec<(String, String)>,
+    /// `None`: from the file extensions.
+    pub input_format: Option<InputFormat>,
+    /// `None`: inferred.
+    pub schema: Option<String>,
+    pub csv_delimiter: Option<u8>,
+    pub skip_bad_records: u64,
+    pub output_format: OutputFormat,
+}
+
+impl Submission {
+    /// A text job with the default settings.
+    pub fn new(job_name: &str, inputs: Vec<String>, output: String) -> Self {
+        Submission {
+            job_name: job_name.to_string(),
+            inputs,
+            output,
+            reducers: 4,
+            split_size_bytes: 64 << 20,
+            args: Vec::new(),
+            storage_options: Vec::new(),
+            input_format: None,
+            schema: None,
+            csv_delimiter: None,
+            skip_bad_records: 0,
+            output_format: OutputFormat::Text,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +91,17 @@ impl Client {
             split_size_bytes: submission.split_size_bytes,
             args: submission.args.into_iter().collect(),
             storage_options: submission.storage_options.into_iter().collect(),
+            input_format: submission
+                .input_format
+                .map(|f| f.name().to_string())
+                .unwrap_or_default(),
+            output_format: submission.output_format.name().to_string(),
+            input_schema: submission.schema.unwrap_or_default(),
+            csv_delimiter: submission
+                .csv_delimiter
+                .map(|d| char::from(d).to_string())
+                .unwrap_or_default(),
+            skip_bad_records: submission.skip_bad_records,
         };
         let response = self
             .jobs

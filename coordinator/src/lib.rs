@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod input_plan;
 pub mod local;
 pub mod planner;
 pub mod progress;

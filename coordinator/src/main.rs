@@ -54,6 +54,11 @@ fn submission(job: JobOptions) -> Submission {
         split_size_bytes: job.split_size,
         args: job.args,
         storage_options: job.storage_options,
+        input_format: job.input_format,
+        schema: job.schema,
+        csv_delimiter: job.csv_delimiter,
+        skip_bad_records: job.skip_bad_records,
+        output_format: job.output_format,
     }
 }
 

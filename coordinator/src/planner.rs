@@ -38,6 +38,15 @@ pub struct InputFile {
     pub size: u64,
 }
 
+impl InputFile {
+    pub fn new(location: &str, size: u64) -> Self {
+        InputFile {
+            location: location.to_string(),
+            size,
+        }
+    }
+}
+
 const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
 
 /// Expands each input (a file, a directory, or a glob in its last path
@@ -219,10 +228,7 @@ mod tests {
     use super::*;
 
     fn file(location: &str, size: u64) -> InputFile {
-        InputFile {
-            location: location.to_string(),
-            size,
-        }
+        InputFile::new(location, size)
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! the scheduler's state on the server, carried as protobuf, and turned
 //! back into the same reports by the client (for text or `--json`).
 
+use harrow_core::task::BadRecord;
 use harrow_proto::v1 as pb;
 use serde::Serialize;
 
+use crate::scheduler::input_check;
 use crate::scheduler::{
     Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskState, Worker,
     WorkerState,
@@ -54,6 +56,44 @@ pub struct AttemptReport {
     pub error: String,
 }
 
+/// A malformed input record that was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadRecordReport {
+    pub location: String,
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl From<BadRecord> for BadRecordReport {
+    fn from(b: BadRecord) -> Self {
+        BadRecordReport {
+            location: b.location,
+            offset: b.offset,
+            reason: b.reason,
+        }
+    }
+}
+
+impl From<BadRecordReport> for BadRecord {
+    fn from(b: BadRecordReport) -> Self {
+        BadRecord {
+            location: b.location,
+            offset: b.offset,
+            reason: b.reason,
+        }
+    }
+}
+
+/// The malformed input records the job skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BadRecordsReport {
+    pub skipped: u64,
+    /// `--skip-bad-records`.
+    pub limit: u64,
+    /// The first of them.
+    pub samples: Vec<BadRecordReport>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskReport {
     pub task_id: String,
@@ -82,6 +122,11 @@ pub struct JobReport {
     pub output_files: u32,
     pub faults: FaultReport,
     pub attempts: AttemptCounts,
+    pub input_format: String,
+    /// The planned input schema, `name: type` per column.
+    pub input_columns: Vec<String>,
+    pub output_format: String,
+    pub bad_records: BadRecordsReport,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskReport>,
 }
@@ -216,6 +261,24 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
             no_worker_timeout_ms: config.no_worker_timeout_ms,
         },
         attempts: attempt_counts(job),
+        input_format: job.plan.input.format.name().to_string(),
+        input_columns: job
+            .plan
+            .input
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect(),
+        output_format: job.plan.output_format.name().to_string(),
+        bad_records: {
+            let (skipped, samples) = input_check::bad_records(job);
+            BadRecordsReport {
+                skipped,
+                limit: job.plan.input.skip_bad_records,
+                samples: samples.into_iter().map(Into::into).collect(),
+            }
+        },
         tasks,
     }
 }
@@ -315,6 +378,19 @@ impl From<JobReport> for pb::JobStatus {
                 lost: r.attempts.lost,
                 killed: r.attempts.killed,
             }),
+            input_format: r.input_format,
+            output_format: r.output_format,
+            input_columns: r.input_columns,
+            bad_records: Some(pb::BadRecords {
+                skipped: r.bad_records.skipped,
+                limit: r.bad_records.limit,
+                samples: r
+                    .bad_records
+                    .samples
+                    .into_iter()
+                    .map(|b| BadRecord::from(b).into())
+                    .collect(),
+            }),
             tasks: r
                 .tasks
                 .into_iter()
@@ -389,6 +465,21 @@ impl From<pb::JobStatus> for JobReport {
                     failed: a.failed,
                     lost: a.lost,
                     killed: a.killed,
+                })
+                .unwrap_or_default(),
+            input_format: s.input_format,
+            output_format: s.output_format,
+            input_columns: s.input_columns,
+            bad_records: s
+                .bad_records
+                .map(|b| BadRecordsReport {
+                    skipped: b.skipped,
+                    limit: b.limit,
+                    samples: b
+                        .samples
+                        .into_iter()
+                        .map(|b| BadRecord::from(b).into())
+                        .collect(),
                 })
                 .unwrap_or_default(),
             tasks: s

@@ -11,7 +11,7 @@ use futures::Stream;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::JobRegistry;
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{SUCCESS_FILE, TEMPORARY_DIR};
+use harrow_core::task::{OutputFormat, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
+use crate::input_plan::{self, InputRequest};
 use crate::planner;
 use crate::report::{job_report, worker_reports};
 use crate::scheduler::{Action, AttemptProgress, Event, JobPlan, Scheduler};
@@ -158,6 +159,32 @@ async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// The input settings of a submission, checked.
+fn input_request(request: &pb::SubmitJobRequest) -> Result<InputRequest, Status> {
+    let format = match request.input_format.as_str() {
+        "" => None,
+        name => Some(name.parse().map_err(|e: UnknownFormat| {
+            Status::invalid_argument(format!("--input-format: {e}"))
+        })?),
+    };
+    let csv_delimiter = match request.csv_delimiter.as_bytes() {
+        [] => None,
+        [byte] if *byte != b'"' && *byte != b'\n' => Some(*byte),
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "--csv-delimiter {:?} must be one character other than a quote or a line break",
+                request.csv_delimiter
+            )));
+        }
+    };
+    Ok(InputRequest {
+        format,
+        schema: (!request.input_schema.is_empty()).then(|| request.input_schema.clone()),
+        csv_delimiter,
+        skip_bad_records: request.skip_bad_records,
+    })
 }
 
 fn parse_id<T: std::str::FromStr<Err = harrow_core::ids::IdError>>(
@@ -345,7 +372,7 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
-        let args = JobArgs::new(request.args.into_iter().collect());
+        let args = JobArgs::new(request.args.clone().into_iter().collect());
         self.0
             .registry
             .instantiate(&request.job_name, &args)
@@ -365,13 +392,34 @@ impl JobService for JobApi {
             planner::PlanError::OutputExists { .. } => Status::already_exists(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         };
-        let storage = StorageOptions::new(request.storage_options.into_iter().collect());
+        let input_request = input_request(&request)?;
+        let storage = StorageOptions::new(request.storage_options.clone().into_iter().collect());
         let output = planner::check_output(&request.output, &storage)
             .await
             .map_err(plan_error)?;
         let files = planner::list_inputs(&request.inputs, &storage)
             .await
             .map_err(plan_error)?;
+        let output_format = match request.output_format.as_str() {
+            "" => OutputFormat::Text,
+            name => name.parse().map_err(|e: UnknownFormat| {
+                Status::invalid_argument(format!("--output-format: {e}"))
+            })?,
+        };
+        let input = input_plan::plan_input(&files, &input_request, &storage)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // With the input's schema known, the job checks it can read it.
+        let with_input = args.clone().with_input_schema(input.schema.clone());
+        self.0
+            .registry
+            .instantiate(&request.job_name, &with_input)
+            .map_err(|e| {
+                Status::invalid_argument(format!(
+                    "{e}; the input is read as {} (--input-format)",
+                    input.format
+                ))
+            })?;
         let plan = JobPlan {
             name: request.job_name,
             args: args.as_map().clone(),
@@ -380,6 +428,8 @@ impl JobService for JobApi {
             reducers: request.reducers,
             splits: planner::splits(&files, request.split_size_bytes),
             storage,
+            input,
+            output_format,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {

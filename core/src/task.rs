@@ -2,6 +2,10 @@
 //! The wire forms are in `wire`; neither side keeps protobuf types.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use harrow_sdk::arrow::datatypes::SchemaRef;
 
 use crate::ids::AttemptId;
 use crate::storage::StorageOptions;
@@ -27,6 +31,182 @@ impl Compression {
             _ => None,
         }
     }
+}
+
+/// How input files are read. Without `--input-format` it is inferred from
+/// each file's extension (after any compression extension): `.csv` and
+/// `.tsv` are CSV, `.json`, `.jsonl` and `.ndjson` JSON lines, `.parquet`
+/// and `.pq` Parquet, anything else text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    Text,
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl InputFormat {
+    pub fn of(location: &str) -> InputFormat {
+        let name = location.rsplit('/').next().unwrap_or(location);
+        let mut stem = name;
+        if Compression::of(name).is_some()
+            && let Some((rest, _)) = name.rsplit_once('.')
+        {
+            stem = rest;
+        }
+        let extension = stem
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        match extension.as_str() {
+            "csv" | "tsv" => InputFormat::Csv,
+            "json" | "jsonl" | "ndjson" => InputFormat::Jsonl,
+            "parquet" | "pq" => InputFormat::Parquet,
+            _ => InputFormat::Text,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Text => "text",
+            InputFormat::Csv => "csv",
+            InputFormat::Jsonl => "jsonl",
+            InputFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// A format name that is not one of text, csv, jsonl, parquet.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown format `{0}` (expected text, csv, jsonl or parquet)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for InputFormat {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" | "txt" => Ok(InputFormat::Text),
+            "csv" => Ok(InputFormat::Csv),
+            "jsonl" | "json" | "ndjson" => Ok(InputFormat::Jsonl),
+            "parquet" => Ok(InputFormat::Parquet),
+            _ => Err(UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How reduce output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OutputFormat {
+    /// Columns formatted and joined by a tab, one line per row.
+    #[default]
+    Text,
+    /// RFC 4180 CSV with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// Parquet with the job's output schema, zstd-compressed.
+    Parquet,
+}
+
+impl OutputFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Text => "text",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
+        }
+    }
+
+    /// The extension of committed files (`part-r-00000.parquet`); none for text.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Text => "",
+            OutputFormat::Csv => ".csv",
+            OutputFormat::Jsonl => ".jsonl",
+            OutputFormat::Parquet => ".parquet",
+        }
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
+        Ok(match s.parse::<InputFormat>()? {
+            InputFormat::Text => OutputFormat::Text,
+            InputFormat::Csv => OutputFormat::Csv,
+            InputFormat::Jsonl => OutputFormat::Jsonl,
+            InputFormat::Parquet => OutputFormat::Parquet,
+        })
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a job's input is read: the same for every map task of the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub format: InputFormat,
+    /// The planned schema: every split decodes to it (before projection).
+    pub schema: SchemaRef,
+    pub csv_delimiter: u8,
+    /// Malformed records the job may skip in total.
+    pub skip_bad_records: u64,
+}
+
+impl InputSpec {
+    /// Lines of text, no records skipped.
+    pub fn text() -> Self {
+        InputSpec {
+            format: InputFormat::Text,
+            schema: harrow_sdk::text_schema(""),
+            csv_delimiter: b',',
+            skip_bad_records: 0,
+        }
+    }
+}
+
+/// A malformed input record that was skipped (or that failed the attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub location: String,
+    /// Byte offset of the record in its file (decompressed, for compressed files).
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at byte {}: {}",
+            self.location, self.offset, self.reason
+        )
+    }
+}
+
+/// How many bad records one attempt reports by name; the rest are counted.
+pub const BAD_RECORD_SAMPLES: usize = 20;
+
+/// What a map attempt says about the input it read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputReport {
+    /// For byte-range splits: where the first record owned by the split
+    /// starts and where its last one ends.
+    pub span: Option<(u64, u64)>,
+    pub bad_records: u64,
+    /// The first [`BAD_RECORD_SAMPLES`] of them.
+    pub bad_record_samples: Vec<BadRecord>,
 }
 
 /// A byte range of one file: the input of one map task.
@@ -83,6 +263,8 @@ pub struct Assignment {
     pub task: TaskSpec,
     /// Object store settings for the job's input and output.
     pub storage: StorageOptions,
+    pub input: InputSpec,
+    pub output_format: OutputFormat,
 }
 
 /// Bytes and records an attempt read and wrote.
@@ -97,8 +279,12 @@ pub struct AttemptCounters {
 /// How an attempt ended, as its worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// Map attempts list one segment per reduce partition; reduce attempts none.
-    Succeeded { segments: Vec<SegmentInfo> },
+    /// Map attempts list one segment per reduce partition and report on
+    /// their input; reduce attempts have neither.
+    Succeeded {
+        segments: Vec<SegmentInfo>,
+        input: InputReport,
+    },
     /// The attempt failed by itself: job code, bad input, a local error.
     Failed { message: String },
     /// A reduce attempt could not fetch, or could not verify, the segment
@@ -112,8 +298,8 @@ pub enum AttemptOutcome {
 }
 
 /// The name of a reduce partition's committed output file.
-pub fn part_file_name(partition: u32) -> String {
-    format!("part-r-{partition:05}")
+pub fn part_file_name(partition: u32, format: OutputFormat) -> String {
+    format!("part-r-{partition:05}{}", format.extension())
 }
 
 /// The directory under the job's output where attempts write before commit.

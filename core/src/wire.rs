@@ -3,11 +3,16 @@
 //! sender's fault and becomes `INVALID_ARGUMENT`.
 
 use harrow_proto::v1 as pb;
+use harrow_sdk::arrow::datatypes::{Schema, SchemaRef};
+use harrow_sdk::arrow::error::ArrowError;
+use harrow_sdk::arrow::ipc::reader::StreamReader;
+use harrow_sdk::arrow::ipc::writer::StreamWriter;
 
 use crate::ids::{AttemptId, IdError};
 use crate::storage::StorageOptions;
 use crate::task::{
-    Assignment, AttemptCounters, AttemptOutcome, MapOutput, SegmentInfo, Split, TaskSpec,
+    Assignment, AttemptCounters, AttemptOutcome, BadRecord, InputReport, InputSpec, MapOutput,
+    SegmentInfo, Split, TaskSpec, UnknownFormat,
 };
 
 /// A wire message with a missing or malformed field.
@@ -17,12 +22,31 @@ pub enum WireError {
     Missing { field: &'static str },
     #[error(transparent)]
     Id(#[from] IdError),
+    #[error(transparent)]
+    Format(#[from] UnknownFormat),
+    #[error("field `{field}`: {reason}")]
+    Schema { field: &'static str, reason: String },
+    #[error("field `{field}` is out of range: {value}")]
+    Range { field: &'static str, value: u64 },
 }
 
 impl From<WireError> for tonic::Status {
     fn from(error: WireError) -> Self {
         tonic::Status::invalid_argument(error.to_string())
     }
+}
+
+/// A schema as an Arrow IPC stream that holds only the schema message.
+pub fn schema_to_bytes(schema: &Schema) -> Vec<u8> {
+    let mut writer =
+        StreamWriter::try_new(Vec::new(), schema).expect("a schema serializes to memory");
+    writer.finish().expect("a schema serializes to memory");
+    writer.into_inner().expect("a schema serializes to memory")
+}
+
+/// The schema of an IPC stream written by [`schema_to_bytes`].
+pub fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
+    Ok(StreamReader::try_new(bytes, None)?.schema())
 }
 
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, WireError> {
@@ -108,6 +132,51 @@ impl From<Assignment> for pb::TaskAssignment {
             reducers: a.reducers,
             task: Some(task),
             storage_options: a.storage.into_map().into_iter().collect(),
+            input: Some(pb::InputSpec {
+                format: a.input.format.name().to_string(),
+                arrow_schema: schema_to_bytes(&a.input.schema),
+                csv_delimiter: a.input.csv_delimiter.into(),
+                skip_bad_records: a.input.skip_bad_records,
+            }),
+            output_format: a.output_format.name().to_string(),
+        }
+    }
+}
+
+impl TryFrom<pb::InputSpec> for InputSpec {
+    type Error = WireError;
+    fn try_from(input: pb::InputSpec) -> Result<Self, WireError> {
+        Ok(InputSpec {
+            format: input.format.parse()?,
+            schema: schema_from_bytes(&input.arrow_schema).map_err(|e| WireError::Schema {
+                field: "input.arrow_schema",
+                reason: e.to_string(),
+            })?,
+            csv_delimiter: u8::try_from(input.csv_delimiter).map_err(|_| WireError::Range {
+                field: "input.csv_delimiter",
+                value: input.csv_delimiter.into(),
+            })?,
+            skip_bad_records: input.skip_bad_records,
+        })
+    }
+}
+
+impl From<BadRecord> for pb::BadRecord {
+    fn from(b: BadRecord) -> Self {
+        pb::BadRecord {
+            location: b.location,
+            offset: b.offset,
+            reason: b.reason,
+        }
+    }
+}
+
+impl From<pb::BadRecord> for BadRecord {
+    fn from(b: pb::BadRecord) -> Self {
+        BadRecord {
+            location: b.location,
+            offset: b.offset,
+            reason: b.reason,
         }
     }
 }
@@ -150,6 +219,8 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             reducers: a.reducers,
             task,
             storage: StorageOptions::new(a.storage_options.into_iter().collect()),
+            input: required(a.input, "input")?.try_into()?,
+            output_format: a.output_format.parse()?,
         })
     }
 }
@@ -162,9 +233,16 @@ pub fn attempt_report(
     outcome: AttemptOutcome,
 ) -> pb::AttemptReport {
     let outcome = match outcome {
-        AttemptOutcome::Succeeded { segments } => {
+        AttemptOutcome::Succeeded { segments, input } => {
             pb::attempt_report::Outcome::Succeeded(pb::AttemptSucceeded {
                 segments: segments.into_iter().map(Into::into).collect(),
+                span: input.span.map(|(start, end)| pb::RecordSpan { start, end }),
+                bad_records: input.bad_records,
+                bad_record_samples: input
+                    .bad_record_samples
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
             })
         }
         AttemptOutcome::Failed { message } => failed(pb::FailureKind::Task, message, None),
@@ -203,6 +281,11 @@ pub fn attempt_outcome(
     Ok(match required(outcome, "outcome")? {
         pb::attempt_report::Outcome::Succeeded(s) => AttemptOutcome::Succeeded {
             segments: s.segments.into_iter().map(Into::into).collect(),
+            input: InputReport {
+                span: s.span.map(|span| (span.start, span.end)),
+                bad_records: s.bad_records,
+                bad_record_samples: s.bad_record_samples.into_iter().map(Into::into).collect(),
+            },
         },
         pb::attempt_report::Outcome::Failed(f) => match pb::FailureKind::try_from(f.kind) {
             Ok(pb::FailureKind::Fetch) => AttemptOutcome::FetchFailed {

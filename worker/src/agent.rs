@@ -4,14 +4,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use harrow_core::ids::{AttemptId, JobId};
 use harrow_core::registry::JobRegistry;
-use harrow_core::task::{Assignment, AttemptCounters, AttemptOutcome, TaskSpec};
+use harrow_core::task::{
+    Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
+};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
@@ -21,8 +25,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint, Server};
 
+use crate::cpu::CpuPanic;
 use crate::error::TaskError;
-use crate::map_task::run_map;
+use crate::map_task::{MapInput, run_map};
 use crate::reduce_task::{CommitGate, ReduceTask};
 use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, job_dir};
 
@@ -450,8 +455,23 @@ async fn pull_loop(shared: Arc<Shared>) {
 async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<AtomicU64>) {
     let attempt = assignment.attempt;
     tracing::info!(%attempt, job = %assignment.job_name, "attempt started");
-    let (counters, outcome) = match execute(shared, assignment, progress).await {
-        Ok((counters, segments)) => (counters, AttemptOutcome::Succeeded { segments }),
+    // A panic in code that runs on the async runtime (a decoder reading a
+    // corrupt footer, say) fails the attempt, not the worker.
+    let executed = AssertUnwindSafe(execute(shared, assignment, progress))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(TaskError::Panic {
+                during: "panicked:",
+                source: CpuPanic {
+                    message: harrow_sdk::panic_message(panic.as_ref()),
+                },
+            })
+        });
+    let (counters, outcome) = match executed {
+        Ok((counters, segments, input)) => {
+            (counters, AttemptOutcome::Succeeded { segments, input })
+        }
         Err(error) => {
             tracing::warn!(%attempt, %error, "attempt failed");
             let message = error.to_string();
@@ -475,8 +495,9 @@ async fn execute(
     shared: &Shared,
     assignment: Assignment,
     progress: Arc<AtomicU64>,
-) -> Result<(AttemptCounters, Vec<harrow_core::task::SegmentInfo>), TaskError> {
-    let args = harrow_sdk::JobArgs::new(assignment.args);
+) -> Result<(AttemptCounters, Vec<SegmentInfo>, InputReport), TaskError> {
+    let args = harrow_sdk::JobArgs::new(assignment.args)
+        .with_input_schema(assignment.input.schema.clone());
     let job = shared.registry.instantiate(&assignment.job_name, &args)?;
     let attempt = assignment.attempt;
     let dir = job_dir(&shared.config.work_dir, attempt.task.job);
@@ -487,17 +508,13 @@ async fn execute(
                 .lock()
                 .expect("jobs lock")
                 .insert(attempt.task.job);
-            let result = run_map(
-                job,
-                attempt,
-                &split,
-                assignment.reducers,
-                dir,
-                &progress,
-                &assignment.storage,
-            )
-            .await?;
-            Ok((result.counters, result.segments))
+            let input = MapInput {
+                split: &split,
+                spec: &assignment.input,
+                storage: &assignment.storage,
+            };
+            let result = run_map(job, attempt, input, assignment.reducers, dir, &progress).await?;
+            Ok((result.counters, result.segments, result.input))
         }
         TaskSpec::Reduce {
             partition,
@@ -513,9 +530,10 @@ async fn execute(
                 scratch: dir.join(attempt.file_stem()),
                 progress,
                 storage: &assignment.storage,
+                format: assignment.output_format,
             };
             let counters = task.run(shared).await?;
-            Ok((counters, Vec::new()))
+            Ok((counters, Vec::new(), InputReport::default()))
         }
     }
 }

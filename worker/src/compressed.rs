@@ -15,10 +15,12 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
+use crate::framing::Framing;
 use crate::input::{InputError, TextChunk};
 
 /// Yields the decompressed lines of one file in chunks of about `chunk_bytes`.
 pub struct CompressedReader {
+    framing: Framing,
     decoder: Pin<Box<dyn AsyncRead + Send>>,
     location: String,
     /// Decompressed bytes not handed out yet, starting at `offset`.
@@ -35,6 +37,7 @@ impl CompressedReader {
         location: &str,
         compression: Compression,
         chunk_bytes: usize,
+        framing: Framing,
     ) -> Result<Self, InputError> {
         let read_error = |source| InputError::Read {
             location: location.to_string(),
@@ -62,6 +65,7 @@ impl CompressedReader {
             }
         };
         Ok(CompressedReader {
+            framing,
             decoder,
             location: location.to_string(),
             pending: BytesMut::new(),
@@ -79,7 +83,7 @@ impl CompressedReader {
                 self.done = true;
                 self.pending.len()
             } else {
-                memchr::memrchr(b'\n', &self.pending).map_or(0, |n| n + 1)
+                self.framing.last_end(&self.pending).unwrap_or(0)
             };
             if cut > 0 {
                 let offset = self.offset;
@@ -146,7 +150,9 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("f");
         store.put(&path, stored.into()).await.unwrap();
-        let mut reader = CompressedReader::open(store, path, "f", compression, chunk_bytes).await?;
+        let mut reader =
+            CompressedReader::open(store, path, "f", compression, chunk_bytes, Framing::Lines)
+                .await?;
         let mut lines = Vec::new();
         while let Some(chunk) = reader.next_chunk().await? {
             for batch in chunk_batches("f", &chunk) {

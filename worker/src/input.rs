@@ -1,21 +1,31 @@
-//! Reading a text split: the byte range `[start, end)` of a file, by ranged
-//! reads through `object_store`, cut into chunks of whole lines.
+//! Reading a split of a text, CSV or JSON lines file: the byte range
+//! `[start, end)`, by ranged reads through `object_store`, cut into chunks
+//! of whole records (see [`Framing`]).
 //!
-//! The line-boundary rule, which makes every line belong to exactly one
-//! split: a split owns the lines whose first byte lies in `[start, end)`. So
-//! a split not starting at 0 skips the partial line it starts in (unless the
+//! The boundary rule, which makes every record belong to exactly one split:
+//! a split owns the records whose first byte lies in `[start, end)`. So a
+//! split not starting at 0 skips the partial line it starts in (unless the
 //! byte before `start` ends a line), and reads past `end` to finish its last
-//! line. Lines end at `\n`; a `\r` before it is dropped; the last line of a
-//! file may lack its `\n`. Invalid UTF-8 is replaced by U+FFFD (documented
-//! in the README): the job sees every line, and the offset stays exact.
+//! record. Lines end at `\n`; a `\r` before it is dropped; the last line of a
+//! file may lack its `\n`. Invalid UTF-8 in text is replaced by U+FFFD
+//! (documented in the README): the job sees every line, and the offset
+//! stays exact.
+//!
+//! A CSV split cannot know whether the line break it starts after is inside
+//! a quoted field. Each reader reports its [`SplitReader::span`], where its
+//! first record starts and its last one ends; the coordinator checks that
+//! adjacent splits meet, which fails the job when a quoted line break
+//! crossed a split boundary instead of reading records wrong.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayBuilder, RecordBatch, StringBuilder, UInt64Builder};
 use bytes::{Bytes, BytesMut};
-use harrow_core::task::Split;
+use harrow_core::task::{BadRecord, Split};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::framing::Framing;
 
 /// Rows per input batch.
 pub const BATCH_ROWS: usize = 8192;
@@ -39,6 +49,34 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "malformed record in {0} (pass --skip-bad-records N to skip up to N malformed records)"
+    )]
+    BadRecord(BadRecord),
+    #[error("{location}: header `{found}` does not match the input schema `{expected}`")]
+    Header {
+        location: String,
+        found: String,
+        expected: String,
+    },
+    #[error("the input has no column `{column}` (it has: {available})")]
+    MissingColumn { column: String, available: String },
+    #[error("reading Parquet file {location}: {source}")]
+    Parquet {
+        location: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("Parquet file {location}: {reason}")]
+    ParquetSchema { location: String, reason: String },
+    #[error(
+        "{count} malformed records in this split alone exceed --skip-bad-records {limit}; the first: {first}"
+    )]
+    TooManyBadRecords {
+        count: u64,
+        limit: u64,
+        first: BadRecord,
+    },
 }
 
 /// Whole lines owned by a split, starting at `offset` in the file.
@@ -48,8 +86,9 @@ pub struct TextChunk {
     pub offset: u64,
 }
 
-/// Yields the split's lines as chunks of about `read_bytes` each.
+/// Yields the split's records as chunks of about `read_bytes` each.
 pub struct SplitReader {
+    framing: Framing,
     store: Arc<dyn ObjectStore>,
     path: Path,
     location: String,
@@ -62,14 +101,24 @@ pub struct SplitReader {
     next_read: u64,
     /// The split does not start at 0: drop bytes up to the first line start.
     skip_partial_line: bool,
+    /// Where the split's first record starts, once known.
+    first_record: Option<u64>,
     done: bool,
 }
 
 impl SplitReader {
-    pub fn new(store: Arc<dyn ObjectStore>, path: Path, split: &Split, read_bytes: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        split: &Split,
+        read_bytes: u64,
+        framing: Framing,
+    ) -> Self {
         assert!(read_bytes > 0, "read size must be positive");
         let first = split.start.saturating_sub(1);
+        let empty = split.start >= split.end.min(split.file_size);
         SplitReader {
+            framing,
             store,
             path,
             location: split.location.clone(),
@@ -79,9 +128,17 @@ impl SplitReader {
             pending: BytesMut::new(),
             pending_offset: first,
             next_read: first,
-            skip_partial_line: split.start > 0,
-            done: split.start >= split.end.min(split.file_size),
+            skip_partial_line: split.start > 0 && !empty,
+            first_record: (split.start == 0 || empty).then_some(split.start),
+            done: empty,
         }
+    }
+
+    /// Once the reader is done: where its first record starts and where its
+    /// last one ends (equal when it owns none).
+    pub fn span(&self) -> Option<(u64, u64)> {
+        let first = self.first_record?;
+        self.done.then(|| (first, self.pending_offset.max(first)))
     }
 
     /// The next chunk of whole lines, or `None` at the end of the split.
@@ -93,8 +150,13 @@ impl SplitReader {
                     Some(newline) => {
                         self.consume(newline + 1);
                         self.skip_partial_line = false;
+                        self.first_record = Some(self.pending_offset);
                     }
-                    None if at_eof => self.done = true,
+                    None if at_eof => {
+                        self.first_record = Some(self.file_size);
+                        self.pending_offset = self.file_size;
+                        self.done = true;
+                    }
                     None => continue,
                 }
             }
@@ -131,26 +193,29 @@ impl SplitReader {
 
     /// Takes the complete lines owned by the split from `pending`, if any.
     fn cut(&mut self, at_eof: bool) -> Option<TextChunk> {
-        // Lines starting before `end` are ours; the one holding byte end-1
-        // is the last, wherever it ends.
+        // Records starting before `end` are ours; the one holding byte
+        // end-1 is the last, wherever it ends.
         let last_owned_byte = (self.end - 1 - self.pending_offset) as usize;
         let cut = if last_owned_byte < self.pending.len() {
-            match memchr::memchr(b'\n', &self.pending[last_owned_byte..]) {
-                Some(newline) => {
+            match self
+                .framing
+                .end_of_record_at(&self.pending, last_owned_byte)
+            {
+                Some(end) => {
                     self.done = true;
-                    last_owned_byte + newline + 1
+                    end
                 }
                 None if at_eof => {
                     self.done = true;
                     self.pending.len()
                 }
-                None => memchr::memrchr(b'\n', &self.pending).map_or(0, |n| n + 1),
+                None => self.framing.last_end(&self.pending).unwrap_or(0),
             }
         } else if at_eof {
             self.done = true;
             self.pending.len()
         } else {
-            memchr::memrchr(b'\n', &self.pending).map_or(0, |n| n + 1)
+            self.framing.last_end(&self.pending).unwrap_or(0)
         };
         if cut == 0 {
             return None;
@@ -235,7 +300,13 @@ mod tests {
                     end,
                     file_size: size,
                 };
-                let mut reader = SplitReader::new(store.clone(), path.clone(), &split, read_bytes);
+                let mut reader = SplitReader::new(
+                    store.clone(),
+                    path.clone(),
+                    &split,
+                    read_bytes,
+                    Framing::Lines,
+                );
                 while let Some(chunk) = reader.next_chunk().await.unwrap() {
                     for batch in chunk_batches("f.txt", &chunk) {
                         let lines = batch

@@ -3,11 +3,14 @@
 pub mod agent;
 pub mod compressed;
 pub mod cpu;
+pub mod decode;
 pub mod error;
+pub mod framing;
 pub mod input;
 pub mod map_task;
 pub mod merge;
 pub mod output;
+pub mod parquet_input;
 pub mod partition;
 pub mod reduce_task;
 pub mod segment;

@@ -1,6 +1,7 @@
-//! A map attempt: read the split in line-aligned chunks, map each chunk on
-//! the rayon pool (several at once), then partition by key hash, sort by
-//! (partition, key), combine, and write one segment per partition.
+//! A map attempt: read the split in chunks of whole records (row groups,
+//! for Parquet), decode and map each on the rayon pool (several at once),
+//! then partition by key hash, sort by (partition, key), combine, and write
+//! one segment per partition.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,14 +14,20 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{AttemptCounters, Compression, SegmentInfo, Split};
+use harrow_core::task::{
+    AttemptCounters, BAD_RECORD_SAMPLES, Compression, InputFormat, InputReport, InputSpec,
+    SegmentInfo, Split,
+};
 use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
 use rayon::prelude::*;
 
 use crate::compressed::CompressedReader;
 use crate::cpu::run_cpu;
+use crate::decode::{ChunkDecoder, Decoded};
 use crate::error::TaskError;
-use crate::input::{SplitReader, TextChunk, chunk_batches};
+use crate::framing::Framing;
+use crate::input::{InputError, SplitReader, TextChunk};
+use crate::parquet_input::{ParquetSplit, RowGroup};
 use crate::partition::partition_ids;
 use crate::segment::write_map_output;
 
@@ -31,17 +38,42 @@ use crate::segment::write_map_output;
 const MIN_CHUNK_BYTES: u64 = 1 << 20;
 const MAX_CHUNK_BYTES: u64 = 32 << 20;
 
-/// Where a map attempt's lines come from.
-enum Chunks {
+/// Where a map attempt's input comes from.
+enum Source {
     Split(SplitReader),
     Compressed(CompressedReader),
+    Parquet(ParquetSplit),
 }
 
-impl Chunks {
-    async fn next_chunk(&mut self) -> Result<Option<TextChunk>, crate::input::InputError> {
+/// A unit of input to decode and map on a CPU thread.
+enum Piece {
+    Chunk(TextChunk),
+    RowGroup(RowGroup),
+}
+
+impl Piece {
+    fn bytes(&self) -> u64 {
         match self {
-            Chunks::Split(reader) => reader.next_chunk().await,
-            Chunks::Compressed(reader) => reader.next_chunk().await,
+            Piece::Chunk(chunk) => chunk.data.len() as u64,
+            Piece::RowGroup(group) => group.bytes,
+        }
+    }
+}
+
+impl Source {
+    async fn next(&mut self) -> Result<Option<Piece>, InputError> {
+        Ok(match self {
+            Source::Split(reader) => reader.next_chunk().await?.map(Piece::Chunk),
+            Source::Compressed(reader) => reader.next_chunk().await?.map(Piece::Chunk),
+            Source::Parquet(reader) => reader.next_row_group().await?.map(Piece::RowGroup),
+        })
+    }
+
+    /// Where the records of a byte-range split start and end.
+    fn span(&self) -> Option<(u64, u64)> {
+        match self {
+            Source::Split(reader) => reader.span(),
+            Source::Compressed(_) | Source::Parquet(_) => None,
         }
     }
 }
@@ -51,19 +83,32 @@ impl Chunks {
 pub struct MapResult {
     pub segments: Vec<SegmentInfo>,
     pub counters: AttemptCounters,
+    pub input: InputReport,
+}
+
+/// The split a map attempt reads and how.
+#[derive(Debug, Clone, Copy)]
+pub struct MapInput<'a> {
+    pub split: &'a Split,
+    pub spec: &'a InputSpec,
+    pub storage: &'a StorageOptions,
 }
 
 /// Runs a map attempt, writing its output under `dir`.
 pub async fn run_map(
     job: Arc<dyn JobRuntime>,
     attempt: AttemptId,
-    split: &Split,
+    input: MapInput<'_>,
     reducers: u32,
     dir: PathBuf,
     progress: &AtomicU64,
-    storage: &StorageOptions,
 ) -> Result<MapResult, TaskError> {
-    let location = Location::parse_with(&split.location, storage)?;
+    let split = input.split;
+    let location = Location::parse_with(&split.location, input.storage)?;
+    let decoder = Arc::new(ChunkDecoder::new(
+        input.spec,
+        job.schema().input_columns.as_deref(),
+    )?);
     let task = TaskInfo {
         attempt: attempt.to_string(),
         kind: TaskKind::Map,
@@ -79,36 +124,43 @@ pub async fn run_map(
     let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES);
     let store = location.store().clone();
     let path = location.path().clone();
-    let mut reader = match Compression::of(&split.location) {
+    let framing = Framing::of(input.spec.format);
+    let mut source = match (input.spec.format, Compression::of(&split.location)) {
+        (InputFormat::Parquet, _) => Source::Parquet(
+            ParquetSplit::open(store, path, split, decoder.projected_schema().clone()).await?,
+        ),
         // A compressed file is one split; its size says little about the
         // text inside, so chunks take the largest size.
-        Some(compression) => Chunks::Compressed(
+        (_, Some(compression)) => Source::Compressed(
             CompressedReader::open(
                 store,
                 path,
                 &split.location,
                 compression,
                 MAX_CHUNK_BYTES as usize / 2,
+                framing,
             )
             .await?,
         ),
-        None => Chunks::Split(SplitReader::new(store, path, split, chunk_bytes)),
+        (_, None) => Source::Split(SplitReader::new(store, path, split, chunk_bytes, framing)),
     };
     let parallelism = threads as usize + 1;
     let mut counters = AttemptCounters::default();
+    let mut report = InputReport::default();
     let mut mapping = FuturesOrdered::new();
     let mut outputs = Vec::new();
     let mut input_done = false;
     loop {
         while !input_done && mapping.len() < parallelism {
-            match reader.next_chunk().await? {
-                Some(chunk) => {
-                    counters.bytes_in += chunk.data.len() as u64;
-                    progress.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
-                    mapping.push_back(run_cpu(map_chunk(
+            match source.next().await? {
+                Some(piece) => {
+                    counters.bytes_in += piece.bytes();
+                    progress.fetch_add(piece.bytes(), Ordering::Relaxed);
+                    mapping.push_back(run_cpu(map_piece(
                         job.clone(),
+                        decoder.clone(),
                         split.location.clone(),
-                        chunk,
+                        piece,
                     )));
                 }
                 None => input_done = true,
@@ -117,10 +169,24 @@ pub async fn run_map(
         let Some(mapped) = mapping.next().await else {
             break;
         };
-        let (records, output) = mapped.map_err(TaskError::panic("panicked in map:"))??;
-        counters.records_in += records;
-        outputs.push(output);
+        let mapped = mapped.map_err(TaskError::panic("panicked in map:"))??;
+        counters.records_in += mapped.records;
+        report.bad_records += mapped.bad_records;
+        let room = BAD_RECORD_SAMPLES.saturating_sub(report.bad_record_samples.len());
+        report
+            .bad_record_samples
+            .extend(mapped.bad_record_samples.into_iter().take(room));
+        if report.bad_records > input.spec.skip_bad_records {
+            return Err(InputError::TooManyBadRecords {
+                count: report.bad_records,
+                limit: input.spec.skip_bad_records,
+                first: report.bad_record_samples[0].clone(),
+            }
+            .into());
+        }
+        outputs.push(mapped.output);
     }
+    report.span = source.span();
 
     let stem = attempt.file_stem();
     let (segments, bytes_out) =
@@ -129,24 +195,49 @@ pub async fn run_map(
             .map_err(TaskError::panic("panicked sorting map output:"))??;
     counters.records_out = segments.iter().map(|s| s.records).sum();
     counters.bytes_out = bytes_out;
-    Ok(MapResult { segments, counters })
+    Ok(MapResult {
+        segments,
+        counters,
+        input: report,
+    })
 }
 
-/// The CPU work for one chunk: lines → batches → the job's map.
-fn map_chunk(
+/// What mapping one piece of input produced.
+struct Mapped {
+    records: u64,
+    output: RecordBatch,
+    bad_records: u64,
+    bad_record_samples: Vec<harrow_core::task::BadRecord>,
+}
+
+/// The CPU work for one piece: bytes or a row group → batches → the job's map.
+fn map_piece(
     job: Arc<dyn JobRuntime>,
+    decoder: Arc<ChunkDecoder>,
     file: String,
-    chunk: TextChunk,
-) -> impl FnOnce() -> Result<(u64, RecordBatch), TaskError> {
+    piece: Piece,
+) -> impl FnOnce() -> Result<Mapped, TaskError> {
     move || {
+        let decoded = match piece {
+            Piece::Chunk(chunk) => decoder.decode(&file, &chunk)?,
+            Piece::RowGroup(group) => Decoded {
+                batches: group.batches()?,
+                ..Decoded::default()
+            },
+        };
         let mut mapper = job.mapper();
         let mut records = 0;
-        for batch in chunk_batches(&file, &chunk) {
+        for batch in &decoded.batches {
             records += batch.num_rows() as u64;
-            mapper.map(&batch).map_err(TaskError::job("map"))?;
+            mapper.map(batch).map_err(TaskError::job("map"))?;
         }
         let output = mapper.finish().map_err(TaskError::job("map"))?;
-        Ok((records, output))
+        Ok(Mapped {
+            records,
+            output,
+            bad_records: decoded.bad_records,
+            bad_record_samples: decoded.bad_record_samples,
+        })
     }
 }
 

@@ -16,10 +16,11 @@ use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
 use arrow::ipc::reader::StreamReader;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use harrow_core::task::OutputFormat;
 use harrow_sdk::{JobRuntime, KeyGroups, group_bounds};
 
 use crate::error::TaskError;
-use crate::output::TextWriter;
+use crate::output::OutputWriter;
 
 /// Rows gathered before a reduce call (more if one group is larger).
 const REDUCE_BATCH_ROWS: usize = 8192;
@@ -42,11 +43,12 @@ struct Cursor {
 }
 
 /// Merges the sorted segments in `segments`, reduces every group and writes
-/// the output as text to `output`.
+/// the output in `format` to `output`.
 pub fn merge_and_reduce(
     job: &dyn JobRuntime,
     segments: &[PathBuf],
     output: &Path,
+    format: OutputFormat,
     progress: &AtomicU64,
 ) -> Result<ReduceStats, TaskError> {
     let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
@@ -56,7 +58,7 @@ pub fn merge_and_reduce(
         converter,
         sources: Vec::new(),
         pending: Vec::new(),
-        writer: TextWriter::create(output)?,
+        writer: OutputWriter::create(output, format, job.schema().output.clone())?,
         records_in: 0,
         progress,
     };
@@ -114,7 +116,7 @@ struct Merge<'j> {
     sources: Vec<RecordBatch>,
     /// (source, row) of each row gathered for the next reduce call.
     pending: Vec<(usize, usize)>,
-    writer: TextWriter,
+    writer: OutputWriter,
     records_in: u64,
     progress: &'j AtomicU64,
 }

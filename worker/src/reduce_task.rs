@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{AttemptCounters, MapOutput, TEMPORARY_DIR, part_file_name};
+use harrow_core::task::{AttemptCounters, MapOutput, OutputFormat, TEMPORARY_DIR, part_file_name};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
@@ -41,6 +41,7 @@ pub struct ReduceTask<'a> {
     pub progress: Arc<AtomicU64>,
     /// Object store settings for the output.
     pub storage: &'a StorageOptions,
+    pub format: OutputFormat,
 }
 
 impl ReduceTask<'_> {
@@ -74,15 +75,17 @@ impl ReduceTask<'_> {
         .await?;
         let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
 
-        let file_name = part_file_name(self.partition);
+        let file_name = part_file_name(self.partition, self.format);
+        let format = self.format;
         let local = self.scratch.join(&file_name);
         let job = self.job.clone();
         let local_output = local.clone();
         let progress = self.progress.clone();
-        let stats =
-            run_cpu(move || merge_and_reduce(job.as_ref(), &segments, &local_output, &progress))
-                .await
-                .map_err(TaskError::panic("panicked in reduce:"))??;
+        let stats = run_cpu(move || {
+            merge_and_reduce(job.as_ref(), &segments, &local_output, format, &progress)
+        })
+        .await
+        .map_err(TaskError::panic("panicked in reduce:"))??;
 
         let temporary = output
             .child(TEMPORARY_DIR)

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
-use harrow_core::task::{Assignment, AttemptOutcome, TaskSpec};
+use harrow_core::task::{Assignment, AttemptOutcome, InputReport, TaskSpec};
 use proptest::prelude::*;
 
 use super::tests::{Harness, phases};
@@ -272,7 +272,10 @@ fn the_losing_backup_of_a_reduce_is_refused_the_commit_and_not_counted() {
     h.report(
         w2,
         backup[0].attempt,
-        AttemptOutcome::Succeeded { segments: vec![] },
+        AttemptOutcome::Succeeded {
+            segments: vec![],
+            input: InputReport::default(),
+        },
     );
     assert_eq!(h.state(job), JobState::Committing);
 }
@@ -472,6 +475,7 @@ proptest! {
                         let outcome = match a.task {
                             TaskSpec::Map { .. } => AttemptOutcome::Succeeded {
                                 segments: (0..reducers).map(|partition| harrow_core::task::SegmentInfo { partition, ..Default::default() }).collect(),
+                                input: InputReport::default(),
                             },
                             TaskSpec::Reduce { .. } => {
                                 let reply = h.handle(Event::RequestCommit { worker: id, attempt: a.attempt });
@@ -484,7 +488,10 @@ proptest! {
                                     h.fail(id, a.attempt, "commit refused");
                                     continue;
                                 }
-                                AttemptOutcome::Succeeded { segments: vec![] }
+                                AttemptOutcome::Succeeded {
+            segments: vec![],
+            input: InputReport::default(),
+        }
                             }
                         };
                         h.report(id, a.attempt, outcome);
@@ -496,7 +503,10 @@ proptest! {
                     if let Some((id, a)) = finished.get(pick % finished.len().max(1)).cloned() {
                         h.fail(id, a.attempt, "late duplicate");
                         let segments = (0..reducers).map(|partition| harrow_core::task::SegmentInfo { partition, ..Default::default() }).collect();
-                        h.report(id, a.attempt, AttemptOutcome::Succeeded { segments });
+                        h.report(id, a.attempt, AttemptOutcome::Succeeded {
+            segments,
+            input: InputReport::default(),
+        });
                     }
                 }
                 70..=73 => {
@@ -537,7 +547,10 @@ proptest! {
                     }
                 }
                 let segments = (0..reducers).map(|partition| harrow_core::task::SegmentInfo { partition, ..Default::default() }).collect();
-                h.report(rescuer, a.attempt, AttemptOutcome::Succeeded { segments });
+                h.report(rescuer, a.attempt, AttemptOutcome::Succeeded {
+            segments,
+            input: InputReport::default(),
+        });
             } else {
                 let running: Vec<AttemptId> = backlog.iter().map(|a| a.attempt).collect();
                 h.now_ms += 500;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId};
 use harrow_core::storage::StorageOptions;
-use harrow_core::task::Split;
+use harrow_core::task::{InputSpec, OutputFormat, Split};
 
 use super::task::{Task, TaskInput, TaskState};
 
@@ -26,6 +26,8 @@ pub struct JobPlan {
     pub reducers: u32,
     pub splits: Vec<Split>,
     pub storage: StorageOptions,
+    pub input: InputSpec,
+    pub output_format: OutputFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod fault_tests;
+pub mod input_check;
 pub mod job;
 mod placement;
 pub mod task;
@@ -371,6 +372,8 @@ impl Scheduler {
             reducers: job.plan.reducers,
             task: spec,
             storage: job.plan.storage.clone(),
+            input: job.plan.input.clone(),
+            output_format: job.plan.output_format,
         }
     }
 
@@ -382,7 +385,10 @@ impl Scheduler {
             .map(|task| match &task.state {
                 TaskState::Succeeded {
                     attempt,
-                    output: TaskOutput::Map { worker, segments },
+                    output:
+                        TaskOutput::Map {
+                            worker, segments, ..
+                        },
                 } => MapOutput {
                     map_attempt: *attempt,
                     shuffle_address: self.workers[worker].shuffle_address.clone(),
@@ -491,16 +497,20 @@ impl Scheduler {
             counters,
         };
         match (outcome, attempt.task.phase) {
-            (AttemptOutcome::Succeeded { segments }, Phase::Map)
+            (AttemptOutcome::Succeeded { segments, input }, Phase::Map)
                 if segments.len() == job.plan.reducers as usize =>
             {
                 TaskEvent::Succeeded {
                     attempt,
-                    output: TaskOutput::Map { worker, segments },
+                    output: TaskOutput::Map {
+                        worker,
+                        segments,
+                        input,
+                    },
                     counters,
                 }
             }
-            (AttemptOutcome::Succeeded { segments }, Phase::Map) => failed(format!(
+            (AttemptOutcome::Succeeded { segments, .. }, Phase::Map) => failed(format!(
                 "reported {} segments for {} partitions",
                 segments.len(),
                 job.plan.reducers
@@ -553,6 +563,14 @@ impl Scheduler {
             TaskChange::Failed { error } => {
                 let error = format!("{description}; last error: {error}");
                 self.end_job(attempt.task.job, JobEvent::TaskFailed { error }, now_ms)
+            }
+            TaskChange::Succeeded { .. } if attempt.task.phase == Phase::Map => {
+                match input_check::check(job) {
+                    Some(error) => {
+                        self.end_job(attempt.task.job, JobEvent::TaskFailed { error }, now_ms)
+                    }
+                    None => Vec::new(),
+                }
             }
             TaskChange::Succeeded { .. }
             | TaskChange::AttemptEnded

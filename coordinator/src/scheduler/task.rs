@@ -17,7 +17,7 @@
 //! losing backup, or ended by a fetch failure do not.
 
 use harrow_core::ids::{AttemptId, TaskId, WorkerId};
-use harrow_core::task::{AttemptCounters, SegmentInfo, Split};
+use harrow_core::task::{AttemptCounters, InputReport, SegmentInfo, Split};
 
 /// Lost attempts after which a task fails its job anyway, so a task whose
 /// workers keep dying cannot loop forever.
@@ -59,10 +59,12 @@ pub enum TaskState {
 /// What a succeeded task left for later tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskOutput {
-    /// A map task's segments, one per partition, on the worker that ran it.
+    /// A map task's segments, one per partition, on the worker that ran
+    /// it, and what it found in its input.
     Map {
         worker: WorkerId,
         segments: Vec<SegmentInfo>,
+        input: InputReport,
     },
     /// A reduce task's committed file.
     Reduce,

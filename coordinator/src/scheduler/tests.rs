@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::task::{
-    Assignment, AttemptCounters, AttemptOutcome, SegmentInfo, Split, TaskSpec,
+    Assignment, AttemptCounters, AttemptOutcome, InputReport, InputSpec, OutputFormat, SegmentInfo,
+    Split, TaskSpec,
 };
 use proptest::prelude::*;
 
@@ -98,6 +99,8 @@ impl Harness {
             reducers,
             splits,
             storage: Default::default(),
+            input: InputSpec::text(),
+            output_format: OutputFormat::Text,
         };
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,
@@ -125,7 +128,10 @@ impl Harness {
             })
             .collect();
         let outcome = match assignment.task {
-            TaskSpec::Map { .. } => AttemptOutcome::Succeeded { segments },
+            TaskSpec::Map { .. } => AttemptOutcome::Succeeded {
+                segments,
+                input: InputReport::default(),
+            },
             TaskSpec::Reduce { .. } => {
                 let granted = self.handle(Event::RequestCommit {
                     worker,
@@ -139,6 +145,7 @@ impl Harness {
                 );
                 AttemptOutcome::Succeeded {
                     segments: Vec::new(),
+                    input: InputReport::default(),
                 }
             }
         };
@@ -424,7 +431,10 @@ fn a_map_reporting_the_wrong_number_of_segments_fails_its_attempt() {
     h.report(
         worker,
         assigned[0].attempt,
-        AttemptOutcome::Succeeded { segments: vec![] },
+        AttemptOutcome::Succeeded {
+            segments: vec![],
+            input: InputReport::default(),
+        },
     );
     let task = &h.scheduler.job(job).unwrap().maps[0];
     assert_eq!(task.state, TaskState::Pending);

@@ -10,7 +10,8 @@ use harrow_sdk::arrow::array::{Array, RecordBatch, StringArray, StringBuilder};
 use harrow_sdk::arrow::compute::filter;
 use harrow_sdk::arrow::datatypes::{DataType, Field, Schema};
 use harrow_sdk::{
-    ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, TextBatch,
+    ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, LINE_COLUMN,
+    OFFSET_COLUMN, TextBatch,
 };
 use regex::Regex;
 
@@ -53,6 +54,7 @@ impl BatchJob for Grep {
                 Field::new("line", DataType::Utf8, false),
             ])),
             combiner: false,
+            input_columns: Some(vec![LINE_COLUMN.to_string(), OFFSET_COLUMN.to_string()]),
         }
     }
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use crate::JobError;
+use arrow::datatypes::SchemaRef;
+
+use crate::{JobError, text_schema};
 
 /// One argument a job accepts, for `--help` and for rejecting typos.
 #[derive(Debug, Clone, Copy)]
@@ -14,7 +16,8 @@ pub struct ArgSpec {
     pub required: bool,
 }
 
-/// The arguments of one job submission.
+/// The arguments of one job submission, and the schema of the input it
+/// reads (text lines unless the submission reads a table format).
 ///
 /// ```
 /// use harrow_sdk::JobArgs;
@@ -23,14 +26,36 @@ pub struct ArgSpec {
 /// assert_eq!(args.get_or::<u64>("reduce_ms", 7).unwrap(), 7);
 /// assert!(args.require::<u64>("missing").is_err());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobArgs {
     values: BTreeMap<String, String>,
+    input: SchemaRef,
+}
+
+impl Default for JobArgs {
+    fn default() -> Self {
+        JobArgs::new(BTreeMap::new())
+    }
 }
 
 impl JobArgs {
     pub fn new(values: BTreeMap<String, String>) -> Self {
-        JobArgs { values }
+        JobArgs {
+            values,
+            input: text_schema(""),
+        }
+    }
+
+    /// The same arguments for input with `schema`.
+    pub fn with_input_schema(mut self, schema: SchemaRef) -> Self {
+        self.input = schema;
+        self
+    }
+
+    /// The schema of the input batches the job's map will see, before the
+    /// projection to [`crate::JobSchema::input_columns`].
+    pub fn input_schema(&self) -> &SchemaRef {
+        &self.input
     }
 
     /// Parses `key=value` strings, as given on the command line.
@@ -51,7 +76,7 @@ impl JobArgs {
             };
             values.insert(key.to_string(), value.to_string());
         }
-        Ok(JobArgs { values })
+        Ok(JobArgs::new(values))
     }
 
     pub fn as_map(&self) -> &BTreeMap<String, String> {

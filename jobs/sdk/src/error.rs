@@ -28,6 +28,8 @@ pub enum JobError {
     },
     #[error("input batch has no column `{column}`")]
     MissingColumn { column: String },
+    #[error("it reads column(s) {missing}, which the input does not have (it has: {available})")]
+    InputColumns { missing: String, available: String },
     #[error("arrow error in {during}: {source}")]
     Arrow {
         during: &'static str,

@@ -12,8 +12,8 @@ use rustc_hash::FxBuildHasher;
 
 use crate::value::{Key, Row, Value};
 use crate::{
-    JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, Line, Mapper, TaskInfo, TextBatch,
-    VALUE_COLUMN,
+    JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, LINE_COLUMN, Line, Mapper,
+    OFFSET_COLUMN, TaskInfo, TextBatch, VALUE_COLUMN,
 };
 
 /// A job written record by record. See the crate docs for an example.
@@ -70,6 +70,7 @@ pub fn record_runtime<J: Job>(job: J) -> Arc<dyn JobRuntime> {
         value: J::Value::data_type(),
         output: Arc::new(Schema::new(fields)),
         combiner: J::COMBINE,
+        input_columns: Some(vec![LINE_COLUMN.to_string(), OFFSET_COLUMN.to_string()]),
     };
     Arc::new(RecordRuntime { job, schema })
 }

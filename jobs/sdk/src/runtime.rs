@@ -17,13 +17,16 @@ pub const KEY_COLUMN: &str = "key";
 pub const VALUE_COLUMN: &str = "value";
 
 /// The types a job declares: its map output key and value, its output
-/// schema, and whether it has a combiner.
+/// schema, whether it has a combiner, and the input columns it reads.
 #[derive(Debug, Clone)]
 pub struct JobSchema {
     pub key: DataType,
     pub value: DataType,
     pub output: SchemaRef,
     pub combiner: bool,
+    /// The input columns the map reads; the engine decodes only these (a
+    /// Parquet projection, skipped CSV fields). `None`: every column.
+    pub input_columns: Option<Vec<String>>,
 }
 
 impl JobSchema {
@@ -140,9 +143,31 @@ pub struct JobDefinition {
 
 impl JobDefinition {
     /// Checks the arguments against the declared ones and builds the job.
+    /// Fails when the input lacks a column the job reads.
     pub fn instantiate(&self, args: &JobArgs) -> Result<Arc<dyn JobRuntime>, JobError> {
         args.check(self.name, self.args)?;
-        (self.create)(args)
+        let job = (self.create)(args)?;
+        let input = args.input_schema();
+        let missing: Vec<String> = job
+            .schema()
+            .input_columns
+            .iter()
+            .flatten()
+            .filter(|column| input.field_with_name(column).is_err())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(JobError::InputColumns {
+                missing: missing.join(", "),
+                available: input
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(job)
     }
 }
 
