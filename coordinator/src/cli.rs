@@ -189,7 +189,8 @@ pub struct Target {
 /// What to run: the job, its input and output, and how to cut it up.
 #[derive(Debug, Args)]
 pub struct JobOptions {
-    /// The job: wordcount, inverted-index, grep or sleep.
+    /// The job: wordcount, inverted-index, grep or sleep (text input), aggregate
+    /// or distinct (table input: CSV, JSON lines, Parquet).
     pub job: String,
     /// Input files, directories or globs in the last path components, local
     /// or in object stores (`logs/2026-*/*.txt`, `s3://bucket/logs/*.gz`,

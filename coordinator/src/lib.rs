@@ -25,5 +25,7 @@ pub fn builtin_jobs() -> Arc<JobRegistry> {
         harrow_job_inverted_index::DEFINITION,
         harrow_job_grep::DEFINITION,
         harrow_job_sleep::DEFINITION,
+        harrow_job_aggregate::DEFINITION,
+        harrow_job_distinct::DEFINITION,
     ]))
 }

@@ -281,8 +281,15 @@ fn print_status(report: &JobReport) {
     if !report.error.is_empty() {
         println!("error:   {}", report.error);
     }
-    println!("input:   {}", report.inputs.join(" "));
-    println!("output:  {}", report.output);
+    println!(
+        "input:   {} ({})",
+        report.inputs.join(" "),
+        report.input_format
+    );
+    if report.input_format != "text" {
+        println!("schema:  {}", report.input_columns.join(", "));
+    }
+    println!("output:  {} ({})", report.output, report.output_format);
     for (name, phase) in [("map", &report.map), ("reduce", &report.reduce)] {
         println!(
             "{name:<8} {}/{} succeeded, {} running, {} pending, {} failed",
@@ -293,6 +300,22 @@ fn print_status(report: &JobReport) {
         "records: {} in ({} bytes), {} out in {} files",
         report.input_records, report.input_bytes, report.output_records, report.output_files
     );
+    let bad = &report.bad_records;
+    if bad.skipped > 0 || bad.limit > 0 {
+        println!(
+            "bad records: {} skipped (--skip-bad-records {})",
+            bad.skipped, bad.limit
+        );
+        for record in &bad.samples {
+            println!(
+                "  {} at byte {}: {}",
+                record.location, record.offset, record.reason
+            );
+        }
+        if bad.skipped > bad.samples.len() as u64 {
+            println!("  ... and {} more", bad.skipped - bad.samples.len() as u64);
+        }
+    }
     let a = &report.attempts;
     println!(
         "attempts: {} ({} running, {} succeeded, {} failed, {} lost, {} killed)",

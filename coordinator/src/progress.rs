@@ -105,6 +105,17 @@ pub fn summary(report: &JobReport) -> String {
     if report.state == "succeeded" {
         line.push_str(&format!(" -> {}", report.output));
     }
+    let bad = &report.bad_records;
+    if bad.skipped > 0 {
+        line.push_str(&format!(
+            "\nskipped {} malformed input records (see `harrow status {}`), the first: {} at byte {}: {}",
+            bad.skipped,
+            report.job_id,
+            bad.samples[0].location,
+            bad.samples[0].offset,
+            bad.samples[0].reason
+        ));
+    }
     if !report.error.is_empty() {
         line.push_str(&format!("\nerror: {}", report.error));
     }

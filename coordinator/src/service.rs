@@ -373,10 +373,15 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let args = JobArgs::new(request.args.clone().into_iter().collect());
-        self.0
+        // Names and arguments first, before any storage is touched; the job
+        // is built once the input's schema is known.
+        let definition = self
+            .0
             .registry
-            .instantiate(&request.job_name, &args)
+            .get(&request.job_name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        args.check(definition.name, definition.args)
+            .map_err(|e| Status::invalid_argument(format!("job `{}`: {e}", definition.name)))?;
         if request.reducers == 0 {
             return Err(Status::invalid_argument("--reducers must be at least 1"));
         }

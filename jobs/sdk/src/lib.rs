@@ -58,6 +58,7 @@ mod input;
 mod output;
 mod record;
 mod runtime;
+pub mod table;
 pub mod testing;
 mod value;
 

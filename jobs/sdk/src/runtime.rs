@@ -6,7 +6,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::{ArgSpec, JobArgs, JobError};
@@ -100,6 +101,15 @@ impl<'a> KeyGroups<'a> {
 
     pub fn group(&self, index: usize) -> Range<usize> {
         self.bounds[index]..self.bounds[index + 1]
+    }
+
+    /// The first key/value row of each group.
+    pub fn first_rows(&self) -> Result<RecordBatch, JobError> {
+        let starts: UInt32Array = self.bounds[..self.len()]
+            .iter()
+            .map(|&start| start as u32)
+            .collect();
+        take_record_batch(self.batch, &starts).map_err(JobError::arrow("taking group keys"))
     }
 }
 

@@ -1,20 +1,18 @@
 //! An in-process runner for unit-testing a job without a cluster: one map
 //! over all input, sort by key, the job's combiner and reduce, and the output
-//! as text lines (`col1<TAB>col2…`), as the engine's text output writes them.
+//! as a batch, or as text lines (`col1<TAB>col2…`) as the engine's text
+//! output writes them.
 
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
-use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 
-use crate::{
-    JobError, JobRuntime, KeyGroups, TaskInfo, TaskKind, format_text_lines, group_bounds,
-    text_schema,
-};
+use crate::table::sort_into_groups;
+use crate::{JobError, JobRuntime, KeyGroups, TaskInfo, TaskKind, format_text_lines, text_schema};
 
-/// Runs `job` over `(file, contents)` pairs and returns the output lines,
-/// sorted by key.
-pub fn run_text(job: &dyn JobRuntime, files: &[(&str, &str)]) -> Result<Vec<String>, JobError> {
+/// Runs `job` over input batches (each one mapper's share) and returns its
+/// output, sorted by key.
+pub fn run_batches(job: &dyn JobRuntime, inputs: &[RecordBatch]) -> Result<RecordBatch, JobError> {
     let task = |kind| TaskInfo {
         attempt: "local/t-00000/a-1".to_string(),
         kind,
@@ -22,20 +20,28 @@ pub fn run_text(job: &dyn JobRuntime, files: &[(&str, &str)]) -> Result<Vec<Stri
     };
     job.start_task(&task(TaskKind::Map))?;
     let mut mapper = job.mapper();
-    for (file, contents) in files {
-        mapper.map(&text_batch(file, contents)?)?;
+    for input in inputs {
+        mapper.map(input)?;
     }
     let mapped = mapper.finish()?;
-    let sorted = sort_by_key(&mapped)?;
-    let bounds = group_bounds(sorted.column(0)).map_err(JobError::arrow("grouping"))?;
-    let sorted = if job.schema().combiner {
-        job.combine(KeyGroups::new(&sorted, &bounds))?
+    let (sorted, bounds) = sort_into_groups(&mapped)?;
+    let (sorted, bounds) = if job.schema().combiner {
+        sort_into_groups(&job.combine(KeyGroups::new(&sorted, &bounds))?)?
     } else {
-        sorted
+        (sorted, bounds)
     };
-    let bounds = group_bounds(sorted.column(0)).map_err(JobError::arrow("grouping"))?;
     job.start_task(&task(TaskKind::Reduce))?;
-    let output = job.reduce(KeyGroups::new(&sorted, &bounds))?;
+    job.reduce(KeyGroups::new(&sorted, &bounds))
+}
+
+/// Runs `job` over `(file, contents)` pairs and returns the output lines,
+/// sorted by key.
+pub fn run_text(job: &dyn JobRuntime, files: &[(&str, &str)]) -> Result<Vec<String>, JobError> {
+    let inputs = files
+        .iter()
+        .map(|(file, contents)| text_batch(file, contents))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = run_batches(job, &inputs)?;
     let mut lines = Vec::new();
     format_text_lines(&output, |line| lines.push(line.to_string()))
         .map_err(JobError::arrow("formatting"))?;
@@ -62,13 +68,4 @@ pub fn text_batch(file: &str, contents: &str) -> Result<RecordBatch, JobError> {
         ],
     )
     .map_err(JobError::arrow("text input"))
-}
-
-fn sort_by_key(batch: &RecordBatch) -> Result<RecordBatch, JobError> {
-    let columns = [SortColumn {
-        values: batch.column(0).clone(),
-        options: None,
-    }];
-    let indices = lexsort_to_indices(&columns, None).map_err(JobError::arrow("sorting"))?;
-    take_record_batch(batch, &indices).map_err(JobError::arrow("sorting"))
 }
