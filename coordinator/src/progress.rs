@@ -106,14 +106,10 @@ pub fn summary(report: &JobReport) -> String {
         line.push_str(&format!(" -> {}", report.output));
     }
     let bad = &report.bad_records;
-    if bad.skipped > 0 {
+    if let Some(first) = bad.samples.first() {
         line.push_str(&format!(
             "\nskipped {} malformed input records (see `harrow status {}`), the first: {} at byte {}: {}",
-            bad.skipped,
-            report.job_id,
-            bad.samples[0].location,
-            bad.samples[0].offset,
-            bad.samples[0].reason
+            bad.skipped, report.job_id, first.location, first.offset, first.reason
         ));
     }
     if !report.error.is_empty() {
