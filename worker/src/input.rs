@@ -53,6 +53,10 @@ pub enum InputError {
         "malformed record in {0} (pass --skip-bad-records N to skip up to N malformed records)"
     )]
     BadRecord(BadRecord),
+    #[error(
+        "malformed record in {0} (pass --skip-bad-records N to skip up to N malformed records); this split starts mid-file, so if the file has quoted fields holding line breaks, rerun with --split-size 0 to read each file whole"
+    )]
+    BadCsvRecordMidFile(BadRecord),
     #[error("{location}: header `{found}` does not match the input schema `{expected}`")]
     Header {
         location: String,

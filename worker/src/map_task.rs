@@ -169,7 +169,18 @@ pub async fn run_map(
         let Some(mapped) = mapping.next().await else {
             break;
         };
-        let mapped = mapped.map_err(TaskError::panic("panicked in map:"))??;
+        let mapped = mapped
+            .map_err(TaskError::panic("panicked in map:"))?
+            .map_err(|error| match (error, &source) {
+                // A split that starts mid-file cannot see a quote opened
+                // before it: say so, since that reads as malformed records.
+                (TaskError::Input(InputError::BadRecord(bad)), Source::Split(_))
+                    if input.spec.format == InputFormat::Csv && split.start > 0 =>
+                {
+                    TaskError::Input(InputError::BadCsvRecordMidFile(bad))
+                }
+                (error, _) => error,
+            })?;
         counters.records_in += mapped.records;
         report.bad_records += mapped.bad_records;
         let room = BAD_RECORD_SAMPLES.saturating_sub(report.bad_record_samples.len());
