@@ -11,9 +11,8 @@ use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, MapOutput, OutputFormat, TEMPORARY_DIR, part_file_name};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
-use object_store::ObjectStoreExt;
-use object_store::buffered::BufWriter;
-use tokio::io::AsyncWriteExt;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use tokio::io::AsyncReadExt;
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
@@ -149,49 +148,123 @@ async fn publish(temporary: &Location, committed: &Location) -> Result<(), TaskE
     }
 }
 
-/// Streams a local file to `target` (a multipart upload on object stores).
+/// Bytes per part of a multipart upload; files up to this size go in one put.
+const PART_BYTES: usize = 10 << 20;
+/// Parts of one upload sent at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Copies a local file to `target`: one put when small, else a multipart
+/// upload that only [`Upload`]'s owner completes. Killed at any point (its
+/// attempt's future dropped, even while completing), the upload is aborted.
 async fn upload(local: &Path, target: &Location) -> Result<(), TaskError> {
     let output_error = |source| TaskError::Output {
         location: target.to_string(),
         source,
     };
-    let mut file = tokio::fs::File::open(local)
+    let size = tokio::fs::metadata(local)
         .await
-        .map_err(TaskError::io(local))?;
-    let mut upload = Upload(Some(BufWriter::new(
-        target.store().clone(),
-        target.path().clone(),
-    )));
-    let writer = upload.0.as_mut().expect("writer present until finished");
-    let copied = tokio::io::copy(&mut file, writer).await;
-    let mut writer = upload.0.take().expect("writer present until finished");
-    let closed = match copied {
-        Ok(_) => writer.shutdown().await,
-        Err(error) => {
-            let _ = writer.abort().await;
-            Err(error)
-        }
-    };
-    closed.map_err(|e| {
-        output_error(object_store::Error::Generic {
-            store: "output",
-            source: Box::new(e),
-        })
-    })
+        .map_err(TaskError::io(local))?
+        .len();
+    let store = target.store();
+    if size <= PART_BYTES as u64 {
+        // A single put appears whole or not at all.
+        let bytes = tokio::fs::read(local).await.map_err(TaskError::io(local))?;
+        store
+            .put(target.path(), bytes.into())
+            .await
+            .map_err(output_error)?;
+        return Ok(());
+    }
+    let multipart = store
+        .put_multipart(target.path())
+        .await
+        .map_err(output_error)?;
+    let mut upload = Upload(Some(multipart));
+    let sent = send_parts(
+        local,
+        upload.0.as_mut().expect("upload present until finished"),
+    )
+    .await;
+    let mut multipart = upload.0.take().expect("upload present until finished");
+    if let Err(error) = sent {
+        let _ = multipart.abort().await;
+        return Err(match error {
+            PartError::Local(error) => error,
+            PartError::Store(source) => output_error(source),
+        });
+    }
+    Ok(())
 }
 
-/// An upload in progress. Dropped before it finished (its attempt was
-/// killed), it aborts itself, so no half-written multipart upload is left
-/// behind in an object store.
-struct Upload(Option<BufWriter>);
+enum PartError {
+    Local(TaskError),
+    Store(object_store::Error),
+}
+
+/// Sends the file in parts, a few at once, and completes the upload.
+async fn send_parts(local: &Path, upload: &mut Box<dyn MultipartUpload>) -> Result<(), PartError> {
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| PartError::Local(TaskError::io(local)(e)))?;
+    // Dropped with the attempt, the set aborts the parts in flight.
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        let mut part = Vec::with_capacity(PART_BYTES);
+        while part.len() < PART_BYTES {
+            let read = (&mut file)
+                .take((PART_BYTES - part.len()) as u64)
+                .read_to_end(&mut part)
+                .await
+                .map_err(|e| PartError::Local(TaskError::io(local)(e)))?;
+            if read == 0 {
+                break;
+            }
+        }
+        if part.is_empty() {
+            break;
+        }
+        while in_flight.len() >= PARTS_IN_FLIGHT {
+            joined(in_flight.join_next().await)?;
+        }
+        in_flight.spawn(upload.put_part(PutPayload::from(part)));
+    }
+    while let Some(result) = in_flight.join_next().await {
+        joined(Some(result))?;
+    }
+    upload.complete().await.map_err(PartError::Store)?;
+    Ok(())
+}
+
+fn joined(
+    result: Option<Result<object_store::Result<()>, tokio::task::JoinError>>,
+) -> Result<(), PartError> {
+    match result {
+        Some(Ok(sent)) => sent.map_err(PartError::Store),
+        Some(Err(join)) => Err(PartError::Store(object_store::Error::Generic {
+            store: "output",
+            source: Box::new(join),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// A multipart upload in progress. Dropped before it finished (its attempt
+/// was killed), it aborts itself, so no half-written multipart upload is
+/// left behind in an object store. An abort after a completion that raced
+/// it fails harmlessly; the object is under `_temporary`, which the
+/// coordinator clears when the job ends.
+struct Upload(Option<Box<dyn MultipartUpload>>);
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if let Some(mut writer) = self.0.take()
+        if let Some(mut upload) = self.0.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
-                let _ = writer.abort().await;
+                match upload.abort().await {
+                    Ok(()) => tracing::debug!("aborted an unfinished upload"),
+                    Err(error) => tracing::warn!(%error, "could not abort an unfinished upload"),
+                }
             });
         }
     }

@@ -175,6 +175,22 @@ impl Cluster {
         String::from_utf8(output.stderr).unwrap()
     }
 
+    /// Every process's log, for a failing assertion's message.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            all.push_str(&format!("--- {}\n", path.display()));
+            all.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+        all
+    }
+
     /// A path in the cluster's temp dir.
     pub fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_string()
