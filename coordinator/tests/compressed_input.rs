@@ -6,29 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use async_compression::tokio::write::{BzEncoder, GzipEncoder, ZstdEncoder};
 use common::*;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-
-fn compress(extension: &str, data: &[u8]) -> Vec<u8> {
-    async fn run(mut encoder: impl AsyncWrite + Unpin, data: &[u8]) {
-        encoder.write_all(data).await.unwrap();
-        encoder.shutdown().await.unwrap();
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    runtime.block_on(async {
-        match extension {
-            "gz" => run(GzipEncoder::new(&mut out), data).await,
-            "zst" => run(ZstdEncoder::new(&mut out), data).await,
-            "bz2" => run(BzEncoder::new(&mut out), data).await,
-            other => panic!("{other}"),
-        }
-    });
-    out
-}
 
 /// The corpus again, each file compressed with one of the codecs.
 fn compressed_copy(files: &[PathBuf], dir: &Path) {

@@ -449,6 +449,29 @@ pub fn read_output(dir: &str) -> Vec<String> {
     lines
 }
 
+/// `data` compressed with the codec of a file extension: gz, zst or bz2.
+pub fn compress(extension: &str, data: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::write::{BzEncoder, GzipEncoder, ZstdEncoder};
+    use tokio::io::{AsyncWrite, AsyncWriteExt};
+    async fn run(mut encoder: impl AsyncWrite + Unpin, data: &[u8]) {
+        encoder.write_all(data).await.unwrap();
+        encoder.shutdown().await.unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    runtime.block_on(async {
+        match extension {
+            "gz" => run(GzipEncoder::new(&mut out), data).await,
+            "zst" => run(ZstdEncoder::new(&mut out), data).await,
+            "bz2" => run(BzEncoder::new(&mut out), data).await,
+            other => panic!("{other}"),
+        }
+    });
+    out
+}
+
 /// The gutenberg books CI has, if present.
 pub fn gutenberg() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gutenberg");
