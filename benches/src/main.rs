@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p harrow-benches -- wordcount --size 1GiB
+//! cargo run --release -p harrow-benches -- aggregate --size 512MiB
 //! ```
 
 mod zipf;
@@ -41,6 +42,19 @@ enum Workload {
         #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
         split_size: u64,
     },
+    /// Count, sum, min and max of an integer column per key over a CSV
+    /// (Zipf-drawn keys from 100k words, fixed seed): `aggregate`.
+    Aggregate {
+        /// Bytes of CSV to generate (about).
+        #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
+        size: u64,
+        #[arg(long, default_value = "target/bench-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+        split_size: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -51,62 +65,181 @@ fn main() -> Result<()> {
             runs,
             split_size,
         } => wordcount(size, &data_dir, runs.max(1), split_size),
+        Workload::Aggregate {
+            size,
+            data_dir,
+            runs,
+            split_size,
+        } => aggregate(size, &data_dir, runs.max(1), split_size),
     }
 }
 
-fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
-    let input = zipf::ensure_text(data_dir, size)?;
+fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+    let input = zipf::ensure_csv(data_dir, size)?;
     let bytes = std::fs::metadata(&input)?.len();
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let args = [("key", "key"), ("value", "value")];
+    let (mut baseline_times, mut harrow_times, expected) = measure(
+        runs,
+        || baseline_aggregate(&input),
+        || run_harrow(&runtime, "aggregate", &args, &input, split_size),
+        aggregate_output,
+    )?;
+    eprintln!(
+        "both found {} keys over {} rows, sum {}",
+        expected.0, expected.1, expected.2
+    );
+    report(
+        "aggregate",
+        "simple Rust (1 thread, split(','))",
+        &mut baseline_times,
+        &mut harrow_times,
+        bytes,
+    );
+    Ok(())
+}
 
-    let mut baseline_times = Vec::new();
-    let mut harrow_times = Vec::new();
-    let mut expected = (0, 0);
-    for run in 0..runs {
-        let start = Instant::now();
-        expected = baseline_wordcount(&input)?;
-        baseline_times.push(start.elapsed().as_secs_f64());
-
-        let out = tempfile::tempdir()?;
-        let output = out.path().join("out");
-        let submission = Submission {
-            reducers: cpus as u32,
-            split_size_bytes: split_size,
-            ..Submission::new(
-                "wordcount",
-                vec![input.display().to_string()],
-                output.display().to_string(),
-            )
-        };
-        let config = LocalConfig {
-            workers: 1,
-            slots_per_worker: cpus,
-            work_dir: None,
-        };
-        let start = Instant::now();
-        let report = runtime.block_on(run_local(config, submission, |_| {}))?;
-        harrow_times.push(start.elapsed().as_secs_f64());
-        ensure!(
-            report.state == "succeeded",
-            "harrow run {run} ended {}: {}",
-            report.state,
-            report.error
-        );
-        let got = count_output(&output)?;
-        ensure!(
-            got == expected,
-            "harrow counted {got:?} (distinct, total), baseline {expected:?}"
+/// The simple single-process aggregate: read the file, split lines at
+/// commas (the generated CSV has no quotes), fold in a `HashMap`:
+/// (distinct keys, rows, sum of values).
+fn baseline_aggregate(input: &Path) -> Result<(usize, u64, i64)> {
+    let text = std::fs::read(input)?;
+    let text = std::str::from_utf8(&text)?;
+    let mut groups: HashMap<&str, (u64, i64, i64, i64)> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let mut fields = line.split(',');
+        let key = fields.next().context("a row without a key")?;
+        let value: i64 = fields.next().context("a row without a value")?.parse()?;
+        let group = groups.entry(key).or_insert((0, 0, i64::MAX, i64::MIN));
+        *group = (
+            group.0 + 1,
+            group.1 + value,
+            group.2.min(value),
+            group.3.max(value),
         );
     }
-    eprintln!(
-        "both counted {} distinct words, {} in total",
-        expected.0, expected.1
-    );
+    let rows = groups.values().map(|g| g.0).sum();
+    let sum = groups.values().map(|g| g.1).sum();
+    Ok((groups.len(), rows, sum))
+}
 
-    let baseline = median(&mut baseline_times);
-    let harrow = median(&mut harrow_times);
+/// (keys, rows, sum) in the aggregate job's text output.
+fn aggregate_output(dir: &Path) -> Result<(usize, u64, i64)> {
+    let (mut keys, mut rows, mut sum) = (0, 0, 0);
+    for line in part_lines(dir)? {
+        let fields: Vec<&str> = line.split('\t').collect();
+        ensure!(
+            fields.len() == 6,
+            "output line {line:?} has {} fields",
+            fields.len()
+        );
+        keys += 1;
+        rows += fields[1].parse::<u64>()?;
+        sum += fields[2].parse::<i64>()?;
+    }
+    Ok((keys, rows, sum))
+}
+
+/// Every line of the part files in a job's output directory.
+fn part_lines(dir: &Path) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-r-")
+        {
+            lines.extend(std::fs::read_to_string(&path)?.lines().map(str::to_string));
+        }
+    }
+    Ok(lines)
+}
+
+/// Runs the baseline and Harrow `runs` times each, checking Harrow's output
+/// (read by `read`) agrees with the baseline's answer: both systems' wall
+/// times and the answer.
+fn measure<T: PartialEq + std::fmt::Debug>(
+    runs: usize,
+    baseline: impl Fn() -> Result<T>,
+    harrow: impl Fn() -> Result<(f64, tempfile::TempDir)>,
+    read: impl Fn(&Path) -> Result<T>,
+) -> Result<(Vec<f64>, Vec<f64>, T)> {
+    let (mut baseline_times, mut harrow_times) = (Vec::new(), Vec::new());
+    let mut expected = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let answer = baseline()?;
+        baseline_times.push(start.elapsed().as_secs_f64());
+        let (seconds, out) = harrow()?;
+        harrow_times.push(seconds);
+        let got = read(&out.path().join("out"))?;
+        ensure!(
+            got == answer,
+            "harrow found {got:?}, the baseline {answer:?}"
+        );
+        expected = Some(answer);
+    }
+    Ok((
+        baseline_times,
+        harrow_times,
+        expected.expect("at least one run"),
+    ))
+}
+
+/// Runs `job` over `input` in local mode (one worker, a slot and a reducer
+/// per CPU): its wall time, and the temporary directory holding its `out`.
+fn run_harrow(
+    runtime: &tokio::runtime::Runtime,
+    job: &str,
+    args: &[(&str, &str)],
+    input: &Path,
+    split_size: u64,
+) -> Result<(f64, tempfile::TempDir)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = tempfile::tempdir()?;
+    let submission = Submission {
+        reducers: cpus as u32,
+        split_size_bytes: split_size,
+        args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Submission::new(
+            job,
+            vec![input.display().to_string()],
+            out.path().join("out").display().to_string(),
+        )
+    };
+    let config = LocalConfig {
+        workers: 1,
+        slots_per_worker: cpus,
+        work_dir: None,
+    };
+    let start = Instant::now();
+    let report = runtime.block_on(run_local(config, submission, |_| {}))?;
+    let seconds = start.elapsed().as_secs_f64();
+    ensure!(
+        report.state == "succeeded",
+        "harrow {job} ended {}: {}",
+        report.state,
+        report.error
+    );
+    Ok((seconds, out))
+}
+
+/// Prints the medians and the ratio of the two systems.
+fn report(
+    workload: &str,
+    baseline_name: &str,
+    baseline: &mut [f64],
+    harrow: &mut [f64],
+    bytes: u64,
+) {
+    let baseline = median(baseline);
+    let harrow = median(harrow);
     let mb = bytes as f64 / 1e6;
     println!(
         "{:<10} {:<34} {:>8} {:>9} {:>8}",
@@ -114,19 +247,45 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     );
     println!(
         "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
-        "wordcount",
-        "simple Rust (1 thread, std HashMap)",
+        workload,
+        baseline_name,
         baseline,
         mb / baseline,
         1.0
     );
     println!(
         "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
-        "wordcount",
+        workload,
         "harrow run (local mode)",
         harrow,
         mb / harrow,
         harrow / baseline
+    );
+}
+
+fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+    let input = zipf::ensure_text(data_dir, size)?;
+    let bytes = std::fs::metadata(&input)?.len();
+    eprintln!("input: {} ({bytes} bytes)", input.display());
+    let runtime = tokio::runtime::Runtime::new()?;
+
+    let (mut baseline_times, mut harrow_times, expected) = measure(
+        runs,
+        || baseline_wordcount(&input),
+        || run_harrow(&runtime, "wordcount", &[], &input, split_size),
+        count_output,
+    )?;
+    eprintln!(
+        "both counted {} distinct words, {} in total",
+        expected.0, expected.1
+    );
+
+    report(
+        "wordcount",
+        "simple Rust (1 thread, std HashMap)",
+        &mut baseline_times,
+        &mut harrow_times,
+        bytes,
     );
     Ok(())
 }
@@ -163,23 +322,12 @@ fn baseline_wordcount(input: &Path) -> Result<(usize, u64)> {
 fn count_output(dir: &Path) -> Result<(usize, u64)> {
     let mut distinct = 0;
     let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-r-")
-        {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path)?.lines() {
-            let (_, count) = line
-                .rsplit_once('\t')
-                .context("output line without a tab")?;
-            distinct += 1;
-            total += count.parse::<u64>()?;
-        }
+    for line in part_lines(dir)? {
+        let (_, count) = line
+            .rsplit_once('\t')
+            .context("output line without a tab")?;
+        distinct += 1;
+        total += count.parse::<u64>()?;
     }
     Ok((distinct, total))
 }

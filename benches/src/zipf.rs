@@ -61,11 +61,32 @@ fn cdf() -> Vec<f64> {
 
 /// The text file of `size` bytes in `dir`, generated if missing.
 pub fn ensure_text(dir: &Path, size: u64) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
     // The name carries the generator version: change it when the bytes change.
     let path = dir.join(format!("zipf-v2-{size}.txt"));
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
-        return Ok(path);
+    generate(&path, size, b"", chunk_text)
+}
+
+/// A CSV of about `size` bytes in `dir`, generated if missing: a header
+/// `key,value,price`, then rows whose key is a Zipf-drawn word, value an
+/// integer in 0..1000 and price a decimal number.
+pub fn ensure_csv(dir: &Path, size: u64) -> Result<PathBuf> {
+    let path = dir.join(format!("zipf-v1-{size}.csv"));
+    generate(&path, size, b"key,value,price\n", chunk_csv)
+}
+
+type Chunk = fn(&[String], &[f64], Rng, usize) -> Vec<u8>;
+
+/// Writes `header` and chunks of about `size` bytes in total to `path`,
+/// unless a complete file is there (marked by a `.done` file, or for text,
+/// which is cut to exactly `size` bytes, by its size).
+fn generate(path: &Path, size: u64, header: &[u8], chunk_bytes: Chunk) -> Result<PathBuf> {
+    let done = path.with_extension("done");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let exact = header.is_empty() && std::fs::metadata(path).is_ok_and(|m| m.len() == size);
+    if exact || (done.exists() && path.exists()) {
+        return Ok(path.to_path_buf());
     }
     eprintln!("generating {} ...", path.display());
     let words = vocabulary();
@@ -73,13 +94,14 @@ pub fn ensure_text(dir: &Path, size: u64) -> Result<PathBuf> {
     let chunks = size.div_ceil(CHUNK_BYTES);
     let tmp = path.with_extension("tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    out.write_all(header)?;
     // Generate a few chunks at a time in parallel, write them in order.
     for batch in (0..chunks).collect::<Vec<_>>().chunks(8) {
         let texts: Vec<Vec<u8>> = batch
             .par_iter()
             .map(|&chunk| {
                 let len = CHUNK_BYTES.min(size - chunk * CHUNK_BYTES) as usize;
-                chunk_text(
+                chunk_bytes(
                     &words,
                     &cdf,
                     Rng(SEED ^ (chunk + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
@@ -92,8 +114,29 @@ pub fn ensure_text(dir: &Path, size: u64) -> Result<PathBuf> {
         }
     }
     out.flush()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    std::fs::rename(&tmp, path)?;
+    std::fs::write(&done, b"")?;
+    Ok(path.to_path_buf())
+}
+
+/// CSV rows of about `len` bytes.
+fn chunk_csv(words: &[String], cdf: &[f64], mut rng: Rng, len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 64);
+    while text.len() < len {
+        let draw = rng.unit();
+        let rank = cdf.partition_point(|p| *p < draw).min(VOCABULARY - 1);
+        let value = rng.next() % 1000;
+        let cents = rng.next() % 100_000;
+        writeln!(
+            text,
+            "{},{value},{}.{:02}",
+            words[rank],
+            cents / 100,
+            cents % 100
+        )
+        .expect("writing to memory");
+    }
+    text
 }
 
 /// Exactly `len` bytes of lines of Zipf words, ending in a newline.

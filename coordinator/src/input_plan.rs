@@ -451,6 +451,11 @@ mod tests {
             "{error}"
         );
 
+        let tsv = write("t.tsv", "city\tn\nOslo\t1\n");
+        let spec = plan_input(&[tsv], &request, &storage).await.unwrap();
+        assert_eq!(spec.csv_delimiter, b'\t');
+        assert_eq!(spec.schema.field(1).data_type(), &DataType::Int64);
+
         let j1 = write("a.jsonl", "{\"k\":\"x\",\"v\":1}\n");
         let j2 = write("b.jsonl", "{\"v\":2,\"extra\":true}\n");
         let spec = plan_input(&[j1, j2], &request, &storage).await.unwrap();
