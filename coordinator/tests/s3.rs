@@ -586,3 +586,64 @@ fn an_attempt_killed_mid_upload_leaves_no_object_and_no_open_multipart_upload() 
     let (names, _) = read_output(&store, "result");
     assert!(names.is_empty(), "objects left behind: {names:?}");
 }
+
+/// An S3 endpoint that refuses every request as S3 does a wrong key.
+fn refusing_endpoint() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+                            <Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+                let response = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn refused_credentials_are_a_clear_error_that_does_not_show_the_secret() {
+    let cluster = Cluster::start(1, 1, 2);
+    let endpoint = refusing_endpoint();
+    let options = [
+        format!("aws_endpoint={endpoint}"),
+        "aws_allow_http=true".to_string(),
+        "aws_region=us-east-1".to_string(),
+        "aws_access_key_id=wrong".to_string(),
+        format!("aws_secret_access_key={SECRET}"),
+    ];
+    let mut args: Vec<&str> = vec![
+        "submit",
+        "wordcount",
+        "--input",
+        "s3://books/in",
+        "--output",
+        "/tmp/harrow-never-written",
+    ];
+    for option in &options {
+        args.extend(["--storage-option", option.as_str()]);
+    }
+    let stderr = cluster.fails(&args);
+    assert!(stderr.contains("s3://books/in"), "{stderr}");
+    assert!(
+        stderr.contains("403") || stderr.contains("InvalidAccessKeyId"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
