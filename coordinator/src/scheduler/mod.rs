@@ -565,7 +565,7 @@ impl Scheduler {
                 self.end_job(attempt.task.job, JobEvent::TaskFailed { error }, now_ms)
             }
             TaskChange::Succeeded { .. } if attempt.task.phase == Phase::Map => {
-                match input_check::check(job) {
+                match input_check::check(job, attempt.task) {
                     Some(error) => {
                         self.end_job(attempt.task.job, JobEvent::TaskFailed { error }, now_ms)
                     }
