@@ -170,6 +170,16 @@ where
     let (mut sum, mut low, mut high) = (Vec::new(), Vec::new(), Vec::new());
     for index in 0..groups.len() {
         let range = groups.group(index);
+        if range.len() == 1 {
+            // Most groups of a batch with many keys: no kernel call needed.
+            let row = range.start;
+            let value = |a: &PrimitiveArray<T>| a.is_valid(row).then(|| a.value(row));
+            count.push(counts.value(row));
+            sum.push(value(sums));
+            low.push(value(mins));
+            high.push(value(maxs));
+            continue;
+        }
         let slice = |a: &PrimitiveArray<T>| a.slice(range.start, range.len());
         count.push(
             sum_checked(&counts.slice(range.start, range.len()))
