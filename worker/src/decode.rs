@@ -16,6 +16,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use harrow_core::task::{BAD_RECORD_SAMPLES, BadRecord, InputFormat, InputSpec};
+use harrow_sdk::table::column_names;
 
 use crate::framing::Framing;
 use crate::input::{BATCH_ROWS, InputError, TextChunk, chunk_batches};
@@ -257,15 +258,6 @@ fn feed(
         bytes = &bytes[used..];
     }
     Ok(())
-}
-
-fn column_names(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// An Arrow decode error as a reason for one record: the line numbers in

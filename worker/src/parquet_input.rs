@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use harrow_core::task::Split;
+use harrow_sdk::table::column_names;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -167,12 +168,7 @@ impl ParquetSplit {
                         reason: format!(
                             "no column `{}` (it has: {})",
                             field.name(),
-                            file_schema
-                                .fields()
-                                .iter()
-                                .map(|f| f.name().as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            column_names(&file_schema)
                         ),
                     })?;
             roots.push(index);

@@ -19,9 +19,7 @@ use harrow_sdk::arrow::array::{
 };
 use harrow_sdk::arrow::compute::kernels::aggregate::{max, min, sum_checked};
 use harrow_sdk::arrow::compute::{cast, is_not_null};
-use harrow_sdk::arrow::datatypes::{
-    DataType, Field, Fields, Float64Type, Int64Type, Schema, SchemaRef,
-};
+use harrow_sdk::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, Schema};
 use harrow_sdk::arrow::error::ArrowError;
 use harrow_sdk::table::{KeyColumns, sort_into_groups};
 use harrow_sdk::{ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups};
@@ -131,10 +129,6 @@ impl Aggregate {
             partial,
             schema,
         })
-    }
-
-    fn output_schema(&self) -> SchemaRef {
-        self.schema.output.clone()
     }
 
     /// One partial row per group: the sums of counts and sums, the minimum
@@ -250,7 +244,7 @@ impl BatchJob for Aggregate {
         let mut columns = self.key.decode(folded.column(0))?;
         columns.extend(partials.columns().iter().cloned());
         columns.push(Arc::new(mean));
-        RecordBatch::try_new(self.output_schema(), columns).map_err(arrow_error)
+        RecordBatch::try_new(self.schema.output.clone(), columns).map_err(arrow_error)
     }
 }
 

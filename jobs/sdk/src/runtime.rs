@@ -169,12 +169,7 @@ impl JobDefinition {
         if !missing.is_empty() {
             return Err(JobError::InputColumns {
                 missing: missing.join(", "),
-                available: input
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: crate::table::column_names(input),
             });
         }
         Ok(job)

@@ -31,12 +31,7 @@ impl KeyColumns {
                 .field_with_name(name)
                 .map_err(|_| JobError::InputColumns {
                     missing: name.clone(),
-                    available: input
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: column_names(input),
                 })?;
             fields.push(Arc::new(field.clone()));
         }
@@ -101,6 +96,16 @@ impl KeyColumns {
             .convert_rows(&rows)
             .map_err(JobError::arrow("decoding group keys"))
     }
+}
+
+/// The names of `schema`'s columns, joined by `, `, for error messages.
+pub fn column_names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `batch` sorted by its first (key) column, and the bounds of its groups
