@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/harrow/v1/worker.proto",
         "proto/harrow/v1/client.proto",
         "proto/harrow/v1/shuffle.proto",
+        "proto/harrow/v1/plugin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

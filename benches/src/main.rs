@@ -217,6 +217,7 @@ fn run_harrow(
         workers: 1,
         slots_per_worker: cpus,
         work_dir: None,
+        executable: harrow_binary()?,
     };
     let start = Instant::now();
     let report = runtime.block_on(run_local(config, submission, |_| {}))?;
@@ -228,6 +229,13 @@ fn run_harrow(
         report.error
     );
     Ok((seconds, out))
+}
+
+/// The `harrow` binary built next to this one (`cargo build --release`
+/// builds both), which workers run as `harrow plugin-host`.
+fn harrow_binary() -> Result<std::path::PathBuf> {
+    let bench = std::env::current_exe()?;
+    Ok(bench.with_file_name("harrow"))
 }
 
 /// Prints the medians and the ratio of the two systems.

@@ -42,6 +42,10 @@ pub enum Command {
         /// How often workers heartbeat, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         heartbeat_interval_ms: u64,
+        /// Where uploaded job plugins are kept (default: harrow/plugins in
+        /// the temporary directory).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
     },
     /// Run a worker that pulls tasks from a coordinator.
     Worker {
@@ -108,6 +112,25 @@ pub enum Command {
         job_id: String,
         #[command(flatten)]
         target: Target,
+    },
+    /// Create a job crate: a record-level job with a test, built as a plugin
+    /// library (`cargo build --release`, then `harrow run --plugin ...`).
+    New {
+        /// Directory to create; its last component names the crate.
+        path: PathBuf,
+        /// The harrow-sdk the crate depends on, as a path (default: the SDK
+        /// in the source tree this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Load a job plugin and run its code for a worker (started by workers
+    /// and the coordinator, not by hand).
+    #[command(hide = true)]
+    PluginHost {
+        #[arg(long)]
+        library: PathBuf,
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
 }
 
@@ -190,8 +213,14 @@ pub struct Target {
 #[derive(Debug, Args)]
 pub struct JobOptions {
     /// The job: wordcount, inverted-index, grep or sleep (text input), aggregate
-    /// or distinct (table input: CSV, JSON lines, Parquet).
+    /// or distinct (table input: CSV, JSON lines, Parquet), or a job of the
+    /// --plugin library.
     pub job: String,
+    /// A job plugin: the library built from a job crate (see `harrow new`),
+    /// e.g. target/release/libmy_job.so. It is uploaded with the submission;
+    /// workers fetch it by hash and run it in a child process.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
     /// Input files, directories or globs in the last path components, local
     /// or in object stores (`logs/2026-*/*.txt`, `s3://bucket/logs/*.gz`,
     /// gs://, az://, abfss://, http(s)://); repeatable. Files ending in .gz,

@@ -5,10 +5,13 @@ use futures::StreamExt;
 use harrow_core::task::{InputFormat, OutputFormat};
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
+use std::path::{Path, PathBuf};
+
 use tonic::transport::{Channel, Endpoint};
 
 use crate::report::{JobReport, WorkerReport};
 use crate::server::MAX_MESSAGE_BYTES;
+use crate::service::PLUGIN_CHUNK_BYTES;
 
 /// What to submit.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct Submission {
     pub csv_delimiter: Option<u8>,
     pub skip_bad_records: u64,
     pub output_format: OutputFormat,
+    /// A job plugin library to upload; the job is one of its jobs.
+    pub plugin: Option<PathBuf>,
 }
 
 impl Submission {
@@ -45,6 +50,7 @@ impl Submission {
             csv_delimiter: None,
             skip_bad_records: 0,
             output_format: OutputFormat::Text,
+            plugin: None,
         }
     }
 }
@@ -82,8 +88,42 @@ impl Client {
         }
     }
 
+    /// Uploads a plugin library; the coordinator keeps it by content hash.
+    pub async fn upload_plugin(&self, path: &Path) -> Result<pb::PluginRef> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
+        let file_name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let chunks: Vec<pb::PluginChunk> = bytes
+            .chunks(PLUGIN_CHUNK_BYTES)
+            .map(|data| pb::PluginChunk {
+                file_name: file_name.clone(),
+                data: data.to_vec(),
+            })
+            .collect();
+        let response = self
+            .jobs
+            .clone()
+            .upload_plugin(tokio_stream::iter(chunks))
+            .await
+            .map_err(self.failed("plugin upload"))?
+            .into_inner();
+        Ok(pb::PluginRef {
+            sha256: response.sha256,
+            file_name,
+        })
+    }
+
     pub async fn submit(&self, submission: Submission) -> Result<String> {
+        let plugin = match &submission.plugin {
+            Some(path) => Some(self.upload_plugin(path).await?),
+            None => None,
+        };
         let request = pb::SubmitJobRequest {
+            plugin,
             job_name: submission.job_name,
             inputs: submission.inputs,
             output: submission.output,

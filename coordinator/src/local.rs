@@ -17,6 +17,8 @@ pub struct LocalConfig {
     pub slots_per_worker: usize,
     /// Where workers keep map output; a fresh temporary directory if `None`.
     pub work_dir: Option<PathBuf>,
+    /// The `harrow` binary, run as `harrow plugin-host` for job plugins.
+    pub executable: PathBuf,
 }
 
 /// Runs one job to its end on an in-process cluster and returns its final
@@ -28,16 +30,6 @@ pub async fn run_local(
 ) -> Result<JobReport> {
     let registry = builtin_jobs();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let coordinator = start_coordinator(
-        CoordinatorConfig {
-            listen: loopback,
-            heartbeat_interval_ms: 200,
-            ..CoordinatorConfig::default()
-        },
-        registry.clone(),
-    )
-    .await
-    .context("starting the local coordinator")?;
     let scratch = tempfile::Builder::new()
         .prefix("harrow-run-")
         .tempdir()
@@ -46,6 +38,18 @@ pub async fn run_local(
         .work_dir
         .clone()
         .unwrap_or_else(|| scratch.path().to_path_buf());
+    let coordinator = start_coordinator(
+        CoordinatorConfig {
+            listen: loopback,
+            heartbeat_interval_ms: 200,
+            plugin_dir: work_root.join("plugins"),
+            executable: config.executable.clone(),
+            ..CoordinatorConfig::default()
+        },
+        registry.clone(),
+    )
+    .await
+    .context("starting the local coordinator")?;
 
     let mut workers = Vec::with_capacity(config.workers);
     for index in 0..config.workers {
@@ -55,6 +59,7 @@ pub async fn run_local(
                 listen: loopback,
                 slots: config.slots_per_worker,
                 work_dir: work_root.join(format!("worker-{index}")),
+                executable: config.executable.clone(),
             },
             registry.clone(),
         )

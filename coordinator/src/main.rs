@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 /// Servers log what they do; client commands only warnings.
 fn default_log_filter(command: &Command) -> &'static str {
     match command {
-        Command::Coordinator { .. } | Command::Worker { .. } => "info",
+        Command::Coordinator { .. } | Command::Worker { .. } | Command::PluginHost { .. } => "info",
         _ => "warn",
     }
 }
@@ -59,7 +59,15 @@ fn submission(job: JobOptions) -> Submission {
         csv_delimiter: job.csv_delimiter,
         skip_bad_records: job.skip_bad_records,
         output_format: job.output_format,
+        plugin: job
+            .plugin
+            .map(|path| std::path::absolute(&path).unwrap_or(path)),
     }
+}
+
+/// This binary, which workers run as `harrow plugin-host`.
+fn executable() -> Result<std::path::PathBuf> {
+    std::env::current_exe().context("cannot find the harrow binary's own path")
 }
 
 /// Local paths are relative to where the user runs the command, not to
@@ -105,6 +113,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 workers,
                 slots_per_worker: slots.unwrap_or_else(cpus).max(1),
                 work_dir: None,
+                executable: executable()?,
             };
             let mut progress = Progress::new();
             let report =
@@ -117,6 +126,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             listen,
             faults,
             heartbeat_interval_ms,
+            plugin_dir,
         } => {
             anyhow::ensure!(faults.max_attempts > 0, "--max-attempts must be at least 1");
             anyhow::ensure!(
@@ -127,6 +137,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                 listen,
                 scheduler: faults.scheduler_config(),
                 heartbeat_interval_ms,
+                plugin_dir: plugin_dir.unwrap_or(CoordinatorConfig::default().plugin_dir),
+                executable: executable()?,
             };
             let coordinator = start_coordinator(config, builtin_jobs())
                 .await
@@ -155,6 +167,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 listen,
                 slots: slots.unwrap_or_else(cpus).max(1),
                 work_dir,
+                executable: executable()?,
             };
             let worker = harrow_worker::start_worker(config, builtin_jobs()).await?;
             println!(
@@ -165,6 +178,21 @@ async fn run(command: Command) -> Result<ExitCode> {
             worker
                 .drain(std::time::Duration::from_millis(grace_period))
                 .await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PluginHost { library, socket } => {
+            harrow_worker::plugin::run_plugin_host(&library, socket.as_deref())
+                .context("plugin host")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { path, sdk } => {
+            let sdk = sdk.unwrap_or_else(harrow_coordinator::scaffold::default_sdk_path);
+            harrow_coordinator::scaffold::create(&path, &sdk)?;
+            println!(
+                "created {}: cd {} && cargo test && cargo build --release",
+                path.display(),
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { job, wait, target } => {
@@ -290,6 +318,9 @@ fn print_status(report: &JobReport) {
         println!("schema:  {}", report.input_columns.join(", "));
     }
     println!("output:  {} ({})", report.output, report.output_format);
+    if let Some(plugin) = &report.plugin {
+        println!("plugin:  {} (sha256 {})", plugin.file_name, plugin.sha256);
+    }
     for (name, phase) in [("map", &report.map), ("reduce", &report.reduce)] {
         println!(
             "{name:<8} {}/{} succeeded, {} running, {} pending, {} failed",
@@ -314,6 +345,12 @@ fn print_status(report: &JobReport) {
         }
         if bad.skipped > bad.samples.len() as u64 {
             println!("  ... and {} more", bad.skipped - bad.samples.len() as u64);
+        }
+    }
+    if !report.counters.is_empty() {
+        println!("counters:");
+        for (name, value) in &report.counters {
+            println!("  {name}: {value}");
         }
     }
     let a = &report.attempts;

@@ -105,6 +105,14 @@ pub fn summary(report: &JobReport) -> String {
     if report.state == "succeeded" {
         line.push_str(&format!(" -> {}", report.output));
     }
+    if !report.counters.is_empty() {
+        let counters: Vec<String> = report
+            .counters
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        line.push_str(&format!("\ncounters: {}", counters.join(", ")));
+    }
     let bad = &report.bad_records;
     if let Some(first) = bad.samples.first() {
         line.push_str(&format!(

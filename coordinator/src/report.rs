@@ -2,6 +2,8 @@
 //! the scheduler's state on the server, carried as protobuf, and turned
 //! back into the same reports by the client (for text or `--json`).
 
+use std::collections::BTreeMap;
+
 use harrow_core::task::BadRecord;
 use harrow_proto::v1 as pb;
 use serde::Serialize;
@@ -127,6 +129,13 @@ pub struct JobReport {
     pub input_columns: Vec<String>,
     pub output_format: String,
     pub bad_records: BadRecordsReport,
+    /// The job's own counters, summed over the winning attempts of its
+    /// map and reduce tasks.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
+    /// The plugin the job came from: file name and SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskReport>,
 }
@@ -135,6 +144,12 @@ impl JobReport {
     pub fn is_terminal(&self) -> bool {
         matches!(self.state.as_str(), "succeeded" | "failed" | "cancelled")
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginReport {
+    pub file_name: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -254,6 +269,19 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
         input_records: winning_counters(&job.maps).map(|c| c.records_in).sum(),
         output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
         output_files: winning_counters(&job.reduces).count() as u32,
+        plugin: job.plan.plugin.as_ref().map(|p| PluginReport {
+            file_name: p.file_name.clone(),
+            sha256: p.sha256.clone(),
+        }),
+        counters: {
+            let mut sum = harrow_sdk::Counters::default();
+            for counters in winning_counters(&job.maps).chain(winning_counters(&job.reduces)) {
+                sum.merge(&counters.user);
+            }
+            sum.iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect()
+        },
         faults: FaultReport {
             max_attempts: config.max_attempts,
             worker_timeout_ms: config.worker_timeout_ms,
@@ -381,6 +409,11 @@ impl From<JobReport> for pb::JobStatus {
             input_format: r.input_format,
             output_format: r.output_format,
             input_columns: r.input_columns,
+            counters: r.counters.into_iter().collect(),
+            plugin: r.plugin.map(|p| pb::PluginRef {
+                sha256: p.sha256,
+                file_name: p.file_name,
+            }),
             bad_records: Some(pb::BadRecords {
                 skipped: r.bad_records.skipped,
                 limit: r.bad_records.limit,
@@ -470,6 +503,11 @@ impl From<pb::JobStatus> for JobReport {
             input_format: s.input_format,
             output_format: s.output_format,
             input_columns: s.input_columns,
+            counters: s.counters.into_iter().collect(),
+            plugin: s.plugin.map(|p| PluginReport {
+                file_name: p.file_name,
+                sha256: p.sha256,
+            }),
             bad_records: s
                 .bad_records
                 .map(|b| BadRecordsReport {

@@ -1,6 +1,7 @@
 //! Starting and stopping a coordinator: bind, serve both gRPC services.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use harrow_core::registry::JobRegistry;
@@ -11,8 +12,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::clock::SystemClock;
+use crate::plugins::PluginStore;
 use crate::scheduler::{Scheduler, SchedulerConfig};
-use crate::service::{Coordinator, JobApi, WorkerApi};
+use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};
 
 /// The largest gRPC message the coordinator accepts or sends.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -22,6 +24,10 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     pub scheduler: SchedulerConfig,
     pub heartbeat_interval_ms: u64,
+    /// Where uploaded plugins are stored.
+    pub plugin_dir: PathBuf,
+    /// The `harrow` binary, run as `harrow plugin-host` to check plugin jobs.
+    pub executable: PathBuf,
 }
 
 impl Default for CoordinatorConfig {
@@ -30,6 +36,8 @@ impl Default for CoordinatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             scheduler: SchedulerConfig::default(),
             heartbeat_interval_ms: 1000,
+            plugin_dir: std::env::temp_dir().join("harrow").join("plugins"),
+            executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("harrow")),
         }
     }
 }
@@ -78,6 +86,10 @@ pub async fn start_coordinator(
         scheduler,
         Arc::new(SystemClock),
         registry,
+        PluginSettings {
+            store: PluginStore::new(config.plugin_dir.clone()),
+            executable: config.executable.clone(),
+        },
         config.heartbeat_interval_ms,
     );
     let (shutdown, mut stopped) = watch::channel(false);

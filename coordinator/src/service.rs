@@ -3,6 +3,7 @@
 //! clock's time, carry out side effects, convert the reply. Protobuf types
 //! stop here.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,12 +12,13 @@ use futures::Stream;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::JobRegistry;
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{OutputFormat, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat};
+use harrow_core::task::{OutputFormat, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
 use harrow_proto::v1::worker_service_server::WorkerService;
 use harrow_sdk::JobArgs;
+use harrow_worker::plugin::{CREATE_TIMEOUT, HostSpec, PluginHost};
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
@@ -24,17 +26,27 @@ use tonic::{Request, Response, Status};
 use crate::clock::Clock;
 use crate::input_plan::{self, InputRequest};
 use crate::planner;
+use crate::plugins::{MAX_PLUGIN_BYTES, PluginStore};
 use crate::report::{job_report, worker_reports};
 use crate::scheduler::{Action, AttemptProgress, Event, JobPlan, Scheduler};
 
 /// The longest a worker's task request may wait for work.
 const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
 
+/// Where uploaded plugins live, and the `harrow` binary that runs one in
+/// a child process to check a submission.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub store: PluginStore,
+    pub executable: PathBuf,
+}
+
 /// State shared by the services.
 pub struct Coordinator {
     scheduler: Mutex<Scheduler>,
     clock: Arc<dyn Clock>,
     registry: Arc<JobRegistry>,
+    plugins: PluginSettings,
     heartbeat_interval_ms: u64,
     /// Woken whenever work may have become available.
     work_available: Notify,
@@ -47,12 +59,14 @@ impl Coordinator {
         scheduler: Scheduler,
         clock: Arc<dyn Clock>,
         registry: Arc<JobRegistry>,
+        plugins: PluginSettings,
         heartbeat_interval_ms: u64,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
             scheduler: Mutex::new(scheduler),
             clock,
             registry,
+            plugins,
             heartbeat_interval_ms,
             work_available: Notify::new(),
             version: watch::Sender::new(0),
@@ -103,6 +117,35 @@ impl Coordinator {
             self.version.send_modify(|v| *v += 1);
         }
         actions
+    }
+
+    /// Builds a plugin's job in a plugin host of its own, as a worker will,
+    /// to check its name and arguments against the input's schema.
+    async fn check_plugin_job(
+        &self,
+        plugin: &PluginRef,
+        request: &pb::SubmitJobRequest,
+        input_schema: &arrow::datatypes::Schema,
+    ) -> Result<(), String> {
+        let library = self
+            .plugins
+            .store
+            .path(&plugin.sha256)
+            .map_err(|e| e.to_string())?;
+        let args = request.args.clone().into_iter().collect();
+        PluginHost::start(HostSpec {
+            executable: &self.plugins.executable,
+            library: &library,
+            plugin,
+            job_name: &request.job_name,
+            args: &args,
+            input_schema,
+            socket: None,
+            timeout: CREATE_TIMEOUT,
+        })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
     }
 
     /// Lets the scheduler notice time passing.
@@ -200,6 +243,34 @@ pub struct WorkerApi(pub Arc<Coordinator>);
 
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
+    type FetchPluginStream = PluginStream;
+
+    async fn fetch_plugin(
+        &self,
+        request: Request<pb::FetchPluginRequest>,
+    ) -> Result<Response<PluginStream>, Status> {
+        let sha256 = request.into_inner().sha256;
+        let path = self
+            .0
+            .plugins
+            .store
+            .path(&sha256)
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+        let chunks: Vec<Result<pb::PluginChunk, Status>> = bytes
+            .chunks(PLUGIN_CHUNK_BYTES)
+            .map(|data| {
+                Ok(pb::PluginChunk {
+                    file_name: String::new(),
+                    data: data.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
     async fn register(
         &self,
         request: Request<pb::RegisterRequest>,
@@ -353,6 +424,11 @@ impl WorkerService for WorkerApi {
 #[derive(Clone)]
 pub struct JobApi(pub Arc<Coordinator>);
 
+type PluginStream = Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>;
+
+/// Plugin bytes per message, well under the message size limit.
+pub const PLUGIN_CHUNK_BYTES: usize = 1 << 20;
+
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Send>>;
 
 impl JobApi {
@@ -374,14 +450,28 @@ impl JobService for JobApi {
         let request = request.into_inner();
         let args = JobArgs::new(request.args.clone().into_iter().collect());
         // Names and arguments first, before any storage is touched; the job
-        // is built once the input's schema is known.
-        let definition = self
-            .0
-            .registry
-            .get(&request.job_name)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        args.check(definition.name, definition.args)
-            .map_err(|e| Status::invalid_argument(format!("job `{}`: {e}", definition.name)))?;
+        // is built once the input's schema is known. A plugin's job is
+        // checked by building it in a plugin host, then.
+        let plugin = match &request.plugin {
+            Some(plugin) => Some(
+                self.0
+                    .plugins
+                    .store
+                    .reference(&plugin.sha256, &plugin.file_name)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?,
+            ),
+            None => {
+                let definition = self
+                    .0
+                    .registry
+                    .get(&request.job_name)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                args.check(definition.name, definition.args).map_err(|e| {
+                    Status::invalid_argument(format!("job `{}`: {e}", definition.name))
+                })?;
+                None
+            }
+        };
         if request.reducers == 0 {
             return Err(Status::invalid_argument("--reducers must be at least 1"));
         }
@@ -415,16 +505,24 @@ impl JobService for JobApi {
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // With the input's schema known, the job checks it can read it.
-        let with_input = args.clone().with_input_schema(input.schema.clone());
-        self.0
-            .registry
-            .instantiate(&request.job_name, &with_input)
-            .map_err(|e| {
-                Status::invalid_argument(format!(
-                    "{e}; the input is read as {} (--input-format)",
-                    input.format
-                ))
-            })?;
+        let built = match &plugin {
+            Some(plugin) => {
+                self.0
+                    .check_plugin_job(plugin, &request, &input.schema)
+                    .await
+            }
+            None => {
+                let with_input = args.clone().with_input_schema(input.schema.clone());
+                self.0
+                    .registry
+                    .instantiate(&request.job_name, &with_input)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        built.map_err(|e| {
+            Status::invalid_argument(format!("{e} (the input is read as {})", input.format))
+        })?;
         let plan = JobPlan {
             name: request.job_name,
             args: args.as_map().clone(),
@@ -435,6 +533,7 @@ impl JobService for JobApi {
             storage,
             input,
             output_format,
+            plugin,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {
@@ -531,6 +630,35 @@ impl JobService for JobApi {
             .map(Into::into)
             .collect();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<tonic::Streaming<pb::PluginChunk>>,
+    ) -> Result<Response<pb::UploadPluginResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if bytes.len() + chunk.data.len() > MAX_PLUGIN_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "plugin is larger than {} MiB",
+                    MAX_PLUGIN_BYTES >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let size = bytes.len() as u64;
+        let store = self.0.plugins.store.clone();
+        let (sha256, stored) = tokio::task::spawn_blocking(move || store.store(&bytes))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(%sha256, bytes = size, stored, "plugin uploaded");
+        Ok(Response::new(pb::UploadPluginResponse {
+            sha256,
+            bytes: size,
+            stored,
+        }))
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use harrow_sdk::arrow::datatypes::SchemaRef;
+use arrow::datatypes::SchemaRef;
 
 use crate::ids::AttemptId;
 use crate::storage::StorageOptions;
@@ -265,15 +265,35 @@ pub struct Assignment {
     pub storage: StorageOptions,
     pub input: InputSpec,
     pub output_format: OutputFormat,
+    /// The plugin holding the job; `None` for a built-in job.
+    pub plugin: Option<PluginRef>,
+}
+
+/// A job plugin stored at the coordinator, by the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginRef {
+    /// Lowercase hex.
+    pub sha256: String,
+    /// The file name it was uploaded as, for messages.
+    pub file_name: String,
+}
+
+impl std::fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = self.sha256.get(..12).unwrap_or(&self.sha256);
+        write!(f, "{} (sha256 {short})", self.file_name)
+    }
 }
 
 /// Bytes and records an attempt read and wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AttemptCounters {
     pub bytes_in: u64,
     pub records_in: u64,
     pub bytes_out: u64,
     pub records_out: u64,
+    /// The job's own counters.
+    pub user: harrow_sdk::Counters,
 }
 
 /// How an attempt ended, as its worker reports it.

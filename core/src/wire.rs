@@ -2,17 +2,18 @@
 //! the gRPC handlers on both sides. A message that does not convert is the
 //! sender's fault and becomes `INVALID_ARGUMENT`.
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 use harrow_proto::v1 as pb;
-use harrow_sdk::arrow::datatypes::{Schema, SchemaRef};
-use harrow_sdk::arrow::error::ArrowError;
-use harrow_sdk::arrow::ipc::reader::StreamReader;
-use harrow_sdk::arrow::ipc::writer::StreamWriter;
 
 use crate::ids::{AttemptId, IdError};
 use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, BadRecord, InputReport, InputSpec, MapOutput,
-    SegmentInfo, Split, TaskSpec, UnknownFormat,
+    PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
 };
 
 /// A wire message with a missing or malformed field.
@@ -49,6 +50,23 @@ pub fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
     Ok(StreamReader::try_new(bytes, None)?.schema())
 }
 
+/// A batch as an Arrow IPC stream: its schema and the batch.
+pub fn batch_to_bytes(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+    let mut writer = StreamWriter::try_new(Vec::new(), batch.schema_ref())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    writer.into_inner()
+}
+
+/// The one batch of an IPC stream written by [`batch_to_bytes`].
+pub fn batch_from_bytes(bytes: &[u8]) -> Result<RecordBatch, ArrowError> {
+    let mut reader = StreamReader::try_new(bytes, None)?;
+    match reader.next() {
+        Some(batch) => batch,
+        None => Ok(RecordBatch::new_empty(reader.schema())),
+    }
+}
+
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, WireError> {
     value.ok_or(WireError::Missing { field })
 }
@@ -82,6 +100,11 @@ impl From<AttemptCounters> for pb::AttemptCounters {
             records_in: c.records_in,
             bytes_out: c.bytes_out,
             records_out: c.records_out,
+            user: c
+                .user
+                .iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
         }
     }
 }
@@ -93,6 +116,7 @@ impl From<pb::AttemptCounters> for AttemptCounters {
             records_in: c.records_in,
             bytes_out: c.bytes_out,
             records_out: c.records_out,
+            user: c.user.into_iter().collect(),
         }
     }
 }
@@ -138,6 +162,7 @@ impl From<Assignment> for pb::TaskAssignment {
                 csv_delimiter: a.input.csv_delimiter.into(),
                 skip_bad_records: a.input.skip_bad_records,
             }),
+            plugin: a.plugin.map(Into::into),
             output_format: a.output_format.name().to_string(),
         }
     }
@@ -221,7 +246,26 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             storage: StorageOptions::new(a.storage_options.into_iter().collect()),
             input: required(a.input, "input")?.try_into()?,
             output_format: a.output_format.parse()?,
+            plugin: a.plugin.map(Into::into),
         })
+    }
+}
+
+impl From<PluginRef> for pb::PluginRef {
+    fn from(p: PluginRef) -> Self {
+        pb::PluginRef {
+            sha256: p.sha256,
+            file_name: p.file_name,
+        }
+    }
+}
+
+impl From<pb::PluginRef> for PluginRef {
+    fn from(p: pb::PluginRef) -> Self {
+        PluginRef {
+            sha256: p.sha256,
+            file_name: p.file_name,
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
 use crate::map_task::{MapInput, run_map};
+use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
 use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, job_dir};
 
@@ -47,6 +48,8 @@ pub struct WorkerConfig {
     pub slots: usize,
     /// Where map output and reduce scratch files live.
     pub work_dir: PathBuf,
+    /// The `harrow` binary, run as `harrow plugin-host` for job plugins.
+    pub executable: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +163,7 @@ struct RunningAttempt {
 struct Shared {
     config: WorkerConfig,
     registry: Arc<JobRegistry>,
+    plugins: Plugins,
     coordinator: WorkerServiceClient<Channel>,
     shuffle_address: String,
     worker_id: Mutex<String>,
@@ -223,6 +227,7 @@ pub async fn start_worker(
 
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(config.slots)),
+        plugins: Plugins::new(config.executable.clone(), config.work_dir.join("plugins")),
         config,
         registry,
         coordinator: WorkerServiceClient::new(channel),
@@ -320,13 +325,11 @@ async fn send_heartbeat(shared: &Shared, leaving: bool) {
             bytes: running.progress.load(Ordering::Relaxed),
         })
         .collect();
-    let jobs_with_data = shared
-        .jobs_with_data
-        .lock()
-        .expect("jobs lock")
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    // Jobs with map output or a plugin host here: the coordinator says when
+    // each may go.
+    let mut held = shared.jobs_with_data.lock().expect("jobs lock").clone();
+    held.extend(shared.plugins.jobs().await);
+    let jobs_with_data = held.iter().map(ToString::to_string).collect();
     let request = pb::HeartbeatRequest {
         worker_id: shared.worker_id(),
         running,
@@ -365,6 +368,9 @@ async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatRespo
         if let Some(running) = killed {
             tracing::info!(%attempt, "killing attempt");
             running.abort.abort();
+            // Job code of the attempt may be stuck in the job's plugin host;
+            // killing the host frees the threads waiting on it.
+            shared.plugins.kill(attempt.task.job).await;
         }
     }
     for job in response.release_jobs {
@@ -376,6 +382,7 @@ async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatRespo
             .lock()
             .expect("jobs lock")
             .remove(&job);
+        shared.plugins.kill(job).await;
         let dir = job_dir(&shared.config.work_dir, job);
         if let Err(error) = tokio::fs::remove_dir_all(&dir).await
             && error.kind() != std::io::ErrorKind::NotFound
@@ -496,10 +503,24 @@ async fn execute(
     assignment: Assignment,
     progress: Arc<AtomicU64>,
 ) -> Result<(AttemptCounters, Vec<SegmentInfo>, InputReport), TaskError> {
-    let args = harrow_sdk::JobArgs::new(assignment.args)
-        .with_input_schema(assignment.input.schema.clone());
-    let job = shared.registry.instantiate(&assignment.job_name, &args)?;
     let attempt = assignment.attempt;
+    let job = match &assignment.plugin {
+        Some(plugin) => {
+            let job = PluginJob {
+                job: attempt.task.job,
+                plugin,
+                name: &assignment.job_name,
+                args: &assignment.args,
+                input_schema: &assignment.input.schema,
+            };
+            shared.plugins.job(job, &shared.coordinator).await?
+        }
+        None => {
+            let args = harrow_sdk::JobArgs::new(assignment.args.clone())
+                .with_input_schema(assignment.input.schema.clone());
+            shared.registry.instantiate(&assignment.job_name, &args)?
+        }
+    };
     let dir = job_dir(&shared.config.work_dir, attempt.task.job);
     match assignment.task {
         TaskSpec::Map { split } => {

@@ -20,6 +20,8 @@ pub enum TaskError {
     #[error(transparent)]
     Location(#[from] LocationError),
     #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
+    #[error(transparent)]
     Input(#[from] InputError),
     #[error("job code failed in {during}: {source}")]
     Job {

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod output;
 pub mod parquet_input;
 pub mod partition;
+pub mod plugin;
 pub mod reduce_task;
 pub mod segment;
 pub mod shuffle;

@@ -182,6 +182,7 @@ pub async fn run_map(
                 (error, _) => error,
             })?;
         counters.records_in += mapped.records;
+        counters.user.merge(&mapped.counters);
         report.bad_records += mapped.bad_records;
         let room = BAD_RECORD_SAMPLES.saturating_sub(report.bad_record_samples.len());
         report
@@ -216,6 +217,7 @@ pub async fn run_map(
 /// What mapping one piece of input produced.
 struct Mapped {
     records: u64,
+    counters: harrow_sdk::Counters,
     output: RecordBatch,
     bad_records: u64,
     bad_record_samples: Vec<harrow_core::task::BadRecord>,
@@ -242,9 +244,10 @@ fn map_piece(
             records += batch.num_rows() as u64;
             mapper.map(batch).map_err(TaskError::job("map"))?;
         }
-        let output = mapper.finish().map_err(TaskError::job("map"))?;
+        let (output, counters) = mapper.finish().map_err(TaskError::job("map"))?;
         Ok(Mapped {
             records,
+            counters,
             output,
             bad_records: decoded.bad_records,
             bad_record_samples: decoded.bad_record_samples,

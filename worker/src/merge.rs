@@ -17,7 +17,7 @@ use arrow::compute::interleave;
 use arrow::ipc::reader::StreamReader;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use harrow_core::task::OutputFormat;
-use harrow_sdk::{JobRuntime, KeyGroups, group_bounds};
+use harrow_sdk::{Counters, JobRuntime, KeyGroups, group_bounds};
 
 use crate::error::TaskError;
 use crate::output::OutputWriter;
@@ -26,11 +26,13 @@ use crate::output::OutputWriter;
 const REDUCE_BATCH_ROWS: usize = 8192;
 
 /// What one reduce wrote.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReduceStats {
     pub records_in: u64,
     pub records_out: u64,
     pub bytes_out: u64,
+    /// The job's own counters, added to by every reduce call.
+    pub counters: Counters,
 }
 
 struct Cursor {
@@ -60,6 +62,7 @@ pub fn merge_and_reduce(
         pending: Vec::new(),
         writer: OutputWriter::create(output, format, job.schema().output.clone())?,
         records_in: 0,
+        counters: Counters::default(),
         progress,
     };
     let mut cursors = Vec::new();
@@ -100,12 +103,12 @@ pub fn merge_and_reduce(
         }
     }
     merge.flush(&mut cursors)?;
-    let records_in = merge.records_in;
     let (records_out, bytes_out) = merge.writer.finish()?;
     Ok(ReduceStats {
-        records_in,
+        records_in: merge.records_in,
         records_out,
         bytes_out,
+        counters: merge.counters,
     })
 }
 
@@ -118,6 +121,7 @@ struct Merge<'j> {
     pending: Vec<(usize, usize)>,
     writer: OutputWriter,
     records_in: u64,
+    counters: Counters,
     progress: &'j AtomicU64,
 }
 
@@ -165,7 +169,7 @@ impl Merge<'_> {
             group_bounds(batch.column(0)).map_err(TaskError::arrow("grouping reduce input"))?;
         let output = self
             .job
-            .reduce(KeyGroups::new(&batch, &bounds))
+            .reduce(KeyGroups::new(&batch, &bounds), &mut self.counters)
             .map_err(TaskError::job("reduce"))?;
         self.writer.write(&output)?;
 

@@ -240,6 +240,48 @@ fn a_stalled_attempt_gets_a_backup_and_the_first_to_finish_wins() {
 }
 
 #[test]
+fn an_attempt_without_progress_for_twice_the_stall_timeout_fails_as_hung() {
+    let mut h = Harness::new(2);
+    let w1 = h.worker();
+    let job = h.submit(1, 1);
+    let first = h.request(w1, 1);
+    // Stalled (5 s): a backup would be offered to another worker, but
+    // nothing fails yet.
+    h.now_ms += 6_000;
+    h.heartbeat(w1, &[first[0].attempt], 0);
+    h.advance(0);
+    assert!(matches!(
+        attempt_states(&h, first[0].attempt.task)[..],
+        [AttemptState::Running]
+    ));
+    // Hung (over 10 s): failed, counted, killed at the next heartbeat.
+    h.now_ms += 4_500;
+    h.heartbeat(w1, &[first[0].attempt], 0);
+    h.advance(0);
+    let states = attempt_states(&h, first[0].attempt.task);
+    assert!(
+        matches!(&states[..], [AttemptState::Failed { error }] if error.contains("no progress")),
+        "{states:?}"
+    );
+    assert_eq!(
+        h.heartbeat(w1, &[first[0].attempt], 0),
+        [Action::KillAttempts {
+            worker: w1,
+            attempts: vec![first[0].attempt]
+        }]
+    );
+    // The retry hangs too: with max_attempts 2, the job fails naming why.
+    let second = h.request(w1, 1);
+    h.now_ms += 10_500;
+    h.heartbeat(w1, &[second[0].attempt], 0);
+    h.advance(0);
+    match h.state(job) {
+        JobState::Failed { error } => assert!(error.contains("killed as hung"), "{error}"),
+        other => panic!("job is {other:?}"),
+    }
+}
+
+#[test]
 fn the_losing_backup_of_a_reduce_is_refused_the_commit_and_not_counted() {
     let mut h = Harness::new(1);
     let (w1, w2) = (h.worker(), h.worker());

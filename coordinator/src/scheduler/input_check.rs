@@ -135,6 +135,7 @@ mod tests {
                 ..InputSpec::text()
             },
             output_format: OutputFormat::Text,
+            plugin: None,
         };
         match h.handle(Event::SubmitJob { plan })[..] {
             [super::super::Action::JobAccepted { job }] => job,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId};
 use harrow_core::storage::StorageOptions;
-use harrow_core::task::{InputSpec, OutputFormat, Split};
+use harrow_core::task::{InputSpec, OutputFormat, PluginRef, Split};
 
 use super::task::{Task, TaskInput, TaskState};
 
@@ -28,6 +28,8 @@ pub struct JobPlan {
     pub storage: StorageOptions,
     pub input: InputSpec,
     pub output_format: OutputFormat,
+    /// The uploaded plugin holding the job; `None` for a built-in job.
+    pub plugin: Option<PluginRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -374,6 +374,7 @@ impl Scheduler {
             storage: job.plan.storage.clone(),
             input: job.plan.input.clone(),
             output_format: job.plan.output_format,
+            plugin: job.plan.plugin.clone(),
         }
     }
 
@@ -491,16 +492,11 @@ impl Scheduler {
     ) -> TaskEvent {
         let job = &self.jobs[&attempt.task.job];
         let task = job.task(attempt.task).expect("running attempt has a task");
-        let failed = |error: String| TaskEvent::Failed {
-            attempt,
-            error,
-            counters,
-        };
-        match (outcome, attempt.task.phase) {
+        let error = match (outcome, attempt.task.phase) {
             (AttemptOutcome::Succeeded { segments, input }, Phase::Map)
                 if segments.len() == job.plan.reducers as usize =>
             {
-                TaskEvent::Succeeded {
+                return TaskEvent::Succeeded {
                     attempt,
                     output: TaskOutput::Map {
                         worker,
@@ -508,29 +504,34 @@ impl Scheduler {
                         input,
                     },
                     counters,
-                }
+                };
             }
-            (AttemptOutcome::Succeeded { segments, .. }, Phase::Map) => failed(format!(
+            (AttemptOutcome::Succeeded { segments, .. }, Phase::Map) => format!(
                 "reported {} segments for {} partitions",
                 segments.len(),
                 job.plan.reducers
-            )),
+            ),
             (AttemptOutcome::Succeeded { .. }, Phase::Reduce)
                 if task.committer == Some(attempt) =>
             {
-                TaskEvent::Succeeded {
+                return TaskEvent::Succeeded {
                     attempt,
                     output: TaskOutput::Reduce,
                     counters,
-                }
+                };
             }
             (AttemptOutcome::Succeeded { .. }, Phase::Reduce) => {
-                failed("reported success without holding the commit".to_string())
+                "reported success without holding the commit".to_string()
             }
-            (AttemptOutcome::Failed { message }, _) => failed(message),
+            (AttemptOutcome::Failed { message }, _) => message,
             (AttemptOutcome::FetchFailed { .. } | AttemptOutcome::HandedBack { .. }, _) => {
                 unreachable!("handled by the caller")
             }
+        };
+        TaskEvent::Failed {
+            attempt,
+            error,
+            counters,
         }
     }
 

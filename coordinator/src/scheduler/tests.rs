@@ -101,6 +101,7 @@ impl Harness {
             storage: Default::default(),
             input: InputSpec::text(),
             output_format: OutputFormat::Text,
+            plugin: None,
         };
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,

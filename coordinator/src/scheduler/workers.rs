@@ -176,7 +176,39 @@ impl Scheduler {
             let reason = format!("{worker} sent no heartbeat for {timeout} ms");
             actions.extend(self.declare_dead(worker, reason, now_ms));
         }
+        actions.extend(self.fail_hung_attempts(now_ms));
         actions.extend(self.fail_jobs_without_workers(now_ms));
+        actions
+    }
+
+    /// Fails attempts that made no progress for twice the stall timeout:
+    /// the stall already got them a backup, so their code is stuck (an
+    /// endless loop in job code), not slow. The failure counts toward
+    /// `max_attempts`; the worker kills the attempt at its next heartbeat.
+    pub(super) fn fail_hung_attempts(&mut self, now_ms: u64) -> Vec<Action> {
+        let limit = self.config.stall_timeout_ms.saturating_mul(2);
+        let hung: Vec<AttemptId> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .flat_map(|j| j.tasks())
+            .flat_map(|t| &t.attempts)
+            .filter(|a| a.state == AttemptState::Running)
+            .filter(|a| now_ms.saturating_sub(a.progress_at_ms) > limit)
+            .map(|a| a.id)
+            .collect();
+        let mut actions = Vec::new();
+        for attempt in hung {
+            let event = TaskEvent::Failed {
+                attempt,
+                error: format!(
+                    "made no progress for {} s (twice --stall-timeout); killed as hung",
+                    limit / 1000
+                ),
+                counters: Default::default(),
+            };
+            actions.extend(self.apply_to_task(attempt, event, now_ms));
+        }
         actions
     }
 

@@ -43,12 +43,15 @@ impl Cluster {
     /// Like `start`, with extra coordinator flags.
     pub fn start_with(workers: usize, slots: usize, coordinator_flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let plugin_dir = dir.path().join("plugins");
         let mut args = vec![
             "coordinator",
             "--listen",
             "127.0.0.1:0",
             "--heartbeat-interval-ms",
             "200",
+            "--plugin-dir",
+            plugin_dir.to_str().unwrap(),
         ];
         args.extend_from_slice(coordinator_flags);
         let (child, line) = spawn(dir.path(), "coordinator", &args);
@@ -120,6 +123,14 @@ impl Cluster {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Panics unless every worker process is still running.
+    pub fn assert_workers_alive(&mut self) {
+        for worker in &mut self.workers {
+            let status = worker.child.try_wait().unwrap();
+            assert!(status.is_none(), "worker {} exited: {status:?}", worker.id);
+        }
     }
 
     pub fn worker_index(&self, id: &str) -> usize {

@@ -22,7 +22,9 @@ use harrow_sdk::arrow::compute::{cast, is_not_null};
 use harrow_sdk::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, Schema};
 use harrow_sdk::arrow::error::ArrowError;
 use harrow_sdk::table::{KeyColumns, sort_into_groups};
-use harrow_sdk::{ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups};
+use harrow_sdk::{
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
+};
 
 pub const DEFINITION: JobDefinition = JobDefinition {
     name: "aggregate",
@@ -200,7 +202,11 @@ impl BatchJob for Aggregate {
         self.schema.clone()
     }
 
-    fn map_batch(&self, input: &RecordBatch) -> Result<RecordBatch, JobError> {
+    fn map_batch(
+        &self,
+        input: &RecordBatch,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         let keys = self.key.encode(input)?;
         let value = input
             .column_by_name(&self.value)
@@ -229,7 +235,11 @@ impl BatchJob for Aggregate {
         self.fold(groups)
     }
 
-    fn reduce_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+    fn reduce_groups(
+        &self,
+        groups: KeyGroups<'_>,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         let folded = self.fold(groups)?;
         let partials = folded.column(1).as_struct();
         let counts = partials.column(0).as_primitive::<Int64Type>();
@@ -260,7 +270,7 @@ fn overflow(source: ArrowError) -> JobError {
 mod tests {
     use super::*;
     use harrow_sdk::arrow::array::StringArray;
-    use harrow_sdk::testing::run_batches;
+    use harrow_sdk::testing::run_local;
 
     fn input(cities: Vec<Option<&str>>, values: Vec<Option<i32>>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -293,9 +303,8 @@ mod tests {
         let job = DEFINITION
             .instantiate(&args(&a, &["key=city", "value=n"]))
             .unwrap();
-        let out = run_batches(job.as_ref(), &[a, b]).unwrap();
-        let mut lines = Vec::new();
-        harrow_sdk::format_text_lines(&out, |l| lines.push(l.to_string())).unwrap();
+        let run = run_local(job.as_ref(), &[a, b]).unwrap();
+        let lines = run.lines().unwrap();
         assert_eq!(
             lines,
             [
@@ -304,7 +313,7 @@ mod tests {
                 "rome\t1\t10\t10\t10\t10.0"
             ]
         );
-        assert_eq!(out.schema().field(2).data_type(), &DataType::Int64);
+        assert_eq!(run.output.schema().field(2).data_type(), &DataType::Int64);
     }
 
     #[test]
@@ -313,9 +322,7 @@ mod tests {
         let job = DEFINITION
             .instantiate(&args(&a, &["key=city", "value=n"]))
             .unwrap();
-        let out = run_batches(job.as_ref(), &[a]).unwrap();
-        let mut lines = Vec::new();
-        harrow_sdk::format_text_lines(&out, |l| lines.push(l.to_string())).unwrap();
+        let lines = run_local(job.as_ref(), &[a]).unwrap().lines().unwrap();
         assert_eq!(lines, ["x\t0\t\t\t\t"]);
     }
 

@@ -11,7 +11,9 @@ use harrow_sdk::arrow::array::{Array, NullArray, RecordBatch};
 use harrow_sdk::arrow::datatypes::{DataType, Schema};
 use harrow_sdk::arrow::error::ArrowError;
 use harrow_sdk::table::{KeyColumns, sort_into_groups};
-use harrow_sdk::{ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups};
+use harrow_sdk::{
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
+};
 
 pub const DEFINITION: JobDefinition = JobDefinition {
     name: "distinct",
@@ -62,7 +64,11 @@ impl BatchJob for Distinct {
         self.schema.clone()
     }
 
-    fn map_batch(&self, input: &RecordBatch) -> Result<RecordBatch, JobError> {
+    fn map_batch(
+        &self,
+        input: &RecordBatch,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         let keys = self.key.encode(input)?;
         let rows = keys.len();
         let batch = RecordBatch::try_new(
@@ -78,7 +84,11 @@ impl BatchJob for Distinct {
         groups.first_rows()
     }
 
-    fn reduce_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+    fn reduce_groups(
+        &self,
+        groups: KeyGroups<'_>,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         let firsts = groups.first_rows()?;
         let columns = self.key.decode(firsts.column(0))?;
         RecordBatch::try_new(self.schema.output.clone(), columns).map_err(arrow_error)
@@ -94,7 +104,7 @@ mod tests {
     use super::*;
     use harrow_sdk::arrow::array::{Int64Array, StringArray};
     use harrow_sdk::arrow::datatypes::Field;
-    use harrow_sdk::testing::run_batches;
+    use harrow_sdk::testing::run_local;
 
     #[test]
     fn keeps_each_combination_once() {
@@ -124,11 +134,10 @@ mod tests {
             .unwrap()
             .with_input_schema(schema.clone());
         let job = DEFINITION.instantiate(&args).unwrap();
-        let out = run_batches(job.as_ref(), &[a, b]).unwrap();
-        let mut lines = Vec::new();
-        harrow_sdk::format_text_lines(&out, |l| lines.push(l.to_string())).unwrap();
+        let run = run_local(job.as_ref(), &[a, b]).unwrap();
+        let lines = run.lines().unwrap();
         assert_eq!(lines, ["\t1", "oslo\t2020", "oslo\t2021", "rome\t"]);
-        assert_eq!(out.schema().fields().len(), 2);
+        assert_eq!(run.output.schema().fields().len(), 2);
     }
 
     #[test]

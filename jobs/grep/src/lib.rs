@@ -10,8 +10,8 @@ use harrow_sdk::arrow::array::{Array, RecordBatch, StringArray, StringBuilder};
 use harrow_sdk::arrow::compute::filter;
 use harrow_sdk::arrow::datatypes::{DataType, Field, Schema};
 use harrow_sdk::{
-    ArgSpec, BatchJob, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, LINE_COLUMN,
-    OFFSET_COLUMN, TextBatch,
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
+    LINE_COLUMN, OFFSET_COLUMN, TextBatch,
 };
 use regex::Regex;
 
@@ -58,7 +58,11 @@ impl BatchJob for Grep {
         }
     }
 
-    fn map_batch(&self, input: &RecordBatch) -> Result<RecordBatch, JobError> {
+    fn map_batch(
+        &self,
+        input: &RecordBatch,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         let text = TextBatch::new(input)?;
         let matches: BooleanArray = text
             .lines()
@@ -82,7 +86,11 @@ impl BatchJob for Grep {
         .map_err(arrow_error)
     }
 
-    fn reduce_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
+    fn reduce_groups(
+        &self,
+        groups: KeyGroups<'_>,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
         // Every key is unique (file:offset), so the sorted key/value batch
         // already is the output.
         let lines = groups

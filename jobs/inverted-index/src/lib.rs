@@ -44,7 +44,7 @@ impl Job for InvertedIndex {
         &self,
         word: &String,
         names: &mut dyn Iterator<Item = String>,
-        out: &mut Output<(String, u64, String)>,
+        out: &mut Output<'_, (String, u64, String)>,
     ) -> Result<(), JobError> {
         let names = union(names);
         out.push((word.clone(), names.len() as u64, names.join(",")));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 
-use crate::{JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo, TextBatch};
+use crate::{Counters, JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo, TextBatch};
 
 /// A job written over whole batches.
 pub trait BatchJob: Send + Sync + 'static {
@@ -17,8 +17,13 @@ pub trait BatchJob: Send + Sync + 'static {
     }
 
     /// Maps an input batch to a key/value batch with the schema's
-    /// [`JobSchema::key_value`] columns.
-    fn map_batch(&self, input: &RecordBatch) -> Result<RecordBatch, JobError>;
+    /// [`JobSchema::key_value`] columns. `counters` are this task's user
+    /// counters.
+    fn map_batch(
+        &self,
+        input: &RecordBatch,
+        counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError>;
 
     /// Folds each group into one key/value row. Only called when the schema
     /// declares a combiner.
@@ -27,7 +32,11 @@ pub trait BatchJob: Send + Sync + 'static {
     }
 
     /// Reduces each group into rows of the output schema.
-    fn reduce_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
+    fn reduce_groups(
+        &self,
+        groups: KeyGroups<'_>,
+        counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError>;
 }
 
 /// Wraps a batch-level job for the engine.
@@ -55,6 +64,7 @@ impl<J: BatchJob> JobRuntime for BatchRuntime<J> {
             job: &self.job,
             schema: &self.schema,
             outputs: Vec::new(),
+            counters: Counters::default(),
         })
     }
 
@@ -66,8 +76,12 @@ impl<J: BatchJob> JobRuntime for BatchRuntime<J> {
         self.job.combine_groups(groups)
     }
 
-    fn reduce(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
-        self.job.reduce_groups(groups)
+    fn reduce(
+        &self,
+        groups: KeyGroups<'_>,
+        counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
+        self.job.reduce_groups(groups, counters)
     }
 }
 
@@ -75,27 +89,25 @@ struct BatchMapper<'j, J> {
     job: &'j J,
     schema: &'j JobSchema,
     outputs: Vec<RecordBatch>,
+    counters: Counters,
 }
 
 impl<J: BatchJob> Mapper for BatchMapper<'_, J> {
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
-        let output =
-            JobError::catch_panic(|| self.job.map_batch(input)).map_err(
-                |e| match TextBatch::new(input) {
-                    Ok(text) if !text.is_empty() => {
-                        e.at_record(text.file(), text.offsets().value(0))
-                    }
-                    _ => e,
-                },
-            )?;
+        let output = JobError::catch_panic(|| self.job.map_batch(input, &mut self.counters))
+            .map_err(|e| match TextBatch::new(input) {
+                Ok(text) if !text.is_empty() => e.at_record(text.file(), text.offsets().value(0)),
+                _ => e,
+            })?;
         if output.num_rows() > 0 {
             self.outputs.push(output);
         }
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<RecordBatch, JobError> {
-        concat_batches(&self.schema.key_value(), &self.outputs)
-            .map_err(JobError::arrow("map output"))
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
+        let batch = concat_batches(&self.schema.key_value(), &self.outputs)
+            .map_err(JobError::arrow("map output"))?;
+        Ok((batch, self.counters))
     }
 }

@@ -28,8 +28,15 @@ pub enum JobError {
     },
     #[error("input batch has no column `{column}`")]
     MissingColumn { column: String },
-    #[error("it reads column(s) {missing}, which the input does not have (it has: {available})")]
-    InputColumns { missing: String, available: String },
+    #[error(
+        "it reads column(s) {missing}, which the input does not have (it has: {available}){hint}"
+    )]
+    InputColumns {
+        missing: String,
+        available: String,
+        /// How to fix it, when the engine can tell; empty otherwise.
+        hint: String,
+    },
     #[error("arrow error in {during}: {source}")]
     Arrow {
         during: &'static str,
@@ -80,7 +87,8 @@ impl JobError {
         }
     }
 
-    pub(crate) fn arrow(during: &'static str) -> impl FnOnce(arrow::error::ArrowError) -> Self {
+    /// Maps an Arrow error met `during` something.
+    pub fn arrow(during: &'static str) -> impl FnOnce(arrow::error::ArrowError) -> Self {
         move |source| JobError::Arrow { during, source }
     }
 }

@@ -39,7 +39,7 @@
 //!         &self,
 //!         key: &u64,
 //!         values: &mut dyn Iterator<Item = u64>,
-//!         out: &mut Output<(u64, u64)>,
+//!         out: &mut Output<'_, (u64, u64)>,
 //!     ) -> Result<(), JobError> {
 //!         out.push((*key, values.sum()));
 //!         Ok(())
@@ -53,9 +53,11 @@
 
 mod args;
 mod batch;
+mod counters;
 mod error;
 mod input;
 mod output;
+pub mod plugin;
 mod record;
 mod runtime;
 pub mod table;
@@ -63,9 +65,11 @@ pub mod testing;
 mod value;
 
 pub use arrow;
+pub use log;
 
 pub use args::{ArgSpec, JobArgs};
 pub use batch::{BatchJob, batch_runtime};
+pub use counters::{Counter, Counters};
 pub use error::{JobError, panic_message};
 pub use input::{
     FILE_METADATA_KEY, LINE_COLUMN, Line, OFFSET_COLUMN, TextBatch, base_name, text_schema,

@@ -12,8 +12,8 @@ use rustc_hash::FxBuildHasher;
 
 use crate::value::{Key, Row, Value};
 use crate::{
-    JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, LINE_COLUMN, Line, Mapper,
-    OFFSET_COLUMN, TaskInfo, TextBatch, VALUE_COLUMN,
+    Counter, Counters, JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, LINE_COLUMN, Line,
+    Mapper, OFFSET_COLUMN, TaskInfo, TextBatch, VALUE_COLUMN,
 };
 
 /// A job written record by record. See the crate docs for an example.
@@ -49,7 +49,7 @@ pub trait Job: Send + Sync + Sized + 'static {
         &self,
         key: &Self::Key,
         values: &mut dyn Iterator<Item = Self::Value>,
-        out: &mut Output<Self::Output>,
+        out: &mut Output<'_, Self::Output>,
     ) -> Result<(), JobError>;
 }
 
@@ -113,8 +113,12 @@ impl<J: Job> JobRuntime for RecordRuntime<J> {
         )
     }
 
-    fn reduce(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
-        let mut out = Output::<J::Output>::new();
+    fn reduce(
+        &self,
+        groups: KeyGroups<'_>,
+        counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
+        let mut out = Output::<J::Output>::new(counters);
         for_each_group::<J>(groups, |key, group| self.job.reduce(&key, group, &mut out))?;
         let columns = J::Output::finish(&mut out.builders);
         RecordBatch::try_new(self.schema.output.clone(), columns)
@@ -166,9 +170,9 @@ impl<J: Job> Mapper for RecordMapper<'_, J> {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<RecordBatch, JobError> {
-        let (keys, values) = self.emitter.finish();
-        key_value_batch(self.schema, keys, values)
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
+        let (keys, values, counters) = self.emitter.finish();
+        Ok((key_value_batch(self.schema, keys, values)?, counters))
     }
 }
 
@@ -178,6 +182,7 @@ impl<J: Job> Mapper for RecordMapper<'_, J> {
 pub struct Emitter<'j, J: Job> {
     job: &'j J,
     sink: Sink<J>,
+    counters: Counters,
 }
 
 enum Sink<J: Job> {
@@ -198,7 +203,16 @@ impl<'j, J: Job> Emitter<'j, J> {
                 values: Default::default(),
             }
         };
-        Emitter { job, sink }
+        Emitter {
+            job,
+            sink,
+            counters: Counters::default(),
+        }
+    }
+
+    /// A user counter of this map task, e.g. `emit.counter("bad_rows").add(1)`.
+    pub fn counter(&mut self, name: &str) -> Counter<'_> {
+        self.counters.counter(name)
     }
 
     /// Emits one key/value pair.
@@ -220,8 +234,8 @@ impl<'j, J: Job> Emitter<'j, J> {
         }
     }
 
-    fn finish(self) -> (ArrayRef, ArrayRef) {
-        match self.sink {
+    fn finish(self) -> (ArrayRef, ArrayRef, Counters) {
+        let (keys, values) = match self.sink {
             Sink::Combining(table) => {
                 let mut keys = <J::Key as Value>::Builder::default();
                 let mut values = <J::Value as Value>::Builder::default();
@@ -235,25 +249,33 @@ impl<'j, J: Job> Emitter<'j, J> {
                 mut keys,
                 mut values,
             } => (J::Key::finish(&mut keys), J::Value::finish(&mut values)),
-        }
+        };
+        (keys, values, self.counters)
     }
 }
 
 /// Where `reduce` sends its output rows.
-pub struct Output<R: Row> {
+pub struct Output<'c, R: Row> {
     builders: R::Builders,
+    counters: &'c mut Counters,
     _row: PhantomData<R>,
 }
 
-impl<R: Row> Output<R> {
-    fn new() -> Self {
+impl<'c, R: Row> Output<'c, R> {
+    fn new(counters: &'c mut Counters) -> Self {
         Output {
             builders: R::Builders::default(),
+            counters,
             _row: PhantomData,
         }
     }
 
     pub fn push(&mut self, row: R) {
         row.append(&mut self.builders);
+    }
+
+    /// A user counter of this reduce task, e.g. `out.counter("keys").add(1)`.
+    pub fn counter(&mut self, name: &str) -> Counter<'_> {
+        self.counters.counter(name)
     }
 }

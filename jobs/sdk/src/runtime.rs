@@ -10,7 +10,7 @@ use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::{ArgSpec, JobArgs, JobError};
+use crate::{ArgSpec, Counters, JobArgs, JobError};
 
 /// Name of the key column of map output.
 pub const KEY_COLUMN: &str = "key";
@@ -79,6 +79,21 @@ impl<'a> KeyGroups<'a> {
         KeyGroups { batch, bounds }
     }
 
+    /// Like [`KeyGroups::new`], for bounds from elsewhere (another
+    /// process, a plugin): an error instead of a panic when they are wrong.
+    pub fn try_new(batch: &'a RecordBatch, bounds: &'a [usize]) -> Result<Self, JobError> {
+        let valid = batch.num_columns() == 2
+            && bounds.first() == Some(&0)
+            && bounds.last() == Some(&batch.num_rows())
+            && bounds.windows(2).all(|w| w[0] < w[1]);
+        if !valid {
+            return Err(JobError::job(
+                "malformed key groups: bounds must rise from 0 to the row count of a key/value batch",
+            ));
+        }
+        Ok(KeyGroups { batch, bounds })
+    }
+
     pub fn batch(&self) -> &'a RecordBatch {
         self.batch
     }
@@ -130,16 +145,21 @@ pub trait JobRuntime: Send + Sync {
     /// Called only when [`JobSchema::combiner`] is true.
     fn combine(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
 
-    /// Reduces each group of a sorted key/value batch into output rows.
-    fn reduce(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
+    /// Reduces each group of a sorted key/value batch into output rows,
+    /// adding to the task's user `counters`.
+    fn reduce(
+        &self,
+        groups: KeyGroups<'_>,
+        counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError>;
 }
 
 /// Maps input batches of one share of a map task into key/value output.
 pub trait Mapper: Send {
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError>;
     /// The key/value batch of everything mapped (combined, if the job has a
-    /// combiner and maps in a hash table).
-    fn finish(self: Box<Self>) -> Result<RecordBatch, JobError>;
+    /// combiner and maps in a hash table), and the user counters.
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError>;
 }
 
 /// A job under its name: how `harrow run NAME` and the worker find it.
@@ -167,9 +187,16 @@ impl JobDefinition {
             .cloned()
             .collect();
         if !missing.is_empty() {
+            // A line-reading job over a table format: say how to read lines.
+            let hint = if missing.iter().any(|c| c == crate::LINE_COLUMN) {
+                "; --input-format text reads any file as lines".to_string()
+            } else {
+                String::new()
+            };
             return Err(JobError::InputColumns {
                 missing: missing.join(", "),
                 available: crate::table::column_names(input),
+                hint,
             });
         }
         Ok(job)

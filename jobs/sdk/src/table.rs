@@ -32,6 +32,7 @@ impl KeyColumns {
                 .map_err(|_| JobError::InputColumns {
                     missing: name.clone(),
                     available: column_names(input),
+                    hint: String::new(),
                 })?;
             fields.push(Arc::new(field.clone()));
         }

@@ -85,7 +85,7 @@ impl Job for Sleep {
         &self,
         file: &String,
         lines: &mut dyn Iterator<Item = u64>,
-        out: &mut Output<(String, u64)>,
+        out: &mut Output<'_, (String, u64)>,
     ) -> Result<(), JobError> {
         out.push((file.clone(), lines.sum()));
         Ok(())

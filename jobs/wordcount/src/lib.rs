@@ -35,7 +35,7 @@ impl Job for WordCount {
         &self,
         word: &String,
         counts: &mut dyn Iterator<Item = u64>,
-        out: &mut Output<(String, u64)>,
+        out: &mut Output<'_, (String, u64)>,
     ) -> Result<(), JobError> {
         out.push((word.clone(), counts.sum()));
         Ok(())
