@@ -11,7 +11,10 @@ const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
 /// Harrow: a distributed MapReduce engine.
 ///
 /// Built-in jobs: wordcount, inverted-index, grep (--arg pattern=REGEX),
-/// sleep (--arg map_ms=N --arg reduce_ms=N --arg fail_on=TEXT).
+/// sleep (--arg map_ms=N --arg reduce_ms=N --arg fail_on=TEXT), aggregate (--arg key=COL
+/// --arg value=COL), distinct (--arg columns=A,B). Your own jobs: `harrow
+/// new DIR` scaffolds a job crate; `--plugin LIB` runs a job from its
+/// library.
 #[derive(Debug, Parser)]
 #[command(name = "harrow", version, propagate_version = true)]
 pub struct Cli {
