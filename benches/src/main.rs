@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p harrow-benches -- wordcount --size 1GiB
 //! cargo run --release -p harrow-benches -- aggregate --size 512MiB
+//! cargo run --release -p harrow-benches -- plugin --size 256MiB
 //! ```
 
 mod zipf;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use harrow_coordinator::cli::parse_bytes;
 use harrow_coordinator::client::Submission;
 use harrow_coordinator::local::{LocalConfig, run_local};
@@ -33,14 +34,8 @@ enum Workload {
         /// Bytes of text to generate.
         #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
         size: u64,
-        /// Where generated data is kept between runs.
-        #[arg(long, default_value = "target/bench-data")]
-        data_dir: PathBuf,
-        /// Runs of each system; the median is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-        split_size: u64,
+        #[command(flatten)]
+        options: Options,
     },
     /// Count, sum, min and max of an integer column per key over a CSV
     /// (Zipf-drawn keys from 100k words, fixed seed): `aggregate`.
@@ -48,30 +43,101 @@ enum Workload {
         /// Bytes of CSV to generate (about).
         #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
         size: u64,
-        #[arg(long, default_value = "target/bench-data")]
-        data_dir: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-        split_size: u64,
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Word count built in (in-process) against the same crate built as a
+    /// plugin (run in a plugin host child process): the plugin path's cost.
+    Plugin {
+        /// Bytes of text to generate.
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        size: u64,
+        #[command(flatten)]
+        options: Options,
     },
 }
 
+/// What every workload takes.
+#[derive(Debug, Args)]
+struct Options {
+    /// Where generated data is kept between runs.
+    #[arg(long, default_value = "target/bench-data")]
+    data_dir: PathBuf,
+    /// Runs of each system; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Bytes per map split.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    split_size: u64,
+}
+
+/// A workload: size, data dir, runs, split size.
+type WorkloadFn = fn(u64, &Path, usize, u64) -> Result<()>;
+
 fn main() -> Result<()> {
-    match Cli::parse().workload {
-        Workload::Wordcount {
-            size,
-            data_dir,
-            runs,
-            split_size,
-        } => wordcount(size, &data_dir, runs.max(1), split_size),
-        Workload::Aggregate {
-            size,
-            data_dir,
-            runs,
-            split_size,
-        } => aggregate(size, &data_dir, runs.max(1), split_size),
+    let (workload, size, o): (WorkloadFn, _, _) = match Cli::parse().workload {
+        Workload::Wordcount { size, options } => (wordcount, size, options),
+        Workload::Aggregate { size, options } => (aggregate, size, options),
+        Workload::Plugin { size, options } => (plugin, size, options),
+    };
+    workload(size, &o.data_dir, o.runs.max(1), o.split_size)
+}
+
+fn plugin(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+    let input = zipf::ensure_text(data_dir, size)?;
+    let bytes = std::fs::metadata(&input)?.len();
+    let library = wordcount_plugin(data_dir)?;
+    eprintln!("input: {} ({bytes} bytes)", input.display());
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (mut builtin_times, mut plugin_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let builtin = Run::new("wordcount", &input, split_size);
+        let (seconds, out) = run_harrow(&runtime, builtin.clone())?;
+        builtin_times.push(seconds);
+        let expected = count_output(&out.path().join("out"))?;
+        let (seconds, out) = run_harrow(&runtime, builtin.plugin(&library))?;
+        plugin_times.push(seconds);
+        let got = count_output(&out.path().join("out"))?;
+        ensure!(
+            got == expected,
+            "the plugin found {got:?}, built in {expected:?}"
+        );
     }
+    report(
+        "plugin",
+        ("wordcount built in (in-process)", &mut builtin_times),
+        ("wordcount plugin (child process)", &mut plugin_times),
+        bytes,
+    );
+    Ok(())
+}
+
+/// Builds `jobs/wordcount` as a plugin library and copies it into `dir`.
+fn wordcount_plugin(dir: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["rustc", "--message-format=json-render-diagnostics"])
+        .args(["-p", "harrow-job-wordcount", "--release", "--lib"])
+        .args(["--crate-type", "cdylib", "--features", "plugin"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo to build the wordcount plugin")?;
+    ensure!(
+        output.status.success(),
+        "building the wordcount plugin failed"
+    );
+    let built = String::from_utf8(output.stdout)?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .rfind(|f| f.extension().is_some_and(|e| e == "so"))
+        .context("cargo built no wordcount plugin")?;
+    std::fs::create_dir_all(dir)?;
+    let library = dir.join("libwordcount_plugin.so");
+    std::fs::copy(&built, &library)?;
+    Ok(library)
 }
 
 fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
@@ -83,7 +149,12 @@ fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     let (mut baseline_times, mut harrow_times, expected) = measure(
         runs,
         || baseline_aggregate(&input),
-        || run_harrow(&runtime, "aggregate", &args, &input, split_size),
+        || {
+            run_harrow(
+                &runtime,
+                Run::new("aggregate", &input, split_size).args(&args),
+            )
+        },
         aggregate_output,
     )?;
     eprintln!(
@@ -92,9 +163,8 @@ fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     );
     report(
         "aggregate",
-        "simple Rust (1 thread, split(','))",
-        &mut baseline_times,
-        &mut harrow_times,
+        ("simple Rust (1 thread, split(','))", &mut baseline_times),
+        ("harrow run (local mode)", &mut harrow_times),
         bytes,
     );
     Ok(())
@@ -189,27 +259,54 @@ fn measure<T: PartialEq + std::fmt::Debug>(
     ))
 }
 
-/// Runs `job` over `input` in local mode (one worker, a slot and a reducer
-/// per CPU): its wall time, and the temporary directory holding its `out`.
-fn run_harrow(
-    runtime: &tokio::runtime::Runtime,
-    job: &str,
-    args: &[(&str, &str)],
-    input: &Path,
+/// A job for `run_harrow`.
+#[derive(Debug, Clone)]
+struct Run {
+    job: String,
+    args: Vec<(String, String)>,
+    input: PathBuf,
     split_size: u64,
-) -> Result<(f64, tempfile::TempDir)> {
+    plugin: Option<PathBuf>,
+}
+
+impl Run {
+    fn new(job: &str, input: &Path, split_size: u64) -> Self {
+        Run {
+            job: job.to_string(),
+            args: Vec::new(),
+            input: input.to_path_buf(),
+            split_size,
+            plugin: None,
+        }
+    }
+
+    fn args(mut self, args: &[(&str, &str)]) -> Self {
+        self.args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self
+    }
+
+    fn plugin(mut self, library: &Path) -> Self {
+        self.plugin = Some(library.to_path_buf());
+        self
+    }
+}
+
+/// Runs the job in local mode (one worker, a slot and a reducer per CPU):
+/// its wall time, and the temporary directory holding its `out`.
+fn run_harrow(runtime: &tokio::runtime::Runtime, run: Run) -> Result<(f64, tempfile::TempDir)> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = tempfile::tempdir()?;
     let submission = Submission {
         reducers: cpus as u32,
-        split_size_bytes: split_size,
-        args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        split_size_bytes: run.split_size,
+        args: run.args,
+        plugin: run.plugin,
         ..Submission::new(
-            job,
-            vec![input.display().to_string()],
+            &run.job,
+            vec![run.input.display().to_string()],
             out.path().join("out").display().to_string(),
         )
     };
@@ -224,7 +321,8 @@ fn run_harrow(
     let seconds = start.elapsed().as_secs_f64();
     ensure!(
         report.state == "succeeded",
-        "harrow {job} ended {}: {}",
+        "harrow {} ended {}: {}",
+        run.job,
         report.state,
         report.error
     );
@@ -238,37 +336,25 @@ fn harrow_binary() -> Result<std::path::PathBuf> {
     Ok(bench.with_file_name("harrow"))
 }
 
-/// Prints the medians and the ratio of the two systems.
-fn report(
-    workload: &str,
-    baseline_name: &str,
-    baseline: &mut [f64],
-    harrow: &mut [f64],
-    bytes: u64,
-) {
-    let baseline = median(baseline);
-    let harrow = median(harrow);
+/// Prints the medians of two systems and the second's ratio to the first.
+fn report(workload: &str, baseline: (&str, &mut [f64]), other: (&str, &mut [f64]), bytes: u64) {
     let mb = bytes as f64 / 1e6;
+    let first = median(baseline.1);
     println!(
         "{:<10} {:<34} {:>8} {:>9} {:>8}",
         "workload", "system", "wall s", "MB/s", "ratio"
     );
-    println!(
-        "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
-        workload,
-        baseline_name,
-        baseline,
-        mb / baseline,
-        1.0
-    );
-    println!(
-        "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
-        workload,
-        "harrow run (local mode)",
-        harrow,
-        mb / harrow,
-        harrow / baseline
-    );
+    for (name, times) in [(baseline.0, baseline.1), (other.0, other.1)] {
+        let wall = median(times);
+        println!(
+            "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
+            workload,
+            name,
+            wall,
+            mb / wall,
+            wall / first
+        );
+    }
 }
 
 fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
@@ -280,7 +366,7 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     let (mut baseline_times, mut harrow_times, expected) = measure(
         runs,
         || baseline_wordcount(&input),
-        || run_harrow(&runtime, "wordcount", &[], &input, split_size),
+        || run_harrow(&runtime, Run::new("wordcount", &input, split_size)),
         count_output,
     )?;
     eprintln!(
@@ -290,9 +376,8 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
 
     report(
         "wordcount",
-        "simple Rust (1 thread, std HashMap)",
-        &mut baseline_times,
-        &mut harrow_times,
+        ("simple Rust (1 thread, std HashMap)", &mut baseline_times),
+        ("harrow run (local mode)", &mut harrow_times),
         bytes,
     );
     Ok(())

@@ -360,17 +360,22 @@ async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatRespo
         let Ok(attempt) = attempt.parse::<AttemptId>() else {
             continue;
         };
-        let killed = shared
-            .running
-            .lock()
-            .expect("running lock")
-            .remove(&attempt);
+        let (killed, job_still_running) = {
+            let mut running = shared.running.lock().expect("running lock");
+            let killed = running.remove(&attempt);
+            let job = attempt.task.job;
+            (killed, running.keys().any(|a| a.task.job == job))
+        };
         if let Some(running) = killed {
             tracing::info!(%attempt, "killing attempt");
             running.abort.abort();
-            // Job code of the attempt may be stuck in the job's plugin host;
-            // killing the host frees the threads waiting on it.
-            shared.plugins.kill(attempt.task.job).await;
+            // Its code may be stuck in the job's plugin host (a hung
+            // attempt); killing the host frees the threads waiting on it.
+            // Not while other attempts of the job run here: they would fail
+            // with it. The host goes at the latest when the job ends.
+            if !job_still_running {
+                shared.plugins.kill(attempt.task.job).await;
+            }
         }
     }
     for job in response.release_jobs {

@@ -11,6 +11,9 @@ pub const DEFINITION: JobDefinition = JobDefinition {
     create: |_args: &JobArgs| Ok(harrow_sdk::record_runtime(WordCount)),
 };
 
+#[cfg(feature = "plugin")]
+harrow_sdk::export_plugin!(DEFINITION);
+
 /// Counts words, combining counts in the map task.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WordCount;

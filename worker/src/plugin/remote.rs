@@ -441,11 +441,17 @@ impl RemoteMapper<'_> {
 }
 
 impl Mapper for RemoteMapper<'_> {
+    /// Sends the batch without waiting: the child answers map errors at
+    /// `finish`, so decoding the next batch here overlaps mapping this one.
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
         let bytes = batch_to_bytes(input).map_err(JobError::arrow("sending a map batch"))?;
         let job = self.job;
-        let response = job.exchange(self.stream()?, Request::Map(bytes), "mapping")?;
-        answer(response).map(drop)
+        let message = pb::PluginRequest {
+            attempt_id: job.attempt(),
+            request: Some(Request::Map(bytes)),
+        };
+        let mut stream = self.stream()?;
+        write_message(&mut stream, &message).map_err(|e| job.host.failure("mapping", e))
     }
 
     fn finish(mut self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
