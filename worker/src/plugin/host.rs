@@ -37,6 +37,7 @@ thread_local! {
 /// Runs the host until stdin closes. Errors building the job go to the
 /// parent as a response; the returned error is for failures to talk to it.
 pub fn run_host(library: &Path, socket: Option<&Path>) -> std::io::Result<()> {
+    prefer_as_oom_victim();
     let mut control = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let Some(create) = read_message::<pb::CreateJob>(&mut control)? else {
         return Ok(());
@@ -63,6 +64,16 @@ pub fn run_host(library: &Path, socket: Option<&Path>) -> std::io::Result<()> {
     // Serve until the parent closes the control channel.
     std::io::copy(&mut control, &mut std::io::sink())?;
     Ok(())
+}
+
+/// Asks the kernel to pick this process first when memory runs out, so job
+/// code that allocates without bound ends its own host (failing the
+/// attempt), not the worker beside it. Raising one's own score needs no
+/// privilege; where /proc is not writable, nothing changes.
+fn prefer_as_oom_victim() {
+    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", "1000") {
+        tracing::debug!(%error, "could not raise the plugin host's OOM score");
+    }
 }
 
 fn build(library: &Path, create: pb::CreateJob) -> Result<(pb::JobCreated, FfiJob), String> {
