@@ -8,6 +8,7 @@
 //! cargo run --release -p harrow-benches -- plugin --size 256MiB
 //! ```
 
+mod tuned;
 mod zipf;
 
 use std::collections::HashMap;
@@ -105,11 +106,12 @@ fn plugin(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()
     }
     report(
         "plugin",
-        ("wordcount built in (in-process)", &mut builtin_times),
-        ("wordcount plugin (child process)", &mut plugin_times),
+        &mut [
+            ("wordcount built in (in-process)".to_string(), builtin_times),
+            ("wordcount plugin (child process)".to_string(), plugin_times),
+        ],
         bytes,
-    );
-    Ok(())
+    )
 }
 
 /// Builds `jobs/wordcount` as a plugin library and copies it into `dir`.
@@ -146,9 +148,11 @@ fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
     let args = [("key", "key"), ("value", "value")];
-    let (mut baseline_times, mut harrow_times, expected) = measure(
+    let (mut times, expected) = measure(
         runs,
-        || baseline_aggregate(&input),
+        &[("simple Rust (1 thread, split(','))", &|| {
+            baseline_aggregate(&input)
+        })],
         || {
             run_harrow(
                 &runtime,
@@ -161,13 +165,7 @@ fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
         "both found {} keys over {} rows, sum {}",
         expected.0, expected.1, expected.2
     );
-    report(
-        "aggregate",
-        ("simple Rust (1 thread, split(','))", &mut baseline_times),
-        ("harrow run (local mode)", &mut harrow_times),
-        bytes,
-    );
-    Ok(())
+    report("aggregate", &mut times, bytes)
 }
 
 /// The simple single-process aggregate: read the file, split lines at
@@ -228,35 +226,52 @@ fn part_lines(dir: &Path) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// Runs the baseline and Harrow `runs` times each, checking Harrow's output
-/// (read by `read`) agrees with the baseline's answer: both systems' wall
-/// times and the answer.
+/// A system's name and its wall times.
+type Times = (String, Vec<f64>);
+
+/// A hand-written baseline: its name and how to run it.
+type Baseline<'a, T> = (&'a str, &'a dyn Fn() -> Result<T>);
+
+/// Runs each baseline and Harrow `runs` times, checking that every
+/// baseline and Harrow's output (read by `read`) give the same answer:
+/// every system's wall times, baselines first, and the answer.
 fn measure<T: PartialEq + std::fmt::Debug>(
     runs: usize,
-    baseline: impl Fn() -> Result<T>,
+    baselines: &[Baseline<'_, T>],
     harrow: impl Fn() -> Result<(f64, tempfile::TempDir)>,
     read: impl Fn(&Path) -> Result<T>,
-) -> Result<(Vec<f64>, Vec<f64>, T)> {
-    let (mut baseline_times, mut harrow_times) = (Vec::new(), Vec::new());
-    let mut expected = None;
+) -> Result<(Vec<Times>, T)> {
+    let mut times: Vec<Times> = baselines
+        .iter()
+        .map(|(name, _)| (name.to_string(), Vec::new()))
+        .chain(std::iter::once((
+            "harrow run (local mode)".to_string(),
+            Vec::new(),
+        )))
+        .collect();
+    let mut expected: Option<T> = None;
+    let mut check = |name: &str, answer: T| -> Result<()> {
+        match &expected {
+            Some(expected) => ensure!(
+                answer == *expected,
+                "{name} found {answer:?}, the first baseline {expected:?}"
+            ),
+            None => expected = Some(answer),
+        }
+        Ok(())
+    };
     for _ in 0..runs {
-        let start = Instant::now();
-        let answer = baseline()?;
-        baseline_times.push(start.elapsed().as_secs_f64());
+        for (index, (name, baseline)) in baselines.iter().enumerate() {
+            let start = Instant::now();
+            let answer = baseline()?;
+            times[index].1.push(start.elapsed().as_secs_f64());
+            check(name, answer)?;
+        }
         let (seconds, out) = harrow()?;
-        harrow_times.push(seconds);
-        let got = read(&out.path().join("out"))?;
-        ensure!(
-            got == answer,
-            "harrow found {got:?}, the baseline {answer:?}"
-        );
-        expected = Some(answer);
+        times[baselines.len()].1.push(seconds);
+        check("harrow", read(&out.path().join("out"))?)?;
     }
-    Ok((
-        baseline_times,
-        harrow_times,
-        expected.expect("at least one run"),
-    ))
+    Ok((times, expected.expect("at least one run")))
 }
 
 /// A job for `run_harrow`.
@@ -336,25 +351,42 @@ fn harrow_binary() -> Result<std::path::PathBuf> {
     Ok(bench.with_file_name("harrow"))
 }
 
-/// Prints the medians of two systems and the second's ratio to the first.
-fn report(workload: &str, baseline: (&str, &mut [f64]), other: (&str, &mut [f64]), bytes: u64) {
+/// Prints each system's median wall time, MB/s and ratio to the first
+/// system, and writes the same as JSON to `target/bench-results/WORKLOAD.json`.
+fn report(workload: &str, systems: &mut [Times], bytes: u64) -> Result<()> {
     let mb = bytes as f64 / 1e6;
-    let first = median(baseline.1);
     println!(
-        "{:<10} {:<34} {:>8} {:>9} {:>8}",
+        "{:<10} {:<38} {:>8} {:>9} {:>8}",
         "workload", "system", "wall s", "MB/s", "ratio"
     );
-    for (name, times) in [(baseline.0, baseline.1), (other.0, other.1)] {
+    let first = median(&mut systems[0].1);
+    let mut rows = Vec::new();
+    for (name, times) in systems.iter_mut() {
         let wall = median(times);
         println!(
-            "{:<10} {:<34} {:>8.2} {:>9.0} {:>8.2}",
+            "{:<10} {:<38} {:>8.2} {:>9.0} {:>8.2}",
             workload,
             name,
             wall,
             mb / wall,
             wall / first
         );
+        rows.push(serde_json::json!({
+            "workload": workload,
+            "system": name,
+            "wall_s_median": wall,
+            "wall_s_runs": times,
+            "mb_per_s": mb / wall,
+            "ratio": wall / first,
+            "input_bytes": bytes,
+        }));
     }
+    let dir = Path::new("target/bench-results");
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{workload}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+    eprintln!("results written to {}", path.display());
+    Ok(())
 }
 
 fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
@@ -363,24 +395,23 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
 
-    let (mut baseline_times, mut harrow_times, expected) = measure(
+    let tuned = || -> Result<(usize, u64)> { Ok(tuned::count(&std::fs::read(&input)?)) };
+    let (mut times, expected) = measure(
         runs,
-        || baseline_wordcount(&input),
+        &[
+            ("tuned Rust (rayon, bitmask, u128 keys)", &tuned),
+            ("simple Rust (1 thread, std HashMap)", &|| {
+                baseline_wordcount(&input)
+            }),
+        ],
         || run_harrow(&runtime, Run::new("wordcount", &input, split_size)),
         count_output,
     )?;
     eprintln!(
-        "both counted {} distinct words, {} in total",
+        "all counted {} distinct words, {} in total",
         expected.0, expected.1
     );
-
-    report(
-        "wordcount",
-        ("simple Rust (1 thread, std HashMap)", &mut baseline_times),
-        ("harrow run (local mode)", &mut harrow_times),
-        bytes,
-    );
-    Ok(())
+    report("wordcount", &mut times, bytes)
 }
 
 fn median(times: &mut [f64]) -> f64 {
