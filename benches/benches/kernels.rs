@@ -86,15 +86,36 @@ fn key_sort(c: &mut Criterion) {
     let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
     let mut group = c.benchmark_group("sort");
     group.throughput(Throughput::Elements(keys.len() as u64));
-    group.bench_function("row format: convert and sort 100k string keys", |b| {
-        b.iter(|| {
-            let rows = converter
-                .convert_columns(std::slice::from_ref(black_box(&keys)))
-                .unwrap();
-            let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-            order.sort_unstable_by(|&x, &y| rows.row(x as usize).cmp(&rows.row(y as usize)));
-            order
-        })
+    group.bench_function(
+        "row format: convert, sort comparing through Rows::row",
+        |b| {
+            b.iter(|| {
+                let rows = converter
+                    .convert_columns(std::slice::from_ref(black_box(&keys)))
+                    .unwrap();
+                let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+                order.sort_unstable_by(|&x, &y| rows.row(x as usize).cmp(&rows.row(y as usize)));
+                order
+            })
+        },
+    );
+    group.bench_function(
+        "row format: convert, sort (bytes, index) pairs (as map tasks do)",
+        |b| {
+            b.iter(|| {
+                let rows = converter
+                    .convert_columns(std::slice::from_ref(black_box(&keys)))
+                    .unwrap();
+                let mut order: Vec<(&[u8], u32)> = (0..rows.num_rows())
+                    .map(|i| (rows.row(i).data(), i as u32))
+                    .collect();
+                order.sort_unstable();
+                order.into_iter().map(|(_, i)| i).collect::<Vec<u32>>()
+            })
+        },
+    );
+    group.bench_function("arrow sort_to_indices on the strings", |b| {
+        b.iter(|| arrow::compute::sort_to_indices(black_box(&keys), None, None).unwrap())
     });
     group.finish();
 }

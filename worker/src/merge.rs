@@ -5,8 +5,6 @@
 //! batch to the job's reduce. Memory holds one batch per segment plus one
 //! output batch, whatever the segments' size.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -66,7 +64,6 @@ pub fn merge_and_reduce(
         progress,
     };
     let mut cursors = Vec::new();
-    let mut heap = BinaryHeap::new();
     for path in segments {
         let file = File::open(path).map_err(TaskError::io(path))?;
         let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
@@ -79,28 +76,37 @@ pub fn merge_and_reduce(
             source: 0,
         };
         if merge.load_next_batch(&mut cursor)? {
-            heap.push(Reverse((cursor.rows.row(0).owned(), cursors.len())));
             cursors.push(cursor);
         }
+    }
+    // A min-heap of cursor indices by (current key, index), compared in
+    // place: no key is copied to order the cursors.
+    let mut heap: Vec<usize> = (0..cursors.len()).collect();
+    for start in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, &cursors, start);
     }
 
     // Once `pending` is full, the key at which it filled: the batch is cut
     // before the first different key, so no group spans two reduce calls.
     let mut boundary: Option<OwnedRow> = None;
-    while let Some(Reverse((key, index))) = heap.pop() {
-        if boundary.as_ref().is_some_and(|b| *b != key) {
+    while let Some(&index) = heap.first() {
+        let passed_boundary = boundary
+            .as_ref()
+            .is_some_and(|b| b.row() != cursors[index].key());
+        if passed_boundary {
             merge.flush(&mut cursors)?;
             boundary = None;
         }
         let cursor = &mut cursors[index];
         merge.pending.push((cursor.source, cursor.row));
         if boundary.is_none() && merge.pending.len() >= REDUCE_BATCH_ROWS {
-            boundary = Some(key);
+            boundary = Some(cursor.key().owned());
         }
         cursor.row += 1;
-        if cursor.row < cursor.rows.num_rows() || merge.load_next_batch(cursor)? {
-            heap.push(Reverse((cursor.rows.row(cursor.row).owned(), index)));
+        if cursor.row >= cursor.rows.num_rows() && !merge.load_next_batch(cursor)? {
+            heap.swap_remove(0);
         }
+        sift_down(&mut heap, &cursors, 0);
     }
     merge.flush(&mut cursors)?;
     let (records_out, bytes_out) = merge.writer.finish()?;
@@ -123,6 +129,34 @@ struct Merge<'j> {
     records_in: u64,
     counters: Counters,
     progress: &'j AtomicU64,
+}
+
+impl Cursor {
+    /// The key of the cursor's current row.
+    fn key(&self) -> arrow::row::Row<'_> {
+        self.rows.row(self.row)
+    }
+}
+
+/// Restores the heap order below `position` (cursors ordered by current
+/// key, then index, as a stable merge needs).
+fn sift_down(heap: &mut [usize], cursors: &[Cursor], mut position: usize) {
+    let before = |a: usize, b: usize| (cursors[a].key(), a) < (cursors[b].key(), b);
+    loop {
+        let (left, right) = (2 * position + 1, 2 * position + 2);
+        let mut smallest = position;
+        if left < heap.len() && before(heap[left], heap[smallest]) {
+            smallest = left;
+        }
+        if right < heap.len() && before(heap[right], heap[smallest]) {
+            smallest = right;
+        }
+        if smallest == position {
+            return;
+        }
+        heap.swap(position, smallest);
+        position = smallest;
+    }
 }
 
 impl Merge<'_> {
@@ -191,5 +225,105 @@ fn read_error(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TaskError
     move |source| TaskError::SegmentRead {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::array::{StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::ipc::writer::StreamWriter;
+    use harrow_sdk::{Emitter, Job, JobError, Line, Output};
+
+    use super::*;
+
+    /// Sums the values of each key.
+    struct Sum;
+
+    impl Job for Sum {
+        type Key = String;
+        type Value = u64;
+        type Output = (String, u64);
+        const OUTPUT_COLUMNS: &'static [&'static str] = &["key", "sum"];
+
+        fn map(&self, _: &Line<'_>, _: &mut Emitter<'_, Self>) -> Result<(), JobError> {
+            Ok(())
+        }
+
+        fn reduce(
+            &self,
+            key: &String,
+            values: &mut dyn Iterator<Item = u64>,
+            out: &mut Output<'_, (String, u64)>,
+        ) -> Result<(), JobError> {
+            out.push((key.clone(), values.sum()));
+            Ok(())
+        }
+    }
+
+    fn batch(rows: &[(String, u64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::UInt64, false),
+        ]));
+        let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
+        let values: UInt64Array = rows.iter().map(|(_, v)| Some(*v)).collect();
+        RecordBatch::try_new(schema, vec![Arc::new(keys), Arc::new(values)]).unwrap()
+    }
+
+    #[test]
+    fn merges_sorted_segments_into_one_reduce_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        let mut segments = Vec::new();
+        let mut state = 7u64;
+        for segment in 0..5 {
+            let mut rows: Vec<(String, u64)> = (0..3_000)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Few keys: groups larger than a reduce batch, across segments.
+                    let key = format!("k{}", (state >> 33) % if segment == 0 { 3 } else { 500 });
+                    (key, state >> 60)
+                })
+                .collect();
+            rows.sort();
+            for (key, value) in &rows {
+                *expected.entry(key.clone()).or_default() += value;
+            }
+            let path = dir.path().join(format!("segment-{segment}"));
+            let file = File::create(&path).unwrap();
+            let first = batch(&rows[..1000]);
+            let mut writer = StreamWriter::try_new(file, &first.schema()).unwrap();
+            // Several batches per segment, one of them empty.
+            writer.write(&first).unwrap();
+            writer.write(&batch(&[])).unwrap();
+            writer.write(&batch(&rows[1000..])).unwrap();
+            writer.finish().unwrap();
+            segments.push(path);
+        }
+        let output = dir.path().join("out.txt");
+        let job = harrow_sdk::record_runtime(Sum);
+        let stats = merge_and_reduce(
+            job.as_ref(),
+            &segments,
+            &output,
+            OutputFormat::Text,
+            &AtomicU64::new(0),
+        )
+        .unwrap();
+        let lines: Vec<String> = std::fs::read_to_string(&output)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let want: Vec<String> = expected.iter().map(|(k, v)| format!("{k}\t{v}")).collect();
+        assert_eq!(lines, want);
+        assert_eq!(stats.records_in, 15_000);
+        assert_eq!(stats.records_out, expected.len() as u64);
     }
 }
