@@ -114,6 +114,11 @@ impl<'a> KeyGroups<'a> {
         self.len() == 0
     }
 
+    /// The group starts, then the row count.
+    pub fn bounds(&self) -> &'a [usize] {
+        self.bounds
+    }
+
     pub fn group(&self, index: usize) -> Range<usize> {
         self.bounds[index]..self.bounds[index + 1]
     }

@@ -125,14 +125,11 @@ fn serve(stream: UnixStream, job: &'static FfiJob) -> std::io::Result<()> {
             attempt.push_str(&request.attempt_id);
         });
         let response = match request.request {
-            // Batches to map get no answer, so the worker can decode the next
-            // while this one maps; the first error waits for `finish_map`.
-            Some(Request::Map(bytes)) => {
-                mapping.map(job, &bytes);
-                continue;
-            }
-            Some(request) => handle(job, &mut mapping, request)
-                .unwrap_or_else(|e| Response::Error(e.to_string())),
+            Some(request) => match handle(job, &mut mapping, request) {
+                Ok(Some(response)) => response,
+                Ok(None) => continue,
+                Err(e) => Response::Error(e.to_string()),
+            },
             None => Response::Error("empty plugin request".to_string()),
         };
         write_message(
@@ -179,13 +176,16 @@ impl Mapping {
     }
 }
 
+/// The answer to a request; `None` for a batch to map, which gets none so
+/// the worker can decode the next while this one maps (the first error
+/// answers `finish_map`).
 fn handle(
     job: &'static FfiJob,
     mapping: &mut Mapping,
     request: Request,
-) -> Result<Response, JobError> {
+) -> Result<Option<Response>, JobError> {
     let done = Response::Done(pb::PluginDone {});
-    match request {
+    Ok(Some(match request {
         Request::Start(start) => {
             let attempt = ATTEMPT.with(|a| a.borrow().clone());
             job.start_task(&TaskInfo {
@@ -197,25 +197,25 @@ fn handle(
                 },
                 partition: start.partition,
             })?;
-            Ok(done)
+            done
         }
         Request::Map(bytes) => {
             mapping.map(job, &bytes);
-            Ok(done)
+            return Ok(None);
         }
-        Request::FinishMap(_) => mapping.finish(job),
+        Request::FinishMap(_) => mapping.finish(job)?,
         Request::Combine(groups) => {
             let (batch, bounds) = read_groups(&groups)?;
             let combined = job.combine(KeyGroups::try_new(&batch, &bounds)?)?;
-            batch_response(&combined, &Counters::default())
+            batch_response(&combined, &Counters::default())?
         }
         Request::Reduce(groups) => {
             let (batch, bounds) = read_groups(&groups)?;
             let mut counters = Counters::default();
             let output = job.reduce(KeyGroups::try_new(&batch, &bounds)?, &mut counters)?;
-            batch_response(&output, &counters)
+            batch_response(&output, &counters)?
         }
-    }
+    }))
 }
 
 fn read_groups(groups: &pb::Groups) -> Result<(RecordBatch, Vec<usize>), JobError> {

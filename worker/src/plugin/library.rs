@@ -305,10 +305,7 @@ struct ExportedGroups {
 }
 
 fn export_groups(groups: KeyGroups<'_>) -> Result<ExportedGroups, JobError> {
-    let bounds: Vec<u64> = (0..groups.len())
-        .map(|i| groups.group(i).start as u64)
-        .chain(std::iter::once(groups.batch().num_rows() as u64))
-        .collect();
+    let bounds: Vec<u64> = groups.bounds().iter().map(|&b| b as u64).collect();
     let batch =
         FfiBatch::export(groups.batch()).map_err(JobError::arrow("exporting key groups"))?;
     Ok(ExportedGroups {

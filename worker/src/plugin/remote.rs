@@ -371,10 +371,7 @@ impl RemoteJob {
     ) -> Result<(RecordBatch, Counters), JobError> {
         let groups = pb::Groups {
             batch: batch_to_bytes(groups.batch()).map_err(JobError::arrow("sending key groups"))?,
-            bounds: (0..groups.len())
-                .map(|i| groups.group(i).start as u64)
-                .chain(std::iter::once(groups.batch().num_rows() as u64))
-                .collect(),
+            bounds: groups.bounds().iter().map(|&b| b as u64).collect(),
         };
         batch_answer(self.call(request(groups), during)?)
     }
