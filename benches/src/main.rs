@@ -6,8 +6,12 @@
 //! cargo run --release -p harrow-benches -- wordcount --size 1GiB
 //! cargo run --release -p harrow-benches -- aggregate --size 512MiB
 //! cargo run --release -p harrow-benches -- plugin --size 256MiB
+//! cargo run --release -p harrow-benches -- terasort --size 1GiB
 //! ```
 
+mod peers;
+mod rss;
+mod terasort;
 mod tuned;
 mod zipf;
 
@@ -47,6 +51,15 @@ enum Workload {
         #[command(flatten)]
         options: Options,
     },
+    /// Sort 100-byte records by their 10-byte key (teragen's records):
+    /// `terasort`, against a hand-written sort and GNU sort when present.
+    Terasort {
+        /// Bytes of records to generate.
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        size: u64,
+        #[command(flatten)]
+        options: Options,
+    },
     /// Word count built in (in-process) against the same crate built as a
     /// plugin (run in a plugin host child process): the plugin path's cost.
     Plugin {
@@ -70,48 +83,53 @@ struct Options {
     /// Bytes per map split.
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     split_size: u64,
+    /// Harrow's memory budget (default: `harrow run`'s, half the memory).
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
+    /// Also run DuckDB and Polars where the workload has them (wordcount,
+    /// aggregate), from the environment `benches/peers/setup.sh` makes.
+    #[arg(long)]
+    peers: bool,
 }
 
-/// A workload: size, data dir, runs, split size.
-type WorkloadFn = fn(u64, &Path, usize, u64) -> Result<()>;
+/// A workload: its size and the options.
+type WorkloadFn = fn(u64, &Options) -> Result<()>;
 
 fn main() -> Result<()> {
     let (workload, size, o): (WorkloadFn, _, _) = match Cli::parse().workload {
         Workload::Wordcount { size, options } => (wordcount, size, options),
         Workload::Aggregate { size, options } => (aggregate, size, options),
         Workload::Plugin { size, options } => (plugin, size, options),
+        Workload::Terasort { size, options } => (sort, size, options),
     };
-    workload(size, &o.data_dir, o.runs.max(1), o.split_size)
+    workload(size, &o)
 }
 
-fn plugin(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+fn plugin(size: u64, o: &Options) -> Result<()> {
+    let (data_dir, runs) = (o.data_dir.as_path(), o.runs.max(1));
     let input = zipf::ensure_text(data_dir, size)?;
     let bytes = std::fs::metadata(&input)?.len();
     let library = wordcount_plugin(data_dir)?;
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
-    let (mut builtin_times, mut plugin_times) = (Vec::new(), Vec::new());
+    let mut builtin_times = Times::new("wordcount built in (in-process)");
+    let mut plugin_times = Times::new("wordcount plugin (child process not in RSS)");
     for _ in 0..runs {
-        let builtin = Run::new("wordcount", &input, split_size);
-        let (seconds, out) = run_harrow(&runtime, builtin.clone())?;
-        builtin_times.push(seconds);
+        let builtin = Run::new("wordcount", &input, o);
+        let (result, rss) = rss::measured(|| run_harrow(&runtime, builtin.clone()));
+        let (seconds, out) = result?;
+        builtin_times.add(seconds, rss);
         let expected = count_output(&out.path().join("out"))?;
-        let (seconds, out) = run_harrow(&runtime, builtin.plugin(&library))?;
-        plugin_times.push(seconds);
+        let (result, rss) = rss::measured(|| run_harrow(&runtime, builtin.plugin(&library)));
+        let (seconds, out) = result?;
+        plugin_times.add(seconds, rss);
         let got = count_output(&out.path().join("out"))?;
         ensure!(
             got == expected,
             "the plugin found {got:?}, built in {expected:?}"
         );
     }
-    report(
-        "plugin",
-        &mut [
-            ("wordcount built in (in-process)".to_string(), builtin_times),
-            ("wordcount plugin (child process)".to_string(), plugin_times),
-        ],
-        bytes,
-    )
+    report("plugin", &mut [builtin_times, plugin_times], bytes)
 }
 
 /// Builds `jobs/wordcount` as a plugin library and copies it into `dir`.
@@ -142,23 +160,21 @@ fn wordcount_plugin(dir: &Path) -> Result<PathBuf> {
     Ok(library)
 }
 
-fn aggregate(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+fn aggregate(size: u64, o: &Options) -> Result<()> {
+    let (data_dir, runs) = (o.data_dir.as_path(), o.runs.max(1));
     let input = zipf::ensure_csv(data_dir, size)?;
     let bytes = std::fs::metadata(&input)?.len();
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
     let args = [("key", "key"), ("value", "value")];
+    let simple = || baseline_aggregate(&input).map(Produced::Answer);
+    let mut baselines: Vec<Baseline<'_, _>> = vec![("simple Rust (1 thread, split(','))", &simple)];
+    let peers = peers::peers(o.peers, "aggregate", &input);
+    baselines.extend(peers::baselines(&peers));
     let (mut times, expected) = measure(
         runs,
-        &[("simple Rust (1 thread, split(','))", &|| {
-            baseline_aggregate(&input)
-        })],
-        || {
-            run_harrow(
-                &runtime,
-                Run::new("aggregate", &input, split_size).args(&args),
-            )
-        },
+        &baselines,
+        || run_harrow(&runtime, Run::new("aggregate", &input, o).args(&args)),
         aggregate_output,
     )?;
     eprintln!(
@@ -226,11 +242,37 @@ fn part_lines(dir: &Path) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// A system's name and its wall times.
-type Times = (String, Vec<f64>);
+/// A system's name, its wall times and its highest peak RSS.
+struct Times {
+    name: String,
+    walls: Vec<f64>,
+    peak_rss: u64,
+}
+
+impl Times {
+    fn new(name: &str) -> Self {
+        Times {
+            name: name.to_string(),
+            walls: Vec::new(),
+            peak_rss: 0,
+        }
+    }
+
+    fn add(&mut self, wall: f64, peak_rss: u64) {
+        self.walls.push(wall);
+        self.peak_rss = self.peak_rss.max(peak_rss);
+    }
+}
+
+/// What a baseline run gives to check: its answer, or a temporary
+/// directory whose `out` holds what it wrote, read (untimed) like Harrow's.
+enum Produced<T> {
+    Answer(T),
+    Output(tempfile::TempDir),
+}
 
 /// A hand-written baseline: its name and how to run it.
-type Baseline<'a, T> = (&'a str, &'a dyn Fn() -> Result<T>);
+type Baseline<'a, T> = (&'a str, &'a dyn Fn() -> Result<Produced<T>>);
 
 /// Runs each baseline and Harrow `runs` times, checking that every
 /// baseline and Harrow's output (read by `read`) give the same answer:
@@ -243,11 +285,8 @@ fn measure<T: PartialEq + std::fmt::Debug>(
 ) -> Result<(Vec<Times>, T)> {
     let mut times: Vec<Times> = baselines
         .iter()
-        .map(|(name, _)| (name.to_string(), Vec::new()))
-        .chain(std::iter::once((
-            "harrow run (local mode)".to_string(),
-            Vec::new(),
-        )))
+        .map(|(name, _)| Times::new(name))
+        .chain(std::iter::once(Times::new("harrow run (local mode)")))
         .collect();
     let mut expected: Option<T> = None;
     let mut check = |name: &str, answer: T| -> Result<()> {
@@ -263,12 +302,18 @@ fn measure<T: PartialEq + std::fmt::Debug>(
     for _ in 0..runs {
         for (index, (name, baseline)) in baselines.iter().enumerate() {
             let start = Instant::now();
-            let answer = baseline()?;
-            times[index].1.push(start.elapsed().as_secs_f64());
+            let (produced, rss) = rss::measured(baseline);
+            times[index].add(start.elapsed().as_secs_f64(), rss);
+            let produced = produced?;
+            let answer = match produced {
+                Produced::Answer(answer) => answer,
+                Produced::Output(dir) => read(&dir.path().join("out"))?,
+            };
             check(name, answer)?;
         }
-        let (seconds, out) = harrow()?;
-        times[baselines.len()].1.push(seconds);
+        let (result, rss) = rss::measured(&harrow);
+        let (seconds, out) = result?;
+        times[baselines.len()].add(seconds, rss);
         check("harrow", read(&out.path().join("out"))?)?;
     }
     Ok((times, expected.expect("at least one run")))
@@ -281,16 +326,20 @@ struct Run {
     args: Vec<(String, String)>,
     input: PathBuf,
     split_size: u64,
+    memory_budget: u64,
     plugin: Option<PathBuf>,
 }
 
 impl Run {
-    fn new(job: &str, input: &Path, split_size: u64) -> Self {
+    fn new(job: &str, input: &Path, options: &Options) -> Self {
         Run {
             job: job.to_string(),
             args: Vec::new(),
             input: input.to_path_buf(),
-            split_size,
+            split_size: options.split_size,
+            memory_budget: options
+                .memory_budget
+                .unwrap_or_else(harrow_worker::memory::default_budget),
             plugin: None,
         }
     }
@@ -330,6 +379,7 @@ fn run_harrow(runtime: &tokio::runtime::Runtime, run: Run) -> Result<(f64, tempf
         slots_per_worker: cpus,
         work_dir: None,
         executable: harrow_binary()?,
+        memory_budget: run.memory_budget,
     };
     let start = Instant::now();
     let report = runtime.block_on(run_local(config, submission, |_| {}))?;
@@ -356,27 +406,29 @@ fn harrow_binary() -> Result<std::path::PathBuf> {
 fn report(workload: &str, systems: &mut [Times], bytes: u64) -> Result<()> {
     let mb = bytes as f64 / 1e6;
     println!(
-        "{:<10} {:<38} {:>8} {:>9} {:>8}",
-        "workload", "system", "wall s", "MB/s", "ratio"
+        "{:<10} {:<44} {:>8} {:>9} {:>10} {:>8}",
+        "workload", "system", "wall s", "MB/s", "RSS MiB", "ratio"
     );
-    let first = median(&mut systems[0].1);
+    let first = median(&mut systems[0].walls);
     let mut rows = Vec::new();
-    for (name, times) in systems.iter_mut() {
-        let wall = median(times);
+    for system in systems.iter_mut() {
+        let wall = median(&mut system.walls);
         println!(
-            "{:<10} {:<38} {:>8.2} {:>9.0} {:>8.2}",
+            "{:<10} {:<44} {:>8.2} {:>9.0} {:>10.0} {:>8.2}",
             workload,
-            name,
+            system.name,
             wall,
             mb / wall,
+            system.peak_rss as f64 / f64::from(1 << 20),
             wall / first
         );
         rows.push(serde_json::json!({
             "workload": workload,
-            "system": name,
+            "system": system.name,
             "wall_s_median": wall,
-            "wall_s_runs": times,
+            "wall_s_runs": system.walls,
             "mb_per_s": mb / wall,
+            "peak_rss_bytes": system.peak_rss,
             "ratio": wall / first,
             "input_bytes": bytes,
         }));
@@ -389,22 +441,25 @@ fn report(workload: &str, systems: &mut [Times], bytes: u64) -> Result<()> {
     Ok(())
 }
 
-fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result<()> {
+fn wordcount(size: u64, o: &Options) -> Result<()> {
+    let (data_dir, runs) = (o.data_dir.as_path(), o.runs.max(1));
     let input = zipf::ensure_text(data_dir, size)?;
     let bytes = std::fs::metadata(&input)?.len();
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
 
-    let tuned = || -> Result<(usize, u64)> { Ok(tuned::count(&std::fs::read(&input)?)) };
+    let tuned = || Ok(Produced::Answer(tuned::count(&std::fs::read(&input)?)));
+    let simple = || baseline_wordcount(&input).map(Produced::Answer);
+    let mut baselines: Vec<Baseline<'_, _>> = vec![
+        ("tuned Rust (rayon, bitmask, u128 keys)", &tuned),
+        ("simple Rust (1 thread, std HashMap)", &simple),
+    ];
+    let peers = peers::peers(o.peers, "wordcount", &input);
+    baselines.extend(peers::baselines(&peers));
     let (mut times, expected) = measure(
         runs,
-        &[
-            ("tuned Rust (rayon, bitmask, u128 keys)", &tuned),
-            ("simple Rust (1 thread, std HashMap)", &|| {
-                baseline_wordcount(&input)
-            }),
-        ],
-        || run_harrow(&runtime, Run::new("wordcount", &input, split_size)),
+        &baselines,
+        || run_harrow(&runtime, Run::new("wordcount", &input, o)),
         count_output,
     )?;
     eprintln!(
@@ -412,6 +467,37 @@ fn wordcount(size: u64, data_dir: &Path, runs: usize, split_size: u64) -> Result
         expected.0, expected.1
     );
     report("wordcount", &mut times, bytes)
+}
+
+fn sort(size: u64, o: &Options) -> Result<()> {
+    let (data_dir, runs) = (o.data_dir.as_path(), o.runs.max(1));
+    let input = terasort::ensure_records(data_dir, size)?;
+    let bytes = std::fs::metadata(&input)?.len();
+    eprintln!("input: {} ({bytes} bytes)", input.display());
+    let runtime = tokio::runtime::Runtime::new()?;
+    let into_temp = |sort: fn(&Path, &Path) -> Result<()>| -> Result<Produced<(u64, u32)>> {
+        let dir = tempfile::tempdir()?;
+        sort(&input, &dir.path().join("out"))?;
+        Ok(Produced::Output(dir))
+    };
+    let hand = || into_temp(terasort::hand_sort);
+    let gnu = || into_temp(terasort::gnu_sort);
+    let mut baselines: Vec<Baseline<'_, (u64, u32)>> =
+        vec![("hand-written Rust (rayon par_sort_unstable)", &hand)];
+    if terasort::has_gnu_sort() {
+        baselines.push(("GNU sort -S 4G --parallel (LC_ALL=C)", &gnu));
+    }
+    let (mut times, expected) = measure(
+        runs,
+        &baselines,
+        || run_harrow(&runtime, Run::new("terasort", &input, o)),
+        terasort::digest,
+    )?;
+    eprintln!(
+        "all wrote {} records in order, CRC32C {:08x}",
+        expected.0, expected.1
+    );
+    report("terasort", &mut times, bytes)
 }
 
 fn median(times: &mut [f64]) -> f64 {

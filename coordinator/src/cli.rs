@@ -34,6 +34,12 @@ pub enum Command {
         /// Task slots per worker (default: the number of CPUs).
         #[arg(long)]
         slots: Option<usize>,
+        /// Memory the job's tasks may use, all workers together, with an
+        /// optional unit (512MiB, 4GiB); map output beyond a task's share
+        /// is spilled to disk (default: half of the cgroup's memory limit,
+        /// else of the machine's memory).
+        #[arg(long, value_parser = parse_bytes)]
+        memory_budget: Option<u64>,
     },
     /// Run the coordinator.
     Coordinator {
@@ -64,6 +70,12 @@ pub enum Command {
         /// Directory for map output and reduce scratch (default: a new temporary directory).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Memory the worker's tasks may use together, with an optional unit
+        /// (512MiB, 4GiB); each slot gets an equal share, and map output
+        /// beyond it is spilled to disk (default: half of the cgroup's
+        /// memory limit, else of the machine's memory).
+        #[arg(long, value_parser = parse_bytes)]
+        memory_budget: Option<u64>,
         /// On SIGTERM or SIGINT: how long running attempts may finish and map
         /// output stay served before the worker exits (e.g. 30s).
         #[arg(long, default_value = "30s", value_parser = parse_duration_ms)]
@@ -216,7 +228,8 @@ pub struct Target {
 #[derive(Debug, Args)]
 pub struct JobOptions {
     /// The job: wordcount, inverted-index, grep or sleep (text input), aggregate
-    /// or distinct (table input: CSV, JSON lines, Parquet), or a job of the
+    /// or distinct (table input: CSV, JSON lines, Parquet), teragen (no
+    /// input), terasort or teravalidate (TeraSort records), or a job of the
     /// --plugin library.
     pub job: String,
     /// A job plugin: the library built from a job crate (see `harrow new`),
@@ -227,8 +240,9 @@ pub struct JobOptions {
     /// Input files, directories or globs in the last path components, local
     /// or in object stores (`logs/2026-*/*.txt`, `s3://bucket/logs/*.gz`,
     /// gs://, az://, abfss://, http(s)://); repeatable. Files ending in .gz,
-    /// .zst or .bz2 are decompressed and read whole.
-    #[arg(long = "input", required = true, num_args = 1..)]
+    /// .zst or .bz2 are decompressed and read whole. Not given for a job
+    /// that generates its input (teragen).
+    #[arg(long = "input", num_args = 1..)]
     pub inputs: Vec<String>,
     /// Output directory, local or `s3://`, `gs://`, `az://`; must not exist
     /// or be empty.

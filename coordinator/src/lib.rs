@@ -29,5 +29,8 @@ pub fn builtin_jobs() -> Arc<JobRegistry> {
         harrow_job_sleep::DEFINITION,
         harrow_job_aggregate::DEFINITION,
         harrow_job_distinct::DEFINITION,
+        harrow_job_terasort::TERAGEN,
+        harrow_job_terasort::TERASORT,
+        harrow_job_terasort::TERAVALIDATE,
     ]))
 }

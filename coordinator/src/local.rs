@@ -19,6 +19,8 @@ pub struct LocalConfig {
     pub work_dir: Option<PathBuf>,
     /// The `harrow` binary, run as `harrow plugin-host` for job plugins.
     pub executable: PathBuf,
+    /// Memory all workers' tasks may use together, split evenly.
+    pub memory_budget: u64,
 }
 
 /// Runs one job to its end on an in-process cluster and returns its final
@@ -60,6 +62,7 @@ pub async fn run_local(
                 slots: config.slots_per_worker,
                 work_dir: work_root.join(format!("worker-{index}")),
                 executable: config.executable.clone(),
+                memory_budget: config.memory_budget / config.workers.max(1) as u64,
             },
             registry.clone(),
         )

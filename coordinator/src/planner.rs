@@ -5,6 +5,7 @@
 use futures::TryStreamExt;
 use harrow_core::storage::{Location, LocationError, StorageOptions};
 use harrow_core::task::{Compression, Split};
+use harrow_sdk::GeneratedInput;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +202,22 @@ pub fn splits(files: &[InputFile], split_size: u64) -> Vec<Split> {
         }
     }
     splits
+}
+
+/// The location generated input's splits name in messages.
+pub const GENERATED_LOCATION: &str = "generated rows";
+
+/// Splits of generated input: `rows_per_task` row numbers each.
+pub fn row_splits(input: GeneratedInput) -> Vec<Split> {
+    (0..input.rows)
+        .step_by(input.rows_per_task.max(1) as usize)
+        .map(|start| Split {
+            location: GENERATED_LOCATION.to_string(),
+            start,
+            end: input.rows.min(start + input.rows_per_task.max(1)),
+            file_size: input.rows,
+        })
+        .collect()
 }
 
 /// Refuses an output location that holds anything.

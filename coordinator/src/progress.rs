@@ -105,6 +105,12 @@ pub fn summary(report: &JobReport) -> String {
     if report.state == "succeeded" {
         line.push_str(&format!(" -> {}", report.output));
     }
+    if report.spilled_records > 0 {
+        line.push_str(&format!(
+            "\n{} map output records spilled to disk (past the memory budget)",
+            report.spilled_records
+        ));
+    }
     if !report.counters.is_empty() {
         let counters: Vec<String> = report
             .counters

@@ -122,6 +122,8 @@ pub struct JobReport {
     pub input_records: u64,
     pub output_records: u64,
     pub output_files: u32,
+    /// Map output records spilled to disk (memory budget exceeded).
+    pub spilled_records: u64,
     pub faults: FaultReport,
     pub attempts: AttemptCounts,
     pub input_format: String,
@@ -265,10 +267,15 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
         finished_at_ms: job.finished_at_ms,
         map: phase_report(&job.maps),
         reduce: phase_report(&job.reduces),
-        input_bytes: job.plan.splits.iter().map(|s| s.end - s.start).sum(),
+        // Generated input's splits are row ranges, not bytes.
+        input_bytes: match job.plan.inputs.is_empty() {
+            true => 0,
+            false => job.plan.splits.iter().map(|s| s.end - s.start).sum(),
+        },
         input_records: winning_counters(&job.maps).map(|c| c.records_in).sum(),
         output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
         output_files: winning_counters(&job.reduces).count() as u32,
+        spilled_records: winning_counters(&job.maps).map(|c| c.spilled_records).sum(),
         plugin: job.plan.plugin.as_ref().map(|p| PluginReport {
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
@@ -392,6 +399,7 @@ impl From<JobReport> for pb::JobStatus {
             input_records: r.input_records,
             output_records: r.output_records,
             output_files: r.output_files,
+            spilled_records: r.spilled_records,
             faults: Some(pb::FaultSettings {
                 max_attempts: r.faults.max_attempts,
                 worker_timeout_ms: r.faults.worker_timeout_ms,
@@ -480,6 +488,7 @@ impl From<pb::JobStatus> for JobReport {
             input_records: s.input_records,
             output_records: s.output_records,
             output_files: s.output_files,
+            spilled_records: s.spilled_records,
             faults: s
                 .faults
                 .map(|f| FaultReport {

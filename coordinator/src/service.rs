@@ -10,15 +10,18 @@ use std::time::Duration;
 
 use futures::Stream;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
-use harrow_core::registry::JobRegistry;
+use harrow_core::registry::{JobRegistry, RegistryError};
 use harrow_core::storage::{Location, StorageOptions};
-use harrow_core::task::{OutputFormat, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat};
+use harrow_core::task::{
+    InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat,
+};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
 use harrow_proto::v1::worker_service_server::WorkerService;
-use harrow_sdk::JobArgs;
+use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
 use harrow_worker::plugin::{CREATE_TIMEOUT, HostSpec, PluginHost};
+use harrow_worker::sample::sample_range_bounds;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
@@ -120,13 +123,15 @@ impl Coordinator {
     }
 
     /// Builds a plugin's job in a plugin host of its own, as a worker will,
-    /// to check its name and arguments against the input's schema.
+    /// to check its name and arguments against the input's schema. With a
+    /// `socket`, the host also serves the job there.
     async fn check_plugin_job(
         &self,
         plugin: &PluginRef,
         request: &pb::SubmitJobRequest,
         input_schema: &arrow::datatypes::Schema,
-    ) -> Result<(), String> {
+        socket: Option<PathBuf>,
+    ) -> Result<Arc<PluginHost>, String> {
         let library = self
             .plugins
             .store
@@ -140,12 +145,43 @@ impl Coordinator {
             job_name: &request.job_name,
             args: &args,
             input_schema,
-            socket: None,
+            socket,
             timeout: CREATE_TIMEOUT,
         })
         .await
-        .map(drop)
+        .map(Arc::new)
         .map_err(|e| e.to_string())
+    }
+
+    /// Whether `name` is a built-in job that generates its input.
+    fn builtin_generates(&self, name: &str, args: &JobArgs) -> bool {
+        let args = args
+            .clone()
+            .with_input_schema(harrow_sdk::generated_schema());
+        self.registry
+            .instantiate(name, &args)
+            .is_ok_and(|job| job.schema().generated.is_some())
+    }
+
+    /// A plugin's job served by a plugin host of the coordinator's own, to
+    /// sample its map output; the host ends when the job is dropped.
+    async fn sampling_plugin_job(
+        &self,
+        plugin: &PluginRef,
+        request: &pb::SubmitJobRequest,
+        input_schema: &arrow::datatypes::Schema,
+    ) -> Result<(Arc<dyn JobRuntime>, tempfile::TempDir), Status> {
+        // A short path of its own: socket paths are limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("harrow-sample")
+            .tempdir()
+            .map_err(|e| Status::internal(format!("creating a directory for sampling: {e}")))?;
+        let socket = dir.path().join("job.sock");
+        let host = self
+            .check_plugin_job(plugin, request, input_schema, Some(socket))
+            .await
+            .map_err(Status::invalid_argument)?;
+        Ok((host.job(), dir))
     }
 
     /// Lets the scheduler notice time passing.
@@ -205,6 +241,22 @@ async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), S
 }
 
 /// The input settings of a submission, checked.
+/// A submitted job, built to check it: a built-in job itself, or the schema
+/// a plugin host reported for a plugin's job.
+enum Built {
+    Builtin(Arc<dyn JobRuntime>),
+    Plugin(JobSchema),
+}
+
+impl Built {
+    fn schema(&self) -> &JobSchema {
+        match self {
+            Built::Builtin(job) => job.schema(),
+            Built::Plugin(schema) => schema,
+        }
+    }
+}
+
 fn input_request(request: &pb::SubmitJobRequest) -> Result<InputRequest, Status> {
     let format = match request.input_format.as_str() {
         "" => None,
@@ -364,7 +416,7 @@ impl WorkerService for WorkerApi {
             }) {
                 match action {
                     Action::Assign { assignment, .. } => {
-                        response.assignments.push(assignment.into())
+                        response.assignments.push((*assignment).into())
                     }
                     Action::UnknownWorker { .. } => response.unknown_worker = true,
                     other => unreachable!("task request produced {other:?}"),
@@ -475,11 +527,6 @@ impl JobService for JobApi {
         if request.reducers == 0 {
             return Err(Status::invalid_argument("--reducers must be at least 1"));
         }
-        if request.inputs.is_empty() {
-            return Err(Status::invalid_argument(
-                "no input given (--input PATH_OR_GLOB)",
-            ));
-        }
         let plan_error = |e: planner::PlanError| match e {
             planner::PlanError::MissingInput { .. } | planner::PlanError::NoMatch { .. } => {
                 Status::not_found(e.to_string())
@@ -492,48 +539,119 @@ impl JobService for JobApi {
         let output = planner::check_output(&request.output, &storage)
             .await
             .map_err(plan_error)?;
-        let files = planner::list_inputs(&request.inputs, &storage)
-            .await
-            .map_err(plan_error)?;
         let output_format = match request.output_format.as_str() {
             "" => OutputFormat::Text,
             name => name.parse().map_err(|e: UnknownFormat| {
                 Status::invalid_argument(format!("--output-format: {e}"))
             })?,
         };
-        let input = input_plan::plan_input(&files, &input_request, &storage)
-            .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Without inputs, the job must generate its own.
+        let generates = request.inputs.is_empty();
+        let (files, input) = if generates {
+            (Vec::new(), InputSpec::generated())
+        } else {
+            let files = planner::list_inputs(&request.inputs, &storage)
+                .await
+                .map_err(plan_error)?;
+            let input = input_plan::plan_input(&files, &input_request, &storage)
+                .await
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            (files, input)
+        };
+        let read_as = if generates {
+            "generated".to_string()
+        } else {
+            format!("read as {}", input.format)
+        };
         // With the input's schema known, the job checks it can read it.
         let built = match &plugin {
-            Some(plugin) => {
-                self.0
-                    .check_plugin_job(plugin, &request, &input.schema)
-                    .await
-            }
+            Some(plugin) => self
+                .0
+                .check_plugin_job(plugin, &request, &input.schema, None)
+                .await
+                .map(|host| Built::Plugin(host.schema().clone())),
             None => {
                 let with_input = args.clone().with_input_schema(input.schema.clone());
-                self.0
-                    .registry
-                    .instantiate(&request.job_name, &with_input)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                match self.0.registry.instantiate(&request.job_name, &with_input) {
+                    Ok(job) => Ok(Built::Builtin(job)),
+                    // A job that reads columns, given none.
+                    Err(RegistryError::Job {
+                        source: JobError::InputColumns { .. },
+                        ..
+                    }) if generates => {
+                        return Err(Status::invalid_argument(
+                            "no input given (--input PATH_OR_GLOB)",
+                        ));
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
         };
-        built.map_err(|e| {
-            Status::invalid_argument(format!("{e} (the input is read as {})", input.format))
+        let built = built.map_err(|e| {
+            if !generates && self.0.builtin_generates(&request.job_name, &args) {
+                return Status::invalid_argument(format!(
+                    "job `{}` generates its own input; drop --input",
+                    request.job_name
+                ));
+            }
+            Status::invalid_argument(format!("{e} (the input is {read_as})"))
         })?;
+        let schema = built.schema().clone();
+        let splits = match (schema.generated, generates) {
+            (Some(generated), true) => planner::row_splits(generated),
+            (None, false) => planner::splits(&files, request.split_size_bytes),
+            (None, true) => {
+                return Err(Status::invalid_argument(
+                    "no input given (--input PATH_OR_GLOB)",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Status::invalid_argument(format!(
+                    "job `{}` generates its own input; drop --input",
+                    request.job_name
+                )));
+            }
+        };
+        let partitioner = match schema.partitioning {
+            Partitioning::TotalOrder if request.reducers > 1 => {
+                let mut _sampling_dir = None;
+                let job = match built {
+                    Built::Builtin(job) => job,
+                    Built::Plugin(_) => {
+                        let plugin = plugin.as_ref().expect("a plugin job has a plugin");
+                        let (job, dir) = self
+                            .0
+                            .sampling_plugin_job(plugin, &request, &input.schema)
+                            .await?;
+                        _sampling_dir = Some(dir);
+                        job
+                    }
+                };
+                let bounds = sample_range_bounds(job, &splits, &input, &storage, request.reducers)
+                    .await
+                    .map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "sampling the input for total-order partitioning: {e}"
+                        ))
+                    })?;
+                Partitioner::Range {
+                    bounds: bounds.into(),
+                }
+            }
+            _ => Partitioner::Hash,
+        };
         let plan = JobPlan {
             name: request.job_name,
             args: args.as_map().clone(),
             inputs: request.inputs,
             output: output.to_string(),
             reducers: request.reducers,
-            splits: planner::splits(&files, request.split_size_bytes),
+            splits,
             storage,
             input,
             output_format,
             plugin,
+            partitioner,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {

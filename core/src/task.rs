@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
@@ -165,6 +166,14 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
+    /// The input of a job that generates its own: row numbers.
+    pub fn generated() -> Self {
+        InputSpec {
+            schema: harrow_sdk::generated_schema(),
+            ..InputSpec::text()
+        }
+    }
+
     /// Lines of text, no records skipped.
     pub fn text() -> Self {
         InputSpec {
@@ -267,6 +276,19 @@ pub struct Assignment {
     pub output_format: OutputFormat,
     /// The plugin holding the job; `None` for a built-in job.
     pub plugin: Option<PluginRef>,
+    pub partitioner: Partitioner,
+}
+
+/// How a map attempt assigns its output keys to reduce partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Partitioner {
+    /// By a hash of the key.
+    #[default]
+    Hash,
+    /// By key ranges: partition `i` takes the keys, encoded in Arrow's row
+    /// format, from `bounds[i - 1]` (inclusive) up to `bounds[i]`
+    /// (exclusive). `reducers - 1` ascending bounds, cut from a sample.
+    Range { bounds: Arc<[Vec<u8>]> },
 }
 
 /// A job plugin stored at the coordinator, by the SHA-256 of its bytes.
@@ -292,6 +314,8 @@ pub struct AttemptCounters {
     pub records_in: u64,
     pub bytes_out: u64,
     pub records_out: u64,
+    /// Map output records spilled to disk in sorted runs.
+    pub spilled_records: u64,
     /// The job's own counters.
     pub user: harrow_sdk::Counters,
 }

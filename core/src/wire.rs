@@ -13,7 +13,7 @@ use crate::ids::{AttemptId, IdError};
 use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, BadRecord, InputReport, InputSpec, MapOutput,
-    PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
+    Partitioner, PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
 };
 
 /// A wire message with a missing or malformed field.
@@ -100,6 +100,7 @@ impl From<AttemptCounters> for pb::AttemptCounters {
             records_in: c.records_in,
             bytes_out: c.bytes_out,
             records_out: c.records_out,
+            spilled_records: c.spilled_records,
             user: c
                 .user
                 .iter()
@@ -116,6 +117,7 @@ impl From<pb::AttemptCounters> for AttemptCounters {
             records_in: c.records_in,
             bytes_out: c.bytes_out,
             records_out: c.records_out,
+            spilled_records: c.spilled_records,
             user: c.user.into_iter().collect(),
         }
     }
@@ -164,6 +166,12 @@ impl From<Assignment> for pb::TaskAssignment {
             }),
             plugin: a.plugin.map(Into::into),
             output_format: a.output_format.name().to_string(),
+            range_partitioner: match a.partitioner {
+                Partitioner::Hash => None,
+                Partitioner::Range { bounds } => Some(pb::RangePartitioner {
+                    bounds: bounds.to_vec(),
+                }),
+            },
         }
     }
 }
@@ -247,6 +255,22 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             input: required(a.input, "input")?.try_into()?,
             output_format: a.output_format.parse()?,
             plugin: a.plugin.map(Into::into),
+            partitioner: match a.range_partitioner {
+                None => Partitioner::Hash,
+                Some(range) => {
+                    if range.bounds.len() + 1 != a.reducers as usize
+                        || range.bounds.windows(2).any(|w| w[0] > w[1])
+                    {
+                        return Err(WireError::Range {
+                            field: "range_partitioner.bounds",
+                            value: range.bounds.len() as u64,
+                        });
+                    }
+                    Partitioner::Range {
+                        bounds: range.bounds.into(),
+                    }
+                }
+            },
         })
     }
 }

@@ -27,7 +27,8 @@ use tonic::transport::{Channel, Endpoint, Server};
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
-use crate::map_task::{MapInput, run_map};
+use crate::map_task::{MapInput, MapOutputSpec, run_map};
+use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
 use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, job_dir};
@@ -50,6 +51,9 @@ pub struct WorkerConfig {
     pub work_dir: PathBuf,
     /// The `harrow` binary, run as `harrow plugin-host` for job plugins.
     pub executable: PathBuf,
+    /// Bytes of memory the worker's tasks may use together; each slot gets
+    /// an equal share (see `memory::default_budget`).
+    pub memory_budget: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -539,7 +543,12 @@ async fn execute(
                 spec: &assignment.input,
                 storage: &assignment.storage,
             };
-            let result = run_map(job, attempt, input, assignment.reducers, dir, &progress).await?;
+            let output = MapOutputSpec {
+                reducers: assignment.reducers,
+                partitioner: assignment.partitioner,
+                memory: TaskMemory::share(shared.config.memory_budget, shared.config.slots),
+            };
+            let result = run_map(job, attempt, input, output, dir, &progress).await?;
             Ok((result.counters, result.segments, result.input))
         }
         TaskSpec::Reduce {

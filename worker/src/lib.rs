@@ -8,12 +8,14 @@ pub mod error;
 pub mod framing;
 pub mod input;
 pub mod map_task;
+pub mod memory;
 pub mod merge;
 pub mod output;
 pub mod parquet_input;
 pub mod partition;
 pub mod plugin;
 pub mod reduce_task;
+pub mod sample;
 pub mod segment;
 pub mod shuffle;
 

@@ -3,20 +3,20 @@
 //! then partition by key hash, sort by (partition, key), combine, and write
 //! one segment per partition.
 
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::row::{RowConverter, SortField};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
     AttemptCounters, BAD_RECORD_SAMPLES, Compression, InputFormat, InputReport, InputSpec,
-    SegmentInfo, Split,
+    Partitioner, SegmentInfo, Split,
 };
 use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
 use rayon::prelude::*;
@@ -26,10 +26,12 @@ use crate::cpu::run_cpu;
 use crate::decode::{ChunkDecoder, Decoded};
 use crate::error::TaskError;
 use crate::framing::Framing;
-use crate::input::{InputError, SplitReader, TextChunk};
+use crate::input::{BATCH_ROWS, InputError, SplitReader, TextChunk};
+use crate::memory::TaskMemory;
+use crate::merge::{Run, merge_runs};
 use crate::parquet_input::{ParquetSplit, RowGroup};
-use crate::partition::partition_ids;
-use crate::segment::write_map_output;
+use crate::partition::{key_rows, partition_ids, range_partition_ids};
+use crate::segment::{MapOutputWriter, data_path, index_path, read_index, write_map_output};
 
 /// Bounds on the bytes read per request and mapped per rayon job. Each
 /// chunk gets its own mapper (and combining hash table), so a split is cut
@@ -38,34 +40,106 @@ use crate::segment::write_map_output;
 const MIN_CHUNK_BYTES: u64 = 1 << 20;
 const MAX_CHUNK_BYTES: u64 = 32 << 20;
 
+/// Rows per piece of generated input, at most.
+const MAX_PIECE_ROWS: u64 = 1 << 20;
+
 /// Where a map attempt's input comes from.
-enum Source {
+pub(crate) enum Source {
     Split(SplitReader),
     Compressed(CompressedReader),
     Parquet(ParquetSplit),
+    /// Generated input: the split's `start..end` are row numbers.
+    Rows {
+        next: u64,
+        end: u64,
+        piece: u64,
+    },
 }
 
 /// A unit of input to decode and map on a CPU thread.
-enum Piece {
+pub(crate) enum Piece {
     Chunk(TextChunk),
     RowGroup(RowGroup),
+    Rows(Range<u64>),
 }
 
 impl Piece {
+    /// Input bytes read.
     fn bytes(&self) -> u64 {
         match self {
             Piece::Chunk(chunk) => chunk.data.len() as u64,
             Piece::RowGroup(group) => group.bytes,
+            Piece::Rows(_) => 0,
+        }
+    }
+
+    /// How far this piece moves the attempt through its split, in the
+    /// split's own unit: bytes, or rows of generated input.
+    fn progress(&self) -> u64 {
+        match self {
+            Piece::Rows(rows) => rows.end - rows.start,
+            _ => self.bytes(),
         }
     }
 }
 
 impl Source {
-    async fn next(&mut self) -> Result<Option<Piece>, InputError> {
+    /// Opens a split; `piece_bytes` bounds the text chunks (generated input
+    /// takes a row per byte, up to [`MAX_PIECE_ROWS`]).
+    pub(crate) async fn open(
+        job: &dyn JobRuntime,
+        input: MapInput<'_>,
+        decoder: &ChunkDecoder,
+        piece_bytes: u64,
+    ) -> Result<Source, TaskError> {
+        let split = input.split;
+        if job.schema().generated.is_some() {
+            return Ok(Source::Rows {
+                next: split.start,
+                end: split.end,
+                piece: piece_bytes.clamp(1, MAX_PIECE_ROWS),
+            });
+        }
+        let location = Location::parse_with(&split.location, input.storage)?;
+        let store = location.store().clone();
+        let path = location.path().clone();
+        let framing = Framing::of(input.spec.format);
+        Ok(
+            match (input.spec.format, Compression::of(&split.location)) {
+                (InputFormat::Parquet, _) => Source::Parquet(
+                    ParquetSplit::open(store, path, split, decoder.projected_schema().clone())
+                        .await?,
+                ),
+                // A compressed file is one split; its size says little about
+                // the text inside, so chunks take the largest size.
+                (_, Some(compression)) => Source::Compressed(
+                    CompressedReader::open(
+                        store,
+                        path,
+                        &split.location,
+                        compression,
+                        MAX_CHUNK_BYTES as usize / 2,
+                        framing,
+                    )
+                    .await?,
+                ),
+                (_, None) => {
+                    Source::Split(SplitReader::new(store, path, split, piece_bytes, framing))
+                }
+            },
+        )
+    }
+
+    pub(crate) async fn next(&mut self) -> Result<Option<Piece>, InputError> {
         Ok(match self {
             Source::Split(reader) => reader.next_chunk().await?.map(Piece::Chunk),
             Source::Compressed(reader) => reader.next_chunk().await?.map(Piece::Chunk),
             Source::Parquet(reader) => reader.next_row_group().await?.map(Piece::RowGroup),
+            Source::Rows { next, end, piece } => (*next < *end).then(|| {
+                let start = *next;
+                *next = (*end).min(start + *piece);
+                Piece::Rows(start..*next)
+            }),
         })
     }
 
@@ -73,7 +147,7 @@ impl Source {
     fn span(&self) -> Option<(u64, u64)> {
         match self {
             Source::Split(reader) => reader.span(),
-            Source::Compressed(_) | Source::Parquet(_) => None,
+            Source::Compressed(_) | Source::Parquet(_) | Source::Rows { .. } => None,
         }
     }
 }
@@ -94,68 +168,47 @@ pub struct MapInput<'a> {
     pub storage: &'a StorageOptions,
 }
 
+/// Where map output goes: how many reduce partitions, how keys are
+/// assigned to them, and how much of it may be held in memory.
+#[derive(Debug, Clone)]
+pub struct MapOutputSpec {
+    pub reducers: u32,
+    pub partitioner: Partitioner,
+    pub memory: TaskMemory,
+}
+
 /// Runs a map attempt, writing its output under `dir`.
 pub async fn run_map(
     job: Arc<dyn JobRuntime>,
     attempt: AttemptId,
     input: MapInput<'_>,
-    reducers: u32,
+    output: MapOutputSpec,
     dir: PathBuf,
     progress: &AtomicU64,
 ) -> Result<MapResult, TaskError> {
     let split = input.split;
-    let location = Location::parse_with(&split.location, input.storage)?;
-    let decoder = Arc::new(ChunkDecoder::new(
-        input.spec,
-        job.schema().input_columns.as_deref(),
-    )?);
-    let task = TaskInfo {
-        attempt: attempt.to_string(),
-        kind: TaskKind::Map,
-        partition: None,
-    };
-    let starting = job.clone();
-    run_cpu(move || starting.start_task(&task))
-        .await
-        .map_err(TaskError::panic("panicked starting the map task:"))?
-        .map_err(TaskError::job("start_task"))?;
+    let decoder = start_map(&job, input.spec, attempt.to_string()).await?;
 
     let threads = rayon::current_num_threads().max(1) as u64;
-    let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES);
-    let store = location.store().clone();
-    let path = location.path().clone();
-    let framing = Framing::of(input.spec.format);
-    let mut source = match (input.spec.format, Compression::of(&split.location)) {
-        (InputFormat::Parquet, _) => Source::Parquet(
-            ParquetSplit::open(store, path, split, decoder.projected_schema().clone()).await?,
-        ),
-        // A compressed file is one split; its size says little about the
-        // text inside, so chunks take the largest size.
-        (_, Some(compression)) => Source::Compressed(
-            CompressedReader::open(
-                store,
-                path,
-                &split.location,
-                compression,
-                MAX_CHUNK_BYTES as usize / 2,
-                framing,
-            )
-            .await?,
-        ),
-        (_, None) => Source::Split(SplitReader::new(store, path, split, chunk_bytes, framing)),
-    };
+    let max_chunk = output.memory.max_chunk_bytes().min(MAX_CHUNK_BYTES);
+    let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, max_chunk);
+    let mut source = Source::open(job.as_ref(), input, &decoder, chunk_bytes).await?;
     let parallelism = threads as usize + 1;
     let mut counters = AttemptCounters::default();
     let mut report = InputReport::default();
     let mut mapping = FuturesOrdered::new();
     let mut outputs = Vec::new();
+    let mut buffered = 0u64;
+    let stem = attempt.file_stem();
+    // Sorted runs written to disk when the buffered output outgrew memory.
+    let mut spills: Vec<String> = Vec::new();
     let mut input_done = false;
     loop {
         while !input_done && mapping.len() < parallelism {
             match source.next().await? {
                 Some(piece) => {
                     counters.bytes_in += piece.bytes();
-                    progress.fetch_add(piece.bytes(), Ordering::Relaxed);
+                    progress.fetch_add(piece.progress(), Ordering::Relaxed);
                     mapping.push_back(run_cpu(map_piece(
                         job.clone(),
                         decoder.clone(),
@@ -196,15 +249,34 @@ pub async fn run_map(
             }
             .into());
         }
+        buffered += mapped.output.get_array_memory_size() as u64;
         outputs.push(mapped.output);
+        if buffered > output.memory.spill_bytes() {
+            let run = format!("{stem}.spill-{}", spills.len());
+            let (segments, _) =
+                spill(&job, std::mem::take(&mut outputs), &output, &dir, &run).await?;
+            counters.spilled_records += segments.iter().map(|s| s.records).sum::<u64>();
+            spills.push(run);
+            buffered = 0;
+        }
     }
     report.span = source.span();
 
-    let stem = attempt.file_stem();
-    let (segments, bytes_out) =
-        run_cpu(move || sort_and_write(job.as_ref(), outputs, reducers, &dir, &stem))
+    let (segments, bytes_out) = if spills.is_empty() {
+        spill(&job, outputs, &output, &dir, &stem).await?
+    } else {
+        if !outputs.is_empty() {
+            let run = format!("{stem}.spill-{}", spills.len());
+            let (segments, _) = spill(&job, outputs, &output, &dir, &run).await?;
+            counters.spilled_records += segments.iter().map(|s| s.records).sum::<u64>();
+            spills.push(run);
+        }
+        let job = job.clone();
+        let reducers = output.reducers;
+        run_cpu(move || merge_spills(job.as_ref(), &spills, reducers, &dir, &stem))
             .await
-            .map_err(TaskError::panic("panicked sorting map output:"))??;
+            .map_err(TaskError::panic("panicked merging spilled map output:"))??
+    };
     counters.records_out = segments.iter().map(|s| s.records).sum();
     counters.bytes_out = bytes_out;
     Ok(MapResult {
@@ -214,17 +286,128 @@ pub async fn run_map(
     })
 }
 
+/// What every map over a job's input starts with: a decoder of the input
+/// for the job, and the job's `start_task` for `attempt`, run on rayon.
+pub(crate) async fn start_map(
+    job: &Arc<dyn JobRuntime>,
+    spec: &InputSpec,
+    attempt: String,
+) -> Result<Arc<ChunkDecoder>, TaskError> {
+    let decoder = ChunkDecoder::new(spec, job.schema().input_columns.as_deref())?;
+    let task = TaskInfo {
+        attempt,
+        kind: TaskKind::Map,
+        partition: None,
+    };
+    let starting = job.clone();
+    run_cpu(move || starting.start_task(&task))
+        .await
+        .map_err(TaskError::panic("panicked starting the map task:"))?
+        .map_err(TaskError::job("start_task"))?;
+    Ok(Arc::new(decoder))
+}
+
+/// Sorts `outputs` and writes them as the map output (or a spilled run)
+/// named `stem`, on the rayon pool.
+async fn spill(
+    job: &Arc<dyn JobRuntime>,
+    outputs: Vec<RecordBatch>,
+    output: &MapOutputSpec,
+    dir: &Path,
+    stem: &str,
+) -> Result<(Vec<SegmentInfo>, u64), TaskError> {
+    let (job, output, dir, stem) = (
+        job.clone(),
+        output.clone(),
+        dir.to_path_buf(),
+        stem.to_string(),
+    );
+    run_cpu(move || sort_and_write(job.as_ref(), outputs, &output, &dir, &stem))
+        .await
+        .map_err(TaskError::panic("panicked sorting map output:"))?
+}
+
+/// Merges the spilled runs partition by partition into the map output
+/// `stem`, combining again if the job has a combiner (a key may have rows
+/// in several runs), then deletes the runs. Memory holds a batch per run.
+fn merge_spills(
+    job: &dyn JobRuntime,
+    runs: &[String],
+    reducers: u32,
+    dir: &Path,
+    stem: &str,
+) -> Result<(Vec<SegmentInfo>, u64), TaskError> {
+    let indexes = runs
+        .iter()
+        .map(|run| read_index(&index_path(dir, run)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = job.schema().key_value();
+    let mut writer = MapOutputWriter::create(dir, stem, &schema)?;
+    // Progress is the input read; merging reads none.
+    let unread = AtomicU64::new(0);
+    for partition in 0..reducers {
+        let parts: Vec<Run> = runs
+            .iter()
+            .zip(&indexes)
+            .map(|(run, index)| (index[partition as usize], run))
+            .filter(|(entry, _)| entry.info.bytes > 0)
+            .map(|(entry, run)| Run {
+                path: data_path(dir, run),
+                offset: entry.offset,
+                len: entry.info.bytes,
+            })
+            .collect();
+        merge_runs(&job.schema().key, &parts, &unread, |batch| {
+            let batch = combine_groups(job, batch)?;
+            Ok(writer.write(partition, &batch)?)
+        })?;
+    }
+    let segments = writer.finish(reducers)?;
+    for run in runs {
+        for path in [data_path(dir, run), index_path(dir, run)] {
+            std::fs::remove_file(&path).map_err(TaskError::io(path))?;
+        }
+    }
+    let bytes = segments.iter().map(|s| s.bytes).sum();
+    Ok((segments, bytes))
+}
+
+/// A sorted batch with each group of equal keys folded by the job's
+/// combiner; the batch itself when the job has none.
+fn combine_groups(job: &dyn JobRuntime, sorted: RecordBatch) -> Result<RecordBatch, TaskError> {
+    if !job.schema().combiner {
+        return Ok(sorted);
+    }
+    let bounds = group_bounds(sorted.column(0)).map_err(TaskError::arrow("grouping map output"))?;
+    job.combine(KeyGroups::new(&sorted, &bounds))
+        .map_err(TaskError::job("combine"))
+}
+
+/// Batches of generated input: row numbers, [`BATCH_ROWS`] at a time.
+fn row_batches(rows: Range<u64>) -> Vec<RecordBatch> {
+    let schema = harrow_sdk::generated_schema();
+    (rows.start..rows.end)
+        .step_by(BATCH_ROWS)
+        .map(|start| {
+            let end = rows.end.min(start + BATCH_ROWS as u64);
+            let column: ArrayRef = Arc::new(UInt64Array::from_iter_values(start..end));
+            RecordBatch::try_new(schema.clone(), vec![column]).expect("row numbers fit the schema")
+        })
+        .collect()
+}
+
 /// What mapping one piece of input produced.
-struct Mapped {
+pub(crate) struct Mapped {
     records: u64,
     counters: harrow_sdk::Counters,
-    output: RecordBatch,
+    pub(crate) output: RecordBatch,
     bad_records: u64,
     bad_record_samples: Vec<harrow_core::task::BadRecord>,
 }
 
-/// The CPU work for one piece: bytes or a row group → batches → the job's map.
-fn map_piece(
+/// The CPU work for one piece: bytes, a row group or row numbers →
+/// batches → the job's map.
+pub(crate) fn map_piece(
     job: Arc<dyn JobRuntime>,
     decoder: Arc<ChunkDecoder>,
     file: String,
@@ -235,6 +418,10 @@ fn map_piece(
             Piece::Chunk(chunk) => decoder.decode(&file, &chunk)?,
             Piece::RowGroup(group) => Decoded {
                 batches: group.batches()?,
+                ..Decoded::default()
+            },
+            Piece::Rows(rows) => Decoded {
+                batches: row_batches(rows),
                 ..Decoded::default()
             },
         };
@@ -259,20 +446,20 @@ fn map_piece(
 fn sort_and_write(
     job: &dyn JobRuntime,
     outputs: Vec<RecordBatch>,
-    reducers: u32,
+    output: &MapOutputSpec,
     dir: &std::path::Path,
     stem: &str,
 ) -> Result<(Vec<SegmentInfo>, u64), TaskError> {
+    let reducers = output.reducers;
     let schema = job.schema().key_value();
     let all =
         concat_batches(&schema, &outputs).map_err(TaskError::arrow("concatenating map output"))?;
     drop(outputs);
-    let partitions = partition_ids(all.column(0), reducers)?;
-    let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
-        .map_err(TaskError::arrow("sorting map output"))?;
-    let rows = converter
-        .convert_columns(std::slice::from_ref(all.column(0)))
-        .map_err(TaskError::arrow("sorting map output"))?;
+    let rows = key_rows(&job.schema().key, all.column(0))?;
+    let partitions = match &output.partitioner {
+        Partitioner::Hash => partition_ids(all.column(0), reducers)?,
+        Partitioner::Range { bounds } => range_partition_ids(bounds, &rows),
+    };
     // Sorting (partition, row bytes, index) triples compares the bytes
     // directly; comparing through `Rows::row` looks the offsets up on every
     // comparison and took 1.7 times as long (benches: `sort` group).
@@ -292,15 +479,7 @@ fn sort_and_write(
     while start < sorted.num_rows() {
         let partition = sorted_partitions[start];
         let len = sorted_partitions[start..].partition_point(|&p| p == partition);
-        let slice = sorted.slice(start, len);
-        let slice = if job.schema().combiner {
-            let bounds =
-                group_bounds(slice.column(0)).map_err(TaskError::arrow("grouping map output"))?;
-            job.combine(KeyGroups::new(&slice, &bounds))
-                .map_err(TaskError::job("combine"))?
-        } else {
-            slice
-        };
+        let slice = combine_groups(job, sorted.slice(start, len))?;
         per_partition[partition as usize].push(slice);
         start += len;
     }

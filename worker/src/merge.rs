@@ -1,27 +1,30 @@
-//! The reduce side's k-way merge: each fetched segment is a stream of
-//! key-sorted batches read from a local file; the merge pulls the smallest
-//! key across all of them (keys compared in Arrow's row format), gathers
-//! rows into batches that never split a group of equal keys, and hands each
-//! batch to the job's reduce. Memory holds one batch per segment plus one
-//! output batch, whatever the segments' size.
+//! The k-way merge of sorted runs: on the reduce side the fetched
+//! segments, on the map side the runs a map attempt spilled. Each run is a
+//! stream of key-sorted batches read from a local file; the merge pulls the
+//! smallest key across all of them (keys compared in Arrow's row format),
+//! gathers rows into batches that never split a group of equal keys, and
+//! hands each batch to a sink: the job's reduce, or the map side's combine
+//! and segment writer. Memory holds one batch per run plus one output
+//! batch, whatever the runs' size.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
+use arrow::datatypes::DataType;
 use arrow::ipc::reader::StreamReader;
-use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use arrow::row::{OwnedRow, RowConverter, Rows};
 use harrow_core::task::OutputFormat;
 use harrow_sdk::{Counters, JobRuntime, KeyGroups, group_bounds};
 
 use crate::error::TaskError;
 use crate::output::OutputWriter;
 
-/// Rows gathered before a reduce call (more if one group is larger).
-const REDUCE_BATCH_ROWS: usize = 8192;
+/// Rows gathered before a sink call (more if one group is larger).
+const MERGE_BATCH_ROWS: usize = 8192;
 
 /// What one reduce wrote.
 #[derive(Debug, Clone, Default)]
@@ -33,9 +36,30 @@ pub struct ReduceStats {
     pub counters: Counters,
 }
 
+/// A sorted run: an Arrow IPC stream at `offset` in a file, `len` bytes
+/// long (a whole fetched segment, or one partition of a spilled run).
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Run {
+    /// A whole file.
+    pub fn file(path: &Path) -> Result<Run, TaskError> {
+        let len = std::fs::metadata(path).map_err(TaskError::io(path))?.len();
+        Ok(Run {
+            path: path.to_path_buf(),
+            offset: 0,
+            len,
+        })
+    }
+}
+
 struct Cursor {
     path: PathBuf,
-    reader: StreamReader<BufReader<File>>,
+    reader: StreamReader<Take<BufReader<File>>>,
     rows: Rows,
     row: usize,
     /// Index of the cursor's current batch in the merge's `sources`.
@@ -51,23 +75,54 @@ pub fn merge_and_reduce(
     format: OutputFormat,
     progress: &AtomicU64,
 ) -> Result<ReduceStats, TaskError> {
-    let converter = RowConverter::new(vec![SortField::new(job.schema().key.clone())])
-        .map_err(TaskError::arrow("merging segments"))?;
+    let runs = segments
+        .iter()
+        .map(|path| Run::file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut writer = OutputWriter::create(output, format, job.schema().output.clone())?;
+    let mut counters = Counters::default();
+    let records_in = merge_runs(&job.schema().key, &runs, progress, |batch| {
+        let bounds =
+            group_bounds(batch.column(0)).map_err(TaskError::arrow("grouping reduce input"))?;
+        let output = job
+            .reduce(KeyGroups::new(&batch, &bounds), &mut counters)
+            .map_err(TaskError::job("reduce"))?;
+        writer.write(&output)
+    })?;
+    let (records_out, bytes_out) = writer.finish()?;
+    Ok(ReduceStats {
+        records_in,
+        records_out,
+        bytes_out,
+        counters,
+    })
+}
+
+/// Merges the sorted `runs` of keys of `key_type`, handing `sink` batches
+/// in key order, each holding whole groups of equal keys. Returns the rows
+/// merged.
+pub fn merge_runs(
+    key_type: &DataType,
+    runs: &[Run],
+    progress: &AtomicU64,
+    sink: impl FnMut(RecordBatch) -> Result<(), TaskError>,
+) -> Result<u64, TaskError> {
     let mut merge = Merge {
-        job,
-        converter,
+        converter: crate::partition::key_converter(key_type)?,
         sources: Vec::new(),
         pending: Vec::new(),
-        writer: OutputWriter::create(output, format, job.schema().output.clone())?,
-        records_in: 0,
-        counters: Counters::default(),
+        records: 0,
         progress,
+        sink,
     };
     let mut cursors = Vec::new();
-    for path in segments {
-        let file = File::open(path).map_err(TaskError::io(path))?;
-        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
-            .map_err(read_error(path))?;
+    for run in runs {
+        let path = &run.path;
+        let mut file = File::open(path).map_err(TaskError::io(path))?;
+        file.seek(SeekFrom::Start(run.offset))
+            .map_err(TaskError::io(path))?;
+        let input = BufReader::with_capacity(1 << 20, file).take(run.len);
+        let reader = StreamReader::try_new(input, None).map_err(read_error(path))?;
         let mut cursor = Cursor {
             path: path.clone(),
             reader,
@@ -87,7 +142,7 @@ pub fn merge_and_reduce(
     }
 
     // Once `pending` is full, the key at which it filled: the batch is cut
-    // before the first different key, so no group spans two reduce calls.
+    // before the first different key, so no group spans two sink calls.
     let mut boundary: Option<OwnedRow> = None;
     while let Some(&index) = heap.first() {
         let passed_boundary = boundary
@@ -99,7 +154,7 @@ pub fn merge_and_reduce(
         }
         let cursor = &mut cursors[index];
         merge.pending.push((cursor.source, cursor.row));
-        if boundary.is_none() && merge.pending.len() >= REDUCE_BATCH_ROWS {
+        if boundary.is_none() && merge.pending.len() >= MERGE_BATCH_ROWS {
             boundary = Some(cursor.key().owned());
         }
         cursor.row += 1;
@@ -109,26 +164,18 @@ pub fn merge_and_reduce(
         sift_down(&mut heap, &cursors, 0);
     }
     merge.flush(&mut cursors)?;
-    let (records_out, bytes_out) = merge.writer.finish()?;
-    Ok(ReduceStats {
-        records_in: merge.records_in,
-        records_out,
-        bytes_out,
-        counters: merge.counters,
-    })
+    Ok(merge.records)
 }
 
-struct Merge<'j> {
-    job: &'j dyn JobRuntime,
+struct Merge<'p, S> {
     converter: RowConverter,
     /// Batches that pending rows or cursors point into.
     sources: Vec<RecordBatch>,
-    /// (source, row) of each row gathered for the next reduce call.
+    /// (source, row) of each row gathered for the next sink call.
     pending: Vec<(usize, usize)>,
-    writer: OutputWriter,
-    records_in: u64,
-    counters: Counters,
-    progress: &'j AtomicU64,
+    records: u64,
+    progress: &'p AtomicU64,
+    sink: S,
 }
 
 impl Cursor {
@@ -159,7 +206,7 @@ fn sift_down(heap: &mut [usize], cursors: &[Cursor], mut position: usize) {
     }
 }
 
-impl Merge<'_> {
+impl<S: FnMut(RecordBatch) -> Result<(), TaskError>> Merge<'_, S> {
     /// Moves the cursor to its next non-empty batch; false at its end.
     fn load_next_batch(&mut self, cursor: &mut Cursor) -> Result<bool, TaskError> {
         for batch in cursor.reader.by_ref() {
@@ -181,7 +228,8 @@ impl Merge<'_> {
         Ok(false)
     }
 
-    /// Reduces the pending rows and forgets batches nothing points into.
+    /// Hands the pending rows to the sink and forgets batches nothing
+    /// points into.
     fn flush(&mut self, cursors: &mut [Cursor]) -> Result<(), TaskError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -197,21 +245,16 @@ impl Merge<'_> {
         let schema = self.sources[0].schema();
         let batch = RecordBatch::try_new(schema, vec![gather(0)?, gather(1)?])
             .map_err(TaskError::arrow("merging segments"))?;
-        self.records_in += batch.num_rows() as u64;
+        self.records += batch.num_rows() as u64;
         self.pending.clear();
-        let bounds =
-            group_bounds(batch.column(0)).map_err(TaskError::arrow("grouping reduce input"))?;
-        let output = self
-            .job
-            .reduce(KeyGroups::new(&batch, &bounds), &mut self.counters)
-            .map_err(TaskError::job("reduce"))?;
-        self.writer.write(&output)?;
+        let schema = batch.schema();
+        (self.sink)(batch)?;
 
         let mut kept = Vec::with_capacity(cursors.len());
         for cursor in cursors.iter_mut() {
             let batch = std::mem::replace(
                 &mut self.sources[cursor.source],
-                RecordBatch::new_empty(batch.schema()),
+                RecordBatch::new_empty(schema.clone()),
             );
             cursor.source = kept.len();
             kept.push(batch);

@@ -1,11 +1,17 @@
-//! Which reduce partition a key belongs to: xxh3 with a fixed seed over the
-//! key's canonical bytes (UTF-8, raw bytes, little-endian integers), modulo
-//! the number of partitions. The same in every process and every release;
-//! changing it would send one key to two reducers during a rolling upgrade.
+//! Which reduce partition a key belongs to. By hash (the default): xxh3
+//! with a fixed seed over the key's canonical bytes (UTF-8, raw bytes,
+//! little-endian integers), modulo the number of partitions. The same in
+//! every process and every release; changing it would send one key to two
+//! reducers during a rolling upgrade. By range (total order): the key's
+//! bytes in Arrow's row format, the order the shuffle sorts and merges in,
+//! against bounds cut from a sample of the job's map output.
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::row::{RowConverter, Rows, SortField};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::TaskError;
 
 const PARTITION_SEED: u64 = 0x6861_7272_6f77_0001; // "harrow", version 1
 
@@ -65,6 +71,42 @@ pub fn partition_ids(keys: &ArrayRef, partitions: u32) -> Result<Vec<u32>, Unsup
     })
 }
 
+/// The converter for keys of `key_type` into Arrow's row format, the one
+/// order the map sort, the range partitioner and the merge share.
+pub fn key_converter(key_type: &DataType) -> Result<RowConverter, TaskError> {
+    RowConverter::new(vec![SortField::new(key_type.clone())])
+        .map_err(TaskError::arrow("encoding keys"))
+}
+
+/// `keys` in Arrow's row format.
+pub fn key_rows(key_type: &DataType, keys: &ArrayRef) -> Result<Rows, TaskError> {
+    key_converter(key_type)?
+        .convert_columns(std::slice::from_ref(keys))
+        .map_err(TaskError::arrow("encoding keys"))
+}
+
+/// The partition of every row under range `bounds`: the number of bounds
+/// at or below it.
+pub fn range_partition_ids(bounds: &[Vec<u8>], rows: &Rows) -> Vec<u32> {
+    rows.iter()
+        .map(|row| bounds.partition_point(|bound| bound.as_slice() <= row.data()) as u32)
+        .collect()
+}
+
+/// `partitions - 1` bounds at the quantiles of a sample of keys, so that
+/// each partition takes about as many keys as the others. Duplicated keys
+/// may leave partitions empty; an empty sample sends every key to the last.
+pub fn range_bounds(sample: &Rows, partitions: u32) -> Vec<Vec<u8>> {
+    let mut sorted: Vec<&[u8]> = sample.iter().map(|row| row.data()).collect();
+    sorted.sort_unstable();
+    (1..u64::from(partitions))
+        .map(|i| match sorted.len() as u64 {
+            0 => Vec::new(),
+            n => sorted[(i * n / u64::from(partitions)) as usize].to_vec(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,4 +126,31 @@ mod tests {
     }
 
     const PINNED: [u32; 4] = [145, 457, 384, 423];
+
+    #[test]
+    fn range_partitions_follow_the_sample_and_keep_order() {
+        let sample: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..1000).map(|i| format!("{i:04}")),
+        ));
+        let bounds = range_bounds(&key_rows(&DataType::Utf8, &sample).unwrap(), 4);
+        assert_eq!(bounds.len(), 3);
+        let keys: ArrayRef = Arc::new(StringArray::from(vec![
+            "", "0249", "0250", "0499", "0500", "0750", "0999", "zzz",
+        ]));
+        let ids = range_partition_ids(&bounds, &key_rows(&DataType::Utf8, &keys).unwrap());
+        assert_eq!(ids, [0, 0, 1, 1, 2, 3, 3, 3]);
+        // No sample: every key in the last partition.
+        let empty = range_bounds(&key_rows(&DataType::Utf8, &keys.slice(0, 0)).unwrap(), 3);
+        let ids = range_partition_ids(&empty, &key_rows(&DataType::Utf8, &keys).unwrap());
+        assert!(ids.iter().all(|&p| p == 2));
+    }
+
+    #[test]
+    fn range_partitions_order_integers_numerically() {
+        let sample: ArrayRef = Arc::new(Int64Array::from_iter_values(-500..500));
+        let bounds = range_bounds(&key_rows(&DataType::Int64, &sample).unwrap(), 2);
+        let keys: ArrayRef = Arc::new(Int64Array::from(vec![-1000, -1, 0, 1000]));
+        let ids = range_partition_ids(&bounds, &key_rows(&DataType::Int64, &keys).unwrap());
+        assert_eq!(ids, [0, 0, 1, 1]);
+    }
 }

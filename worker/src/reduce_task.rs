@@ -111,6 +111,7 @@ impl ReduceTask<'_> {
             records_in: stats.records_in,
             bytes_out: stats.bytes_out,
             records_out: stats.records_out,
+            spilled_records: 0,
             user: stats.counters,
         })
     }

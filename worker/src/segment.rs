@@ -73,65 +73,184 @@ pub fn write_map_output(
     schema: &SchemaRef,
     partitions: &[Vec<RecordBatch>],
 ) -> Result<Vec<SegmentInfo>, SegmentError> {
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let data = data_path(dir, stem);
-    let data_tmp = data.with_extension("data.tmp");
-    let mut out = BufWriter::new(File::create(&data_tmp).map_err(io_error(&data_tmp))?);
-    let mut entries = Vec::with_capacity(partitions.len());
-    let mut offset = 0u64;
+    let mut writer = MapOutputWriter::create(dir, stem, schema)?;
     for (partition, batches) in partitions.iter().enumerate() {
         let partition = u32::try_from(partition).expect("partition count fits u32");
-        let (bytes, records) = encode_segment(partition, schema, batches)?;
-        out.write_all(&bytes).map_err(io_error(&data_tmp))?;
-        let info = SegmentInfo {
-            partition,
-            bytes: bytes.len() as u64,
-            records,
-            crc32c: crc32c::crc32c(&bytes),
-        };
-        entries.push(IndexEntry { offset, info });
-        offset += info.bytes;
+        for batch in batches {
+            writer.write(partition, batch)?;
+        }
     }
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|file| file.sync_data())
-        .map_err(io_error(&data_tmp))?;
-    std::fs::rename(&data_tmp, &data).map_err(io_error(&data))?;
-
-    let index = index_path(dir, stem);
-    let index_tmp = index.with_extension("index.tmp");
-    std::fs::write(&index_tmp, encode_index(&entries)).map_err(io_error(&index_tmp))?;
-    std::fs::rename(&index_tmp, &index).map_err(io_error(&index))?;
-    Ok(entries.into_iter().map(|e| e.info).collect())
+    writer.finish(partitions.len() as u32)
 }
 
-/// One IPC stream of the partition's batches, cut into streaming-sized
-/// batches; nothing at all for an empty partition.
-fn encode_segment(
-    partition: u32,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<(Vec<u8>, u64), SegmentError> {
-    let records: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if records == 0 {
-        return Ok((Vec::new(), 0));
+/// The data file as it is written: bytes and CRC32C of the current segment.
+struct Tracked {
+    file: BufWriter<File>,
+    bytes: u64,
+    crc: u32,
+}
+
+impl Write for Tracked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.bytes += n as u64;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
     }
-    let encode = |source| SegmentError::Encode { partition, source };
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .map_err(encode)?;
-    let mut writer =
-        StreamWriter::try_new_with_options(Vec::new(), schema, options).map_err(encode)?;
-    for batch in batches {
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The segment being written: its partition, stream and records so far.
+struct OpenSegment {
+    partition: u32,
+    stream: StreamWriter<Tracked>,
+    records: u64,
+}
+
+/// Writes a map output streaming: batches arrive partition by partition in
+/// ascending order, each partition's sorted by key, and go to disk as they
+/// come, so a map output of any size needs memory for one batch.
+pub struct MapOutputWriter {
+    dir: PathBuf,
+    stem: String,
+    schema: SchemaRef,
+    data_tmp: PathBuf,
+    /// The data file between segments.
+    idle: Option<Tracked>,
+    open: Option<OpenSegment>,
+    entries: Vec<IndexEntry>,
+    offset: u64,
+}
+
+impl MapOutputWriter {
+    pub fn create(dir: &Path, stem: &str, schema: &SchemaRef) -> Result<Self, SegmentError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let data_tmp = data_path(dir, stem).with_extension("data.tmp");
+        let file = File::create(&data_tmp).map_err(io_error(&data_tmp))?;
+        Ok(MapOutputWriter {
+            dir: dir.to_path_buf(),
+            stem: stem.to_string(),
+            schema: schema.clone(),
+            idle: Some(Tracked {
+                file: BufWriter::with_capacity(1 << 20, file),
+                bytes: 0,
+                crc: 0,
+            }),
+            data_tmp,
+            open: None,
+            entries: Vec::new(),
+            offset: 0,
+        })
+    }
+
+    /// Appends sorted rows of `partition`, which is the current one or a
+    /// later one (the partitions between are empty).
+    pub fn write(&mut self, partition: u32, batch: &RecordBatch) -> Result<(), SegmentError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let encode = |source| SegmentError::Encode { partition, source };
+        if self.open.as_ref().is_some_and(|o| o.partition != partition) {
+            self.close_segment()?;
+        }
+        if self.open.is_none() {
+            assert!(
+                partition as usize >= self.entries.len(),
+                "partitions are written in ascending order"
+            );
+            self.close_empty_until(partition);
+            let mut out = self
+                .idle
+                .take()
+                .expect("the data file is idle between segments");
+            (out.bytes, out.crc) = (0, 0);
+            let options = IpcWriteOptions::default()
+                .try_with_compression(Some(CompressionType::LZ4_FRAME))
+                .map_err(encode)?;
+            let stream =
+                StreamWriter::try_new_with_options(out, &self.schema, options).map_err(encode)?;
+            self.open = Some(OpenSegment {
+                partition,
+                stream,
+                records: 0,
+            });
+        }
+        let open = self.open.as_mut().expect("a segment is open");
         let mut start = 0;
         while start < batch.num_rows() {
             let len = SEGMENT_BATCH_ROWS.min(batch.num_rows() - start);
-            writer.write(&batch.slice(start, len)).map_err(encode)?;
+            open.stream
+                .write(&batch.slice(start, len))
+                .map_err(encode)?;
             start += len;
         }
+        open.records += batch.num_rows() as u64;
+        Ok(())
     }
-    writer.finish().map_err(encode)?;
-    Ok((writer.into_inner().map_err(encode)?, records as u64))
+
+    /// Zero-length segments for the partitions before `partition` that
+    /// have none yet.
+    fn close_empty_until(&mut self, partition: u32) {
+        while (self.entries.len() as u32) < partition {
+            self.entries.push(IndexEntry {
+                offset: self.offset,
+                info: SegmentInfo {
+                    partition: self.entries.len() as u32,
+                    ..SegmentInfo::default()
+                },
+            });
+        }
+    }
+
+    fn close_segment(&mut self) -> Result<(), SegmentError> {
+        let Some(mut open) = self.open.take() else {
+            return Ok(());
+        };
+        let partition = open.partition;
+        let encode = |source| SegmentError::Encode { partition, source };
+        open.stream.finish().map_err(encode)?;
+        let out = open.stream.into_inner().map_err(encode)?;
+        let info = SegmentInfo {
+            partition,
+            bytes: out.bytes,
+            records: open.records,
+            crc32c: out.crc,
+        };
+        self.entries.push(IndexEntry {
+            offset: self.offset,
+            info,
+        });
+        self.offset += info.bytes;
+        self.idle = Some(out);
+        Ok(())
+    }
+
+    /// Closes the last segment, adds empty ones up to `partitions`, and
+    /// renames the data file and then the index into place.
+    pub fn finish(mut self, partitions: u32) -> Result<Vec<SegmentInfo>, SegmentError> {
+        self.close_segment()?;
+        self.close_empty_until(partitions);
+        let out = self
+            .idle
+            .take()
+            .expect("the data file is idle after the last segment");
+        out.file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_data())
+            .map_err(io_error(&self.data_tmp))?;
+        let data = data_path(&self.dir, &self.stem);
+        std::fs::rename(&self.data_tmp, &data).map_err(io_error(&data))?;
+
+        let index = index_path(&self.dir, &self.stem);
+        let index_tmp = index.with_extension("index.tmp");
+        std::fs::write(&index_tmp, encode_index(&self.entries)).map_err(io_error(&index_tmp))?;
+        std::fs::rename(&index_tmp, &index).map_err(io_error(&index))?;
+        Ok(self.entries.into_iter().map(|e| e.info).collect())
+    }
 }
 
 fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {

@@ -482,7 +482,7 @@ proptest! {
                     let reply = h.handle(Event::RequestTasks { worker: w.id, free_slots: 2 });
                     for action in reply {
                         match action {
-                            Action::Assign { assignment, .. } => w.running.push(assignment),
+                            Action::Assign { assignment, .. } => w.running.push(*assignment),
                             // Declared dead while paused: it registers anew,
                             // and what it ran under the old id is gone.
                             Action::UnknownWorker { .. } => {

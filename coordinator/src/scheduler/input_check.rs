@@ -136,6 +136,7 @@ mod tests {
             },
             output_format: OutputFormat::Text,
             plugin: None,
+            partitioner: harrow_core::task::Partitioner::Hash,
         };
         match h.handle(Event::SubmitJob { plan })[..] {
             [super::super::Action::JobAccepted { job }] => job,

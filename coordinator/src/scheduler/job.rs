@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId};
 use harrow_core::storage::StorageOptions;
-use harrow_core::task::{InputSpec, OutputFormat, PluginRef, Split};
+use harrow_core::task::{InputSpec, OutputFormat, Partitioner, PluginRef, Split};
 
 use super::task::{Task, TaskInput, TaskState};
 
@@ -30,6 +30,8 @@ pub struct JobPlan {
     pub output_format: OutputFormat,
     /// The uploaded plugin holding the job; `None` for a built-in job.
     pub plugin: Option<PluginRef>,
+    /// How map output is partitioned; range bounds are cut at submission.
+    pub partitioner: Partitioner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

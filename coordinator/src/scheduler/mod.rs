@@ -119,7 +119,7 @@ pub enum Action {
     },
     Assign {
         worker: WorkerId,
-        assignment: Assignment,
+        assignment: Box<Assignment>,
     },
     CommitGranted {
         attempt: AttemptId,
@@ -305,7 +305,10 @@ impl Scheduler {
                 };
                 for index in candidates.into_iter().take(free) {
                     let assignment = self.start_attempt(job_id, phase, index, worker, now_ms);
-                    actions.push(Action::Assign { worker, assignment });
+                    actions.push(Action::Assign {
+                        worker,
+                        assignment: Box::new(assignment),
+                    });
                     free -= 1;
                 }
             }
@@ -375,6 +378,7 @@ impl Scheduler {
             input: job.plan.input.clone(),
             output_format: job.plan.output_format,
             plugin: job.plan.plugin.clone(),
+            partitioner: job.plan.partitioner.clone(),
         }
     }
 

@@ -102,6 +102,7 @@ impl Harness {
             input: InputSpec::text(),
             output_format: OutputFormat::Text,
             plugin: None,
+            partitioner: harrow_core::task::Partitioner::Hash,
         };
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,
@@ -113,7 +114,7 @@ impl Harness {
         self.handle(Event::RequestTasks { worker, free_slots })
             .into_iter()
             .map(|action| match action {
-                Action::Assign { assignment, .. } => assignment,
+                Action::Assign { assignment, .. } => *assignment,
                 other => panic!("{other:?}"),
             })
             .collect()

@@ -123,6 +123,8 @@ impl Aggregate {
             output: Arc::new(Schema::new(output)),
             combiner: true,
             input_columns: Some(vec![key_name, value.clone()]),
+            partitioning: harrow_sdk::Partitioning::Hash,
+            generated: None,
         };
         Ok(Aggregate {
             key,

@@ -54,6 +54,8 @@ impl Distinct {
             output: Arc::new(Schema::new(key.fields())),
             combiner: true,
             input_columns: Some(key.names()),
+            partitioning: harrow_sdk::Partitioning::Hash,
+            generated: None,
         };
         Ok(Distinct { key, schema })
     }

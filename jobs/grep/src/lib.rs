@@ -10,8 +10,7 @@ use harrow_sdk::arrow::array::{Array, RecordBatch, StringArray, StringBuilder};
 use harrow_sdk::arrow::compute::filter;
 use harrow_sdk::arrow::datatypes::{DataType, Field, Schema};
 use harrow_sdk::{
-    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
-    LINE_COLUMN, OFFSET_COLUMN, TextBatch,
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, TextBatch,
 };
 use regex::Regex;
 
@@ -46,16 +45,14 @@ impl Grep {
 
 impl BatchJob for Grep {
     fn schema(&self) -> JobSchema {
-        JobSchema {
-            key: DataType::Utf8,
-            value: DataType::Utf8,
-            output: Arc::new(Schema::new(vec![
+        JobSchema::over_lines(
+            DataType::Utf8,
+            DataType::Utf8,
+            Arc::new(Schema::new(vec![
                 Field::new("location", DataType::Utf8, false),
                 Field::new("line", DataType::Utf8, false),
             ])),
-            combiner: false,
-            input_columns: Some(vec![LINE_COLUMN.to_string(), OFFSET_COLUMN.to_string()]),
-        }
+        )
     }
 
     fn map_batch(

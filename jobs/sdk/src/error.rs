@@ -78,8 +78,11 @@ impl JobError {
         })
     }
 
-    /// This error, located at a record.
+    /// This error, located at a record (unless it already names one).
     pub fn at_record(self, file: &str, offset: u64) -> JobError {
+        if let JobError::AtRecord { .. } = self {
+            return self;
+        }
         JobError::AtRecord {
             file: file.to_string(),
             offset,

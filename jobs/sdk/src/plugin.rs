@@ -26,8 +26,8 @@ use arrow::error::ArrowError;
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 
 use crate::{
-    Counters, JobArgs, JobDefinition, JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo,
-    TaskKind, panic_message,
+    Counters, GeneratedInput, JobArgs, JobDefinition, JobError, JobRuntime, JobSchema, KeyGroups,
+    Mapper, Partitioning, TaskInfo, TaskKind, panic_message,
 };
 
 /// The ABI version this SDK speaks. Bumped on any change to [`PluginV1`]
@@ -45,6 +45,10 @@ pub const COMBINER_METADATA_KEY: &str = "harrow.combiner";
 /// Metadata key on the job schema: `"true"` when the job reads every input
 /// column (its `input` field is then empty).
 pub const ALL_COLUMNS_METADATA_KEY: &str = "harrow.all_columns";
+/// Job schema metadata: `true` when the job asks for total-order partitioning.
+pub const TOTAL_ORDER_METADATA_KEY: &str = "harrow.total_order";
+/// Job schema metadata: `ROWS/ROWS_PER_TASK` when the job generates its input.
+pub const GENERATED_METADATA_KEY: &str = "harrow.generated";
 
 /// A status returned by every fallible entry point.
 pub const OK: i32 = 0;
@@ -288,9 +292,19 @@ pub fn schema_to_ffi(schema: &JobSchema) -> Schema {
         [
             (COMBINER_METADATA_KEY, schema.combiner),
             (ALL_COLUMNS_METADATA_KEY, schema.input_columns.is_none()),
+            (
+                TOTAL_ORDER_METADATA_KEY,
+                schema.partitioning == Partitioning::TotalOrder,
+            ),
         ]
         .into_iter()
         .map(|(key, flag)| (key.to_string(), flag.to_string()))
+        .chain(schema.generated.map(|g| {
+            (
+                GENERATED_METADATA_KEY.to_string(),
+                format!("{}/{}", g.rows, g.rows_per_task),
+            )
+        }))
         .collect::<std::collections::HashMap<String, String>>(),
     )
 }
@@ -313,6 +327,25 @@ pub fn schema_from_ffi(schema: &Schema) -> Result<JobSchema, ArrowError> {
         combiner: flag(COMBINER_METADATA_KEY),
         input_columns: (!flag(ALL_COLUMNS_METADATA_KEY))
             .then(|| input.iter().map(|f| f.name().clone()).collect()),
+        partitioning: if flag(TOTAL_ORDER_METADATA_KEY) {
+            Partitioning::TotalOrder
+        } else {
+            Partitioning::Hash
+        },
+        generated: match schema.metadata().get(GENERATED_METADATA_KEY) {
+            None => None,
+            Some(text) => Some(parse_generated(text).ok_or_else(|| {
+                ArrowError::SchemaError(format!("malformed generated input `{text}`"))
+            })?),
+        },
+    })
+}
+
+fn parse_generated(text: &str) -> Option<GeneratedInput> {
+    let (rows, per_task) = text.split_once('/')?;
+    Some(GeneratedInput {
+        rows: rows.parse().ok()?,
+        rows_per_task: per_task.parse().ok().filter(|&n| n > 0)?,
     })
 }
 
@@ -744,6 +777,8 @@ mod tests {
             output: Arc::new(Schema::new(vec![Field::new("n", DataType::Float64, true)])),
             combiner: true,
             input_columns: Some(vec!["a".into(), "b".into()]),
+            partitioning: crate::Partitioning::Hash,
+            generated: None,
         };
         let back = schema_from_ffi(&schema_to_ffi(&schema)).unwrap();
         assert_eq!(back.key, schema.key);
@@ -753,12 +788,27 @@ mod tests {
         assert_eq!(back.input_columns, schema.input_columns);
         let all = JobSchema {
             input_columns: None,
+            partitioning: crate::Partitioning::Hash,
+            generated: None,
             combiner: false,
             ..schema
         };
         let back = schema_from_ffi(&schema_to_ffi(&all)).unwrap();
         assert_eq!(back.input_columns, None);
         assert!(!back.combiner);
+        assert_eq!(back.partitioning, Partitioning::Hash);
+        assert_eq!(back.generated, None);
+        let sorting = JobSchema {
+            partitioning: Partitioning::TotalOrder,
+            generated: Some(GeneratedInput {
+                rows: 1 << 40,
+                rows_per_task: 7,
+            }),
+            ..all
+        };
+        let back = schema_from_ffi(&schema_to_ffi(&sorting)).unwrap();
+        assert_eq!(back.partitioning, Partitioning::TotalOrder);
+        assert_eq!(back.generated, sorting.generated);
     }
 
     #[test]

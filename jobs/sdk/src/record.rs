@@ -12,8 +12,8 @@ use rustc_hash::FxBuildHasher;
 
 use crate::value::{Key, Row, Value};
 use crate::{
-    Counter, Counters, JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, LINE_COLUMN, Line,
-    Mapper, OFFSET_COLUMN, TaskInfo, TextBatch, VALUE_COLUMN,
+    Counter, Counters, JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, Line, Mapper,
+    TaskInfo, TextBatch, VALUE_COLUMN,
 };
 
 /// A job written record by record. See the crate docs for an example.
@@ -66,11 +66,12 @@ pub fn record_runtime<J: Job>(job: J) -> Arc<dyn JobRuntime> {
         "OUTPUT_COLUMNS must name every element of Output"
     );
     let schema = JobSchema {
-        key: J::Key::data_type(),
-        value: J::Value::data_type(),
-        output: Arc::new(Schema::new(fields)),
         combiner: J::COMBINE,
-        input_columns: Some(vec![LINE_COLUMN.to_string(), OFFSET_COLUMN.to_string()]),
+        ..JobSchema::over_lines(
+            J::Key::data_type(),
+            J::Value::data_type(),
+            Arc::new(Schema::new(fields)),
+        )
     };
     Arc::new(RecordRuntime { job, schema })
 }

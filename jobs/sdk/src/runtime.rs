@@ -28,9 +28,64 @@ pub struct JobSchema {
     /// The input columns the map reads; the engine decodes only these (a
     /// Parquet projection, skipped CSV fields). `None`: every column.
     pub input_columns: Option<Vec<String>>,
+    /// How map output keys are spread over the reduce partitions.
+    pub partitioning: Partitioning,
+    /// Set when the job makes its own input from row numbers instead of
+    /// reading files.
+    pub generated: Option<GeneratedInput>,
+}
+
+/// How map output keys are assigned to reduce partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioning {
+    /// By a hash of the key: partitions of even size, in no order.
+    #[default]
+    Hash,
+    /// By key ranges cut from a sample of the map output, taken when the
+    /// job is submitted: every key of partition `i` sorts before every key
+    /// of partition `i + 1`, so the part files read in order are sorted.
+    TotalOrder,
+}
+
+/// Input that a job generates instead of reading files: the row numbers
+/// `0..rows`, fed to the map as batches of one non-null `UInt64` column
+/// named [`ROW_COLUMN`], `rows_per_task` rows per map task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneratedInput {
+    pub rows: u64,
+    pub rows_per_task: u64,
+}
+
+/// The column of generated input.
+pub const ROW_COLUMN: &str = "row";
+
+/// The schema of generated input batches.
+pub fn generated_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        ROW_COLUMN,
+        DataType::UInt64,
+        false,
+    )]))
 }
 
 impl JobSchema {
+    /// A job over lines of text (it reads the `line` and `offset` columns),
+    /// without a combiner, partitioned by hash, reading files.
+    pub fn over_lines(key: DataType, value: DataType, output: SchemaRef) -> JobSchema {
+        JobSchema {
+            key,
+            value,
+            output,
+            combiner: false,
+            input_columns: Some(vec![
+                crate::LINE_COLUMN.to_string(),
+                crate::OFFSET_COLUMN.to_string(),
+            ]),
+            partitioning: Partitioning::Hash,
+            generated: None,
+        }
+    }
+
     /// The schema of map output batches: `key`, `value`.
     pub fn key_value(&self) -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -36,6 +36,8 @@ impl BatchJob for Lines {
             ])),
             combiner: false,
             input_columns: Some(vec!["line".to_string(), "offset".to_string()]),
+            partitioning: harrow_sdk::Partitioning::Hash,
+            generated: None,
         }
     }
 

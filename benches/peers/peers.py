@@ -1,0 +1,94 @@
+"""The peer systems of the macro benchmarks, run by `harrow-bench --peers`.
+
+    python peers.py SYSTEM WORKLOAD INPUT
+
+SYSTEM is duckdb or polars; WORKLOAD is wordcount or aggregate. Prints the
+answer as a JSON list, the same tuple Harrow's output is checked against:
+wordcount [distinct words, total words] (a word is a maximal run of
+letters); aggregate [keys, rows, sum of value] over a CSV with columns
+key,value,price. Both engines use every core and stream the file.
+"""
+
+import json
+import sys
+
+
+def duckdb_wordcount(path):
+    import duckdb
+
+    # One VARCHAR column per line: no quoting, a delimiter the text lacks.
+    query = f"""
+        SELECT count(*), sum(n) FROM (
+            SELECT w, count(*) AS n FROM (
+                SELECT unnest(regexp_extract_all(line, '\\pL+')) AS w
+                FROM read_csv('{path}', columns = {{'line': 'VARCHAR'}}, header = false,
+                              delim = '\\t', quote = '', escape = '', auto_detect = false)
+            ) GROUP BY w
+        )"""
+    distinct, total = duckdb.connect().execute(query).fetchone()
+    return [distinct, int(total)]
+
+
+def polars_wordcount(path):
+    import polars as pl
+
+    lines = pl.scan_csv(
+        path,
+        has_header=False,
+        separator="\t",
+        quote_char=None,
+        new_columns=["line"],
+        schema_overrides={"line": pl.Utf8},
+    )
+    counts = (
+        lines.select(pl.col("line").str.extract_all(r"\p{L}+").alias("w"))
+        .explode("w")
+        .drop_nulls()
+        .group_by("w")
+        .len()
+        .select(pl.len().alias("distinct"), pl.col("len").sum().alias("total"))
+        .collect(engine="streaming")
+    )
+    return [counts["distinct"][0], int(counts["total"][0])]
+
+
+def duckdb_aggregate(path):
+    import duckdb
+
+    query = f"""
+        SELECT count(*), sum(c), sum(s) FROM (
+            SELECT key, count(value) AS c, sum(value) AS s, min(value), max(value)
+            FROM read_csv('{path}', header = true) GROUP BY key
+        )"""
+    keys, rows, total = duckdb.connect().execute(query).fetchone()
+    return [keys, int(rows), int(total)]
+
+
+def polars_aggregate(path):
+    import polars as pl
+
+    groups = (
+        pl.scan_csv(path)
+        .group_by("key")
+        .agg(
+            pl.col("value").count().alias("c"),
+            pl.col("value").sum().alias("s"),
+            pl.col("value").min().alias("low"),
+            pl.col("value").max().alias("high"),
+        )
+        .select(pl.len(), pl.col("c").sum(), pl.col("s").sum())
+        .collect(engine="streaming")
+    )
+    return [groups[0, 0], int(groups[0, 1]), int(groups[0, 2])]
+
+
+SYSTEMS = {
+    ("duckdb", "wordcount"): duckdb_wordcount,
+    ("polars", "wordcount"): polars_wordcount,
+    ("duckdb", "aggregate"): duckdb_aggregate,
+    ("polars", "aggregate"): polars_aggregate,
+}
+
+if __name__ == "__main__":
+    system, workload, path = sys.argv[1:4]
+    print(json.dumps(SYSTEMS[(system, workload)](path)))

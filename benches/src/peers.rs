@@ -1,0 +1,87 @@
+//! Peer systems (DuckDB, Polars) as optional baselines: with `--peers`, each
+//! runs `benches/peers/peers.py` in the virtual environment that
+//! `benches/peers/setup.sh` creates, timed from the harness (the Python
+//! interpreter's start and imports included) and checked like any baseline.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde::de::DeserializeOwned;
+
+use crate::Produced;
+
+const VENV_PYTHON: &str = "target/peers-venv/bin/python";
+const SCRIPT: &str = "benches/peers/peers.py";
+
+/// A peer baseline: its label and how to run it.
+pub type Peer<T> = (String, Box<dyn Fn() -> Result<Produced<T>>>);
+
+/// DuckDB and Polars on `workload` over `input` when `wanted` and
+/// installed; none (with a message saying how to install them) otherwise.
+pub fn peers<T: DeserializeOwned + 'static>(
+    wanted: bool,
+    workload: &str,
+    input: &Path,
+) -> Vec<Peer<T>> {
+    if !wanted {
+        return Vec::new();
+    }
+    let python = PathBuf::from(VENV_PYTHON);
+    if !python.exists() {
+        eprintln!("--peers: {VENV_PYTHON} is missing; run benches/peers/setup.sh first");
+        return Vec::new();
+    }
+    ["duckdb", "polars"]
+        .into_iter()
+        .map(|system| {
+            let label = format!("{} {} (peer)", system, version(&python, system));
+            let (workload, input, python) =
+                (workload.to_string(), input.to_path_buf(), python.clone());
+            let run: Box<dyn Fn() -> Result<Produced<T>>> =
+                Box::new(move || run(&python, system, &workload, &input));
+            (label, run)
+        })
+        .collect()
+}
+
+/// `peers` as baselines.
+pub fn baselines<T>(peers: &[Peer<T>]) -> impl Iterator<Item = crate::Baseline<'_, T>> {
+    peers
+        .iter()
+        .map(|(name, run)| (name.as_str(), run.as_ref() as _))
+}
+
+fn version(python: &Path, module: &str) -> String {
+    Command::new(python)
+        .args([
+            "-c",
+            &format!("import {module}; print({module}.__version__)"),
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn run<T: DeserializeOwned>(
+    python: &Path,
+    system: &str,
+    workload: &str,
+    input: &Path,
+) -> Result<Produced<T>> {
+    let output = Command::new(python)
+        .arg(SCRIPT)
+        .args([system, workload])
+        .arg(input)
+        .output()
+        .with_context(|| format!("running {system}"))?;
+    ensure!(
+        output.status.success(),
+        "{system} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("reading {system}'s answer"))?;
+    Ok(Produced::Answer(answer))
+}
