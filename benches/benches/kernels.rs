@@ -169,7 +169,7 @@ fn merge(c: &mut Criterion) {
         let mut writer = StreamWriter::try_new(file, &batch.schema()).unwrap();
         writer.write(&batch).unwrap();
         writer.finish().unwrap();
-        segments.push(path);
+        segments.push(harrow_worker::merge::Run::file(&path).unwrap());
     }
     let job = harrow_sdk::record_runtime(WordCount);
     let mut group = c.benchmark_group("merge");

@@ -70,12 +70,13 @@ fn run<T: DeserializeOwned>(
     workload: &str,
     input: &Path,
 ) -> Result<Produced<T>> {
-    let output = Command::new(python)
-        .arg(SCRIPT)
-        .args([system, workload])
-        .arg(input)
-        .output()
-        .with_context(|| format!("running {system}"))?;
+    let output = crate::rss::run_child(
+        Command::new(python)
+            .arg(SCRIPT)
+            .args([system, workload])
+            .arg(input),
+    )
+    .with_context(|| format!("running {system}"))?;
     ensure!(
         output.status.success(),
         "{system} failed: {}",

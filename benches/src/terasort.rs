@@ -69,17 +69,23 @@ pub fn hand_sort(input: &Path, out: &Path) -> Result<()> {
 pub fn gnu_sort(input: &Path, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let status = std::process::Command::new("sort")
-        .env("LC_ALL", "C")
-        .arg("-S")
-        .arg("4G")
-        .arg(format!("--parallel={threads}"))
-        .arg("-o")
-        .arg(out.join("sorted"))
-        .arg(input)
-        .status()
-        .context("running GNU sort")?;
-    ensure!(status.success(), "GNU sort failed: {status}");
+    let output = crate::rss::run_child(
+        std::process::Command::new("sort")
+            .env("LC_ALL", "C")
+            .arg("-S")
+            .arg("4G")
+            .arg(format!("--parallel={threads}"))
+            .arg("-o")
+            .arg(out.join("sorted"))
+            .arg(input),
+    )
+    .context("running GNU sort")?;
+    ensure!(
+        output.status.success(),
+        "GNU sort failed: {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(())
 }
 

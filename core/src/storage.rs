@@ -161,6 +161,11 @@ impl Location {
         self.root.is_none()
     }
 
+    /// The file system path of a local location.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        self.is_local().then(|| self.display.clone().into())
+    }
+
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }

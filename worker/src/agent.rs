@@ -31,7 +31,7 @@ use crate::map_task::{MapInput, MapOutputSpec, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
-use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, job_dir};
+use crate::shuffle::{MAX_MESSAGE_BYTES, OwnMapOutput, ShuffleServer, job_dir};
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;
@@ -566,6 +566,10 @@ async fn execute(
                 progress,
                 storage: &assignment.storage,
                 format: assignment.output_format,
+                own: OwnMapOutput {
+                    address: &shared.shuffle_address,
+                    work_dir: &shared.config.work_dir,
+                },
             };
             let counters = task.run(shared).await?;
             Ok((counters, Vec::new(), InputReport::default()))

@@ -66,22 +66,18 @@ struct Cursor {
     source: usize,
 }
 
-/// Merges the sorted segments in `segments`, reduces every group and writes
+/// Merges the sorted segments in `runs`, reduces every group and writes
 /// the output in `format` to `output`.
 pub fn merge_and_reduce(
     job: &dyn JobRuntime,
-    segments: &[PathBuf],
+    runs: &[Run],
     output: &Path,
     format: OutputFormat,
     progress: &AtomicU64,
 ) -> Result<ReduceStats, TaskError> {
-    let runs = segments
-        .iter()
-        .map(|path| Run::file(path))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut writer = OutputWriter::create(output, format, job.schema().output.clone())?;
     let mut counters = Counters::default();
-    let records_in = merge_runs(&job.schema().key, &runs, progress, |batch| {
+    let records_in = merge_runs(&job.schema().key, runs, progress, |batch| {
         let bounds =
             group_bounds(batch.column(0)).map_err(TaskError::arrow("grouping reduce input"))?;
         let output = job
@@ -351,9 +347,10 @@ mod tests {
         }
         let output = dir.path().join("out.txt");
         let job = harrow_sdk::record_runtime(Sum);
+        let runs: Vec<Run> = segments.iter().map(|s| Run::file(s).unwrap()).collect();
         let stats = merge_and_reduce(
             job.as_ref(),
-            &segments,
+            &runs,
             &output,
             OutputFormat::Text,
             &AtomicU64::new(0),

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
 use crate::merge::merge_and_reduce;
-use crate::shuffle::fetch_segments;
+use crate::shuffle::{OwnMapOutput, fetch_segments};
 
 /// Asks the coordinator whether this attempt may make its output visible.
 pub trait CommitGate {
@@ -41,6 +41,8 @@ pub struct ReduceTask<'a> {
     /// Object store settings for the output.
     pub storage: &'a StorageOptions,
     pub format: OutputFormat,
+    /// This worker's map output, read in place rather than fetched.
+    pub own: OwnMapOutput<'a>,
 }
 
 impl ReduceTask<'_> {
@@ -70,13 +72,31 @@ impl ReduceTask<'_> {
             self.partition,
             &self.scratch,
             &self.progress,
+            self.own,
         )
         .await?;
         let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
 
         let file_name = part_file_name(self.partition, self.format);
+        let temporary = output
+            .child(TEMPORARY_DIR)
+            .child(&self.attempt.file_stem())
+            .child(&file_name);
+        let committed = output.child(&file_name);
+        // A local output is written in place under _temporary; for object
+        // stores a local file is written, then uploaded.
+        let in_place = temporary.local_path();
+        let local = match &in_place {
+            Some(path) => {
+                let dir = path.parent().expect("a part file has a directory");
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(TaskError::io(dir))?;
+                path.clone()
+            }
+            None => self.scratch.join(&file_name),
+        };
         let format = self.format;
-        let local = self.scratch.join(&file_name);
         let job = self.job.clone();
         let local_output = local.clone();
         let progress = self.progress.clone();
@@ -84,14 +104,20 @@ impl ReduceTask<'_> {
             merge_and_reduce(job.as_ref(), &segments, &local_output, format, &progress)
         })
         .await
-        .map_err(TaskError::panic("panicked in reduce:"))??;
-
-        let temporary = output
-            .child(TEMPORARY_DIR)
-            .child(&self.attempt.file_stem())
-            .child(&file_name);
-        let committed = output.child(&file_name);
-        upload(&local, &temporary).await?;
+        .map_err(TaskError::panic("panicked in reduce:"))?;
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(error) => {
+                if in_place.is_some() {
+                    // Not yet visible; the job's end clears _temporary too.
+                    let _ = tokio::fs::remove_file(&local).await;
+                }
+                return Err(error);
+            }
+        };
+        if in_place.is_none() {
+            upload(&local, &temporary).await?;
+        }
         let published = match gate.request_commit(self.attempt).await {
             Ok(None) => publish(&temporary, &committed).await,
             Ok(Some(reason)) => Err(TaskError::CommitRefused {

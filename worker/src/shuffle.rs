@@ -4,11 +4,11 @@
 //! checking each against the size and CRC32C its map attempt reported.
 
 use std::collections::HashMap;
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use harrow_core::ids::{AttemptId, Phase};
 use harrow_core::task::MapOutput;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::error::TaskError;
+use crate::merge::Run;
 use crate::segment::{data_path, index_path, read_index};
 
 /// Bytes per streamed chunk.
@@ -125,20 +126,38 @@ async fn stream_range(
     Ok(())
 }
 
+/// This worker's own shuffle: the address it serves map output on and the
+/// work dir that output lies in. Its segments are read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnMapOutput<'a> {
+    pub address: &'a str,
+    pub work_dir: &'a Path,
+}
+
 /// Fetches every non-empty segment of `partition` into `dir`, a few at a
-/// time, and returns the local files in `map_outputs` order.
+/// time, and returns the runs to merge in `map_outputs` order. A segment
+/// of this worker's own map output is not copied: it is checked (size and
+/// CRC32C, like a fetched one) and read where it lies.
 pub async fn fetch_segments(
     map_outputs: &[MapOutput],
     partition: u32,
     dir: &Path,
     progress: &AtomicU64,
-) -> Result<Vec<PathBuf>, TaskError> {
+    own: OwnMapOutput<'_>,
+) -> Result<Vec<Run>, TaskError> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(TaskError::io(dir))?;
     let mut channels: HashMap<&str, Channel> = HashMap::new();
     let mut fetches = Vec::new();
     for output in map_outputs.iter().filter(|o| o.segment.bytes > 0) {
+        if output.shuffle_address == own.address {
+            let dir = job_dir(own.work_dir, output.map_attempt.task.job);
+            let stem = output.map_attempt.file_stem();
+            let (data, index) = (data_path(&dir, &stem), index_path(&dir, &stem));
+            fetches.push(check_own(output, partition, data, index, progress).boxed());
+            continue;
+        }
         let channel = match channels.get(output.shuffle_address.as_str()) {
             Some(channel) => channel.clone(),
             None => {
@@ -150,12 +169,60 @@ pub async fn fetch_segments(
             }
         };
         let file = dir.join(format!("{}.segment", output.map_attempt.file_stem()));
-        fetches.push(fetch_one(channel, output, partition, file, progress));
+        fetches.push(fetch_one(channel, output, partition, file, progress).boxed());
     }
     futures::stream::iter(fetches)
         .buffered(FETCH_CONCURRENCY)
         .try_collect()
         .await
+}
+
+/// Checks this worker's own segment of `partition` in the map output file
+/// `data` (with its `index`) against what its map attempt reported.
+async fn check_own(
+    output: &MapOutput,
+    partition: u32,
+    data: PathBuf,
+    index_file: PathBuf,
+    progress: &AtomicU64,
+) -> Result<Run, TaskError> {
+    let expected = output.segment;
+    let checked = tokio::task::spawn_blocking(move || -> Result<Run, String> {
+        let index = read_index(&index_file).map_err(|e| e.to_string())?;
+        let entry = index
+            .get(partition as usize)
+            .ok_or_else(|| format!("no partition {partition} in its index"))?;
+        let mut file = std::fs::File::open(&data).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(entry.offset))
+            .map_err(|e| e.to_string())?;
+        let mut range = std::io::Read::take(file, expected.bytes);
+        let (mut bytes, mut crc) = (0u64, 0u32);
+        let mut buffer = vec![0; CHUNK_BYTES];
+        loop {
+            let n = std::io::Read::read(&mut range, &mut buffer).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            crc = crc32c::crc32c_append(crc, &buffer[..n]);
+        }
+        if entry.info.bytes != expected.bytes || bytes != expected.bytes || crc != expected.crc32c {
+            return Err(format!(
+                "read {bytes} bytes with CRC32C {crc:08x} in place, expected {} bytes with {:08x}",
+                expected.bytes, expected.crc32c
+            ));
+        }
+        Ok(Run {
+            path: data,
+            offset: entry.offset,
+            len: expected.bytes,
+        })
+    })
+    .await
+    .map_err(|e| fetch_error(output, e.to_string()))?
+    .map_err(|reason| fetch_error(output, reason))?;
+    progress.fetch_add(expected.bytes, Ordering::Relaxed);
+    Ok(checked)
 }
 
 async fn fetch_one(
@@ -164,7 +231,7 @@ async fn fetch_one(
     partition: u32,
     file: PathBuf,
     progress: &AtomicU64,
-) -> Result<PathBuf, TaskError> {
+) -> Result<Run, TaskError> {
     let mut client =
         ShuffleServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = FetchSegmentRequest {
@@ -205,7 +272,7 @@ async fn fetch_one(
             ),
         ));
     }
-    Ok(file)
+    Run::file(&file)
 }
 
 fn fetch_error(output: &MapOutput, reason: String) -> TaskError {
@@ -213,5 +280,91 @@ fn fetch_error(output: &MapOutput, reason: String) -> TaskError {
         map_attempt: output.map_attempt,
         address: output.shuffle_address.clone(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use harrow_core::task::SegmentInfo;
+
+    use super::*;
+    use crate::segment::write_map_output;
+
+    fn map_output(work_dir: &Path, attempt: AttemptId) -> Vec<SegmentInfo> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::UInt64, false),
+        ]));
+        let batch = |keys: Vec<&str>| {
+            let values = UInt64Array::from_iter_values(0..keys.len() as u64);
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(keys)), Arc::new(values)],
+            )
+            .unwrap()
+        };
+        let dir = job_dir(work_dir, attempt.task.job);
+        let partitions = [
+            vec![batch(vec!["a", "b"])],
+            vec![batch(vec!["c", "d", "e"])],
+        ];
+        write_map_output(&dir, &attempt.file_stem(), &schema, &partitions).unwrap()
+    }
+
+    #[tokio::test]
+    async fn own_map_output_is_read_in_place_and_checked() {
+        let work = tempfile::tempdir().unwrap();
+        let attempt: AttemptId = "job-000001/m-00000/a-1".parse().unwrap();
+        let segments = map_output(work.path(), attempt);
+        let own = OwnMapOutput {
+            address: "127.0.0.1:7",
+            work_dir: work.path(),
+        };
+        let output = MapOutput {
+            map_attempt: attempt,
+            shuffle_address: own.address.to_string(),
+            segment: segments[1],
+        };
+        let scratch = work.path().join("scratch");
+        let progress = AtomicU64::new(0);
+        let runs = fetch_segments(std::slice::from_ref(&output), 1, &scratch, &progress, own)
+            .await
+            .unwrap();
+        // The segment itself, in the map output file: nothing copied.
+        let data = data_path(
+            &job_dir(work.path(), attempt.task.job),
+            &attempt.file_stem(),
+        );
+        assert_eq!(runs[0].path, data);
+        assert_eq!(
+            (runs[0].offset, runs[0].len),
+            (segments[0].bytes, segments[1].bytes)
+        );
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+        assert_eq!(progress.load(Ordering::Relaxed), segments[1].bytes);
+
+        // A flipped byte is the map output's fault, as for a fetch.
+        let mut bytes = std::fs::read(&data).unwrap();
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0xff;
+        std::fs::write(&data, bytes).unwrap();
+        let error = fetch_segments(&[output], 1, &scratch, &progress, own)
+            .await
+            .unwrap_err();
+        match error {
+            TaskError::Fetch {
+                map_attempt,
+                reason,
+                ..
+            } => {
+                assert_eq!(map_attempt, attempt);
+                assert!(reason.contains("CRC32C"), "{reason}");
+            }
+            other => panic!("expected a fetch failure, got {other}"),
+        }
     }
 }
