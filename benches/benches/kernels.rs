@@ -21,6 +21,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use harrow_core::task::OutputFormat;
 use harrow_job_wordcount::WordCount;
 use harrow_sdk::testing::text_batch;
+use rayon::slice::ParallelSliceMut;
 
 /// Deterministic words: `n` of them drawn from a vocabulary of `vocabulary`.
 fn words(n: usize, vocabulary: usize) -> Vec<String> {
@@ -99,18 +100,27 @@ fn key_sort(c: &mut Criterion) {
             })
         },
     );
+    group.bench_function("row format: convert, par_sort (bytes, index) pairs", |b| {
+        b.iter(|| {
+            let rows = converter
+                .convert_columns(std::slice::from_ref(black_box(&keys)))
+                .unwrap();
+            let mut order: Vec<(&[u8], u32)> = (0..rows.num_rows())
+                .map(|i| (rows.row(i).data(), i as u32))
+                .collect();
+            order.par_sort_unstable();
+            order.into_iter().map(|(_, i)| i).collect::<Vec<u32>>()
+        })
+    });
+    let partitions = vec![0; keys.len()];
     group.bench_function(
-        "row format: convert, sort (bytes, index) pairs (as map tasks do)",
+        "row format: convert, sort with 16-byte prefixes (as map tasks do)",
         |b| {
             b.iter(|| {
                 let rows = converter
                     .convert_columns(std::slice::from_ref(black_box(&keys)))
                     .unwrap();
-                let mut order: Vec<(&[u8], u32)> = (0..rows.num_rows())
-                    .map(|i| (rows.row(i).data(), i as u32))
-                    .collect();
-                order.sort_unstable();
-                order.into_iter().map(|(_, i)| i).collect::<Vec<u32>>()
+                harrow_worker::partition::sort_order(&partitions, &rows)
             })
         },
     );

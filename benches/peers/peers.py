@@ -6,7 +6,7 @@ SYSTEM is duckdb or polars; WORKLOAD is wordcount or aggregate. Prints the
 answer as a JSON list, the same tuple Harrow's output is checked against:
 wordcount [distinct words, total words] (a word is a maximal run of
 letters); aggregate [keys, rows, sum of value] over a CSV with columns
-key,value,price. Both engines use every core and stream the file.
+key,value,price or a Parquet file (by its extension) with key and value. Both engines use every core and stream the file.
 """
 
 import json
@@ -55,10 +55,11 @@ def polars_wordcount(path):
 def duckdb_aggregate(path):
     import duckdb
 
+    table = f"read_parquet('{path}')" if path.endswith(".parquet") else f"read_csv('{path}', header = true)"
     query = f"""
         SELECT count(*), sum(c), sum(s) FROM (
             SELECT key, count(value) AS c, sum(value) AS s, min(value), max(value)
-            FROM read_csv('{path}', header = true) GROUP BY key
+            FROM {table} GROUP BY key
         )"""
     keys, rows, total = duckdb.connect().execute(query).fetchone()
     return [keys, int(rows), int(total)]
@@ -67,8 +68,9 @@ def duckdb_aggregate(path):
 def polars_aggregate(path):
     import polars as pl
 
+    table = pl.scan_parquet(path) if path.endswith(".parquet") else pl.scan_csv(path)
     groups = (
-        pl.scan_csv(path)
+        table
         .group_by("key")
         .agg(
             pl.col("value").count().alias("c"),

@@ -7,10 +7,12 @@
 //! cargo run --release -p harrow-benches -- aggregate --size 512MiB
 //! cargo run --release -p harrow-benches -- plugin --size 256MiB
 //! cargo run --release -p harrow-benches -- terasort --size 1GiB
+//! cargo run --release -p harrow-benches -- parquet --size 1GiB
 //! ```
 
 mod peers;
 mod rss;
+mod table;
 mod terasort;
 mod tuned;
 mod zipf;
@@ -60,6 +62,16 @@ enum Workload {
         #[command(flatten)]
         options: Options,
     },
+    /// Count, sum, min and max per key over a Parquet table (about 1M
+    /// int64 keys, 80M rows per GiB): `aggregate`, against a hand-written
+    /// parallel Parquet group-by.
+    Parquet {
+        /// Sizes the table: one row per 13 bytes.
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        size: u64,
+        #[command(flatten)]
+        options: Options,
+    },
     /// Word count built in (in-process) against the same crate built as a
     /// plugin (run in a plugin host child process): the plugin path's cost.
     Plugin {
@@ -101,6 +113,7 @@ fn main() -> Result<()> {
         Workload::Aggregate { size, options } => (aggregate, size, options),
         Workload::Plugin { size, options } => (plugin, size, options),
         Workload::Terasort { size, options } => (sort, size, options),
+        Workload::Parquet { size, options } => (parquet, size, options),
     };
     workload(size, &o)
 }
@@ -161,27 +174,53 @@ fn wordcount_plugin(dir: &Path) -> Result<PathBuf> {
 }
 
 fn aggregate(size: u64, o: &Options) -> Result<()> {
-    let (data_dir, runs) = (o.data_dir.as_path(), o.runs.max(1));
-    let input = zipf::ensure_csv(data_dir, size)?;
-    let bytes = std::fs::metadata(&input)?.len();
+    let input = zipf::ensure_csv(&o.data_dir, size)?;
+    let simple = || baseline_aggregate(&input).map(Produced::Answer);
+    group_by(
+        "aggregate",
+        &input,
+        ("simple Rust (1 thread, split(','))", &simple),
+        o,
+    )
+}
+
+fn parquet(size: u64, o: &Options) -> Result<()> {
+    let input = table::ensure_parquet(&o.data_dir, size)?;
+    let hand = || table::hand_aggregate(&input).map(Produced::Answer);
+    group_by(
+        "parquet",
+        &input,
+        ("hand-written Rust (rayon over row groups)", &hand),
+        o,
+    )
+}
+
+/// A group-by workload: `aggregate` (count, sum, min and max of `value`
+/// per `key`) over `input`, against `baseline` and the peers.
+fn group_by(
+    workload: &str,
+    input: &Path,
+    baseline: Baseline<'_, (usize, u64, i64)>,
+    o: &Options,
+) -> Result<()> {
+    let bytes = std::fs::metadata(input)?.len();
     eprintln!("input: {} ({bytes} bytes)", input.display());
     let runtime = tokio::runtime::Runtime::new()?;
     let args = [("key", "key"), ("value", "value")];
-    let simple = || baseline_aggregate(&input).map(Produced::Answer);
-    let mut baselines: Vec<Baseline<'_, _>> = vec![("simple Rust (1 thread, split(','))", &simple)];
-    let peers = peers::peers(o.peers, "aggregate", &input);
+    let mut baselines = vec![baseline];
+    let peers = peers::peers(o.peers, "aggregate", input);
     baselines.extend(peers::baselines(&peers));
     let (mut times, expected) = measure(
-        runs,
+        o.runs.max(1),
         &baselines,
-        || run_harrow(&runtime, Run::new("aggregate", &input, o).args(&args)),
+        || run_harrow(&runtime, Run::new("aggregate", input, o).args(&args)),
         aggregate_output,
     )?;
     eprintln!(
-        "both found {} keys over {} rows, sum {}",
+        "all found {} keys over {} rows, sum {}",
         expected.0, expected.1, expected.2
     );
-    report("aggregate", &mut times, bytes)
+    report(workload, &mut times, bytes)
 }
 
 /// The simple single-process aggregate: read the file, split lines at

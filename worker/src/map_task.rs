@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, take_record_batch};
+use arrow::row::Rows;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use harrow_core::ids::AttemptId;
@@ -19,7 +20,7 @@ use harrow_core::task::{
     Partitioner, SegmentInfo, Split,
 };
 use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
-use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::compressed::CompressedReader;
 use crate::cpu::run_cpu;
@@ -30,7 +31,7 @@ use crate::input::{BATCH_ROWS, InputError, SplitReader, TextChunk};
 use crate::memory::TaskMemory;
 use crate::merge::{Run, merge_runs};
 use crate::parquet_input::{ParquetSplit, RowGroup};
-use crate::partition::{key_rows, partition_ids, range_partition_ids};
+use crate::partition::{key_rows, partition_ids, range_partition_ids, sort_order};
 use crate::segment::{MapOutputWriter, data_path, index_path, read_index, write_map_output};
 
 /// Bounds on the bytes read per request and mapped per rayon job. Each
@@ -442,6 +443,63 @@ pub(crate) fn map_piece(
     }
 }
 
+/// Rows sampled to decide whether hashing will find repeated keys.
+const REPEAT_SAMPLE_ROWS: usize = 1 << 16;
+
+/// Whether the first rows' keys repeat enough (a tenth of them or more)
+/// for folding them by hashing to pay. Hashing mostly distinct keys costs
+/// more than sorting them with the rest (TeraSort-like or high-cardinality
+/// data: 1M uniform keys in a 12M-row map task were 13% slower hashed).
+fn keys_repeat(rows: &Rows) -> bool {
+    let sample = rows.num_rows().min(REPEAT_SAMPLE_ROWS);
+    let distinct: rustc_hash::FxHashSet<&[u8]> = (0..sample).map(|i| rows.row(i).data()).collect();
+    distinct.len() * 10 <= sample * 9
+}
+
+/// Folds the rows of each distinct key of `batch` (its keys in `rows`) with
+/// the job's combiner: rows are grouped by hashing their keys (groups in
+/// the order their keys first appear), then combined. Returns the batch
+/// unchanged, and false, when every key is distinct.
+fn hash_combine(
+    job: &dyn JobRuntime,
+    batch: &RecordBatch,
+    rows: &Rows,
+) -> Result<(RecordBatch, bool), TaskError> {
+    let n = batch.num_rows();
+    let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
+    let group_of: Vec<u32> = (0..n)
+        .map(|i| {
+            let next = ids.len() as u32;
+            *ids.entry(rows.row(i).data()).or_insert(next)
+        })
+        .collect();
+    let groups = ids.len();
+    drop(ids);
+    if groups == n {
+        return Ok((batch.clone(), false));
+    }
+    // A counting sort by group: group g is rows bounds[g]..bounds[g + 1].
+    let mut bounds = vec![0usize; groups + 1];
+    for &group in &group_of {
+        bounds[group as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        bounds[g + 1] += bounds[g];
+    }
+    let mut next = bounds.clone();
+    let mut indices = vec![0u32; n];
+    for (row, &group) in group_of.iter().enumerate() {
+        indices[next[group as usize]] = row as u32;
+        next[group as usize] += 1;
+    }
+    let grouped = take_record_batch(batch, &UInt32Array::from(indices))
+        .map_err(TaskError::arrow("grouping map output"))?;
+    let combined = job
+        .combine(KeyGroups::new(&grouped, &bounds))
+        .map_err(TaskError::job("combine"))?;
+    Ok((combined, true))
+}
+
 /// Partitions, sorts and combines map output and writes the segments.
 fn sort_and_write(
     job: &dyn JobRuntime,
@@ -455,20 +513,24 @@ fn sort_and_write(
     let all =
         concat_batches(&schema, &outputs).map_err(TaskError::arrow("concatenating map output"))?;
     drop(outputs);
-    let rows = key_rows(&job.schema().key, all.column(0))?;
+    let mut rows = key_rows(&job.schema().key, all.column(0))?;
+    // With a combiner and repeated keys, equal keys are folded before the
+    // sort, found by hashing: the sort and the shuffle then handle one row
+    // per key. Mostly distinct keys are sorted first and combined after.
+    let (all, combined) = match job.schema().combiner && keys_repeat(&rows) {
+        true => hash_combine(job, &all, &rows)?,
+        false => (all, false),
+    };
+    if combined {
+        rows = key_rows(&job.schema().key, all.column(0))?;
+    }
     let partitions = match &output.partitioner {
         Partitioner::Hash => partition_ids(all.column(0), reducers)?,
         Partitioner::Range { bounds } => range_partition_ids(bounds, &rows),
     };
-    // Sorting (partition, row bytes, index) triples compares the bytes
-    // directly; comparing through `Rows::row` looks the offsets up on every
-    // comparison and took 1.7 times as long (benches: `sort` group).
-    let mut order: Vec<(u32, &[u8], u32)> = (0..all.num_rows())
-        .map(|i| (partitions[i], rows.row(i).data(), i as u32))
-        .collect();
-    order.par_sort_unstable();
-    let sorted_partitions: Vec<u32> = order.iter().map(|&(p, _, _)| p).collect();
-    let indices = UInt32Array::from_iter_values(order.iter().map(|&(_, _, i)| i));
+    let order = sort_order(&partitions, &rows);
+    let sorted_partitions: Vec<u32> = order.iter().map(|&(p, _)| p).collect();
+    let indices = UInt32Array::from_iter_values(order.iter().map(|&(_, i)| i));
     drop(order);
     let sorted =
         take_record_batch(&all, &indices).map_err(TaskError::arrow("sorting map output"))?;
@@ -479,7 +541,11 @@ fn sort_and_write(
     while start < sorted.num_rows() {
         let partition = sorted_partitions[start];
         let len = sorted_partitions[start..].partition_point(|&p| p == partition);
-        let slice = combine_groups(job, sorted.slice(start, len))?;
+        let slice = sorted.slice(start, len);
+        let slice = match combined {
+            true => slice,
+            false => combine_groups(job, slice)?,
+        };
         per_partition[partition as usize].push(slice);
         start += len;
     }

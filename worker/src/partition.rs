@@ -11,6 +11,8 @@ use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use arrow::row::{RowConverter, Rows, SortField};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use rayon::slice::ParallelSliceMut;
+
 use crate::error::TaskError;
 
 const PARTITION_SEED: u64 = 0x6861_7272_6f77_0001; // "harrow", version 1
@@ -93,6 +95,30 @@ pub fn range_partition_ids(bounds: &[Vec<u8>], rows: &Rows) -> Vec<u32> {
         .collect()
 }
 
+/// The order of rows by (partition, key): each row's partition and index,
+/// sorted. Each entry carries the key's first 16 bytes as an integer, so
+/// most comparisons are two integer compares; only keys that share those
+/// bytes compare the rest (in place, not through `Rows::row`).
+pub fn sort_order(partitions: &[u32], rows: &Rows) -> Vec<(u32, u32)> {
+    assert_eq!(partitions.len(), rows.num_rows(), "a partition per row");
+    let prefix = |bytes: &[u8]| {
+        let mut head = [0u8; 16];
+        let n = bytes.len().min(16);
+        head[..n].copy_from_slice(&bytes[..n]);
+        u128::from_be_bytes(head)
+    };
+    // Zero padding keeps the order: a key shorter than 16 bytes ties only
+    // with keys that extend it by zeros, and the full bytes decide those.
+    let mut order: Vec<(u32, u128, &[u8], u32)> = (0..rows.num_rows())
+        .map(|i| {
+            let bytes = rows.row(i).data();
+            (partitions[i], prefix(bytes), bytes, i as u32)
+        })
+        .collect();
+    order.par_sort_unstable();
+    order.into_iter().map(|(p, _, _, i)| (p, i)).collect()
+}
+
 /// `partitions - 1` bounds at the quantiles of a sample of keys, so that
 /// each partition takes about as many keys as the others. Duplicated keys
 /// may leave partitions empty; an empty sample sends every key to the last.
@@ -143,6 +169,32 @@ mod tests {
         let empty = range_bounds(&key_rows(&DataType::Utf8, &keys.slice(0, 0)).unwrap(), 3);
         let ids = range_partition_ids(&empty, &key_rows(&DataType::Utf8, &keys).unwrap());
         assert!(ids.iter().all(|&p| p == 2));
+    }
+
+    #[test]
+    fn sort_order_is_partition_then_key_bytes() {
+        // Keys around the 16-byte prefix: equal prefixes, zero padding,
+        // one key a prefix of another.
+        let texts = [
+            "0123456789abcdefZ",
+            "0123456789abcdef",
+            "0123456789abcdefA",
+            "0123456789abcde",
+            "",
+            "0123456789abcdef\0",
+            "b",
+            "a",
+        ];
+        let keys: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+        let rows = key_rows(&DataType::Utf8, &keys).unwrap();
+        let partitions = [1, 0, 1, 0, 1, 0, 1, 0];
+        let order = sort_order(&partitions, &rows);
+        let mut expected: Vec<(u32, &[u8], u32)> = (0..texts.len())
+            .map(|i| (partitions[i], rows.row(i).data(), i as u32))
+            .collect();
+        expected.sort_unstable();
+        let expected: Vec<(u32, u32)> = expected.into_iter().map(|(p, _, i)| (p, i)).collect();
+        assert_eq!(order, expected);
     }
 
     #[test]

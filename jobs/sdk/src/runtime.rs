@@ -112,8 +112,9 @@ pub struct TaskInfo {
     pub partition: Option<u32>,
 }
 
-/// A key/value batch sorted by key, with the bounds of each run of equal
-/// keys: group `i` is rows `bounds[i]..bounds[i + 1]`.
+/// A key/value batch grouped by key, with the bounds of each run of equal
+/// keys: group `i` is rows `bounds[i]..bounds[i + 1]`. A reduce sees the
+/// groups in key order; a combine may see them in any order.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyGroups<'a> {
     batch: &'a RecordBatch,
@@ -201,8 +202,9 @@ pub trait JobRuntime: Send + Sync {
     /// several per task and runs them in parallel.
     fn mapper(&self) -> Box<dyn Mapper + '_>;
 
-    /// Folds each group of a sorted key/value batch into one key/value row.
-    /// Called only when [`JobSchema::combiner`] is true.
+    /// Folds each group of a grouped key/value batch into one key/value
+    /// row (groups in any order). Called only when [`JobSchema::combiner`]
+    /// is true.
     fn combine(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError>;
 
     /// Reduces each group of a sorted key/value batch into output rows,
