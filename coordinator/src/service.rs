@@ -240,7 +240,6 @@ async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), S
     Ok(())
 }
 
-/// The input settings of a submission, checked.
 /// A submitted job, built to check it: a built-in job itself, or the schema
 /// a plugin host reported for a plugin's job.
 enum Built {
@@ -257,6 +256,7 @@ impl Built {
     }
 }
 
+/// The input settings of a submission, checked.
 fn input_request(request: &pb::SubmitJobRequest) -> Result<InputRequest, Status> {
     let format = match request.input_format.as_str() {
         "" => None,

@@ -371,6 +371,62 @@ fn broken_and_misbehaving_plugins_fail_only_their_job() {
         "--wait",
     ]);
     cluster.assert_workers_alive();
+
+    // A plugin's job can ask for total order: the coordinator samples it
+    // in a plugin host of its own and the part files come out in order.
+    let lines = cluster.path("lines");
+    std::fs::create_dir_all(&lines).unwrap();
+    let text: String = (0..3000)
+        .map(|i| format!("line {:05}\n", (i * 7919) % 3000))
+        .collect();
+    std::fs::write(format!("{lines}/lines.txt"), text).unwrap();
+    let ordered = cluster.path("out-ordered");
+    cluster.ok(&[
+        "submit",
+        "--plugin",
+        misbehave.to_str().unwrap(),
+        "ordered",
+        "--input",
+        &lines,
+        "--output",
+        &ordered,
+        "--reducers",
+        "3",
+        "--split-size",
+        "8KiB",
+        "--wait",
+    ]);
+    let mut parts: Vec<String> = std::fs::read_dir(&ordered)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("part-r-"))
+        .collect();
+    parts.sort();
+    let in_file_order: Vec<String> = parts
+        .iter()
+        .flat_map(|part| {
+            let text = std::fs::read_to_string(format!("{ordered}/{part}")).unwrap();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: Vec<String> = (0..3000).map(|i| format!("line {i:05}\t1")).collect();
+    assert_eq!(
+        in_file_order, expected,
+        "part files concatenated are sorted"
+    );
+    let empty = parts
+        .iter()
+        .filter(|part| {
+            std::fs::metadata(format!("{ordered}/{part}"))
+                .unwrap()
+                .len()
+                == 0
+        })
+        .count();
+    assert_eq!(
+        empty, 0,
+        "the sampled bounds spread the keys over all reducers"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use rustc_hash::FxBuildHasher;
 use crate::value::{Key, Row, Value};
 use crate::{
     Counter, Counters, JobError, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, Line, Mapper,
-    TaskInfo, TextBatch, VALUE_COLUMN,
+    Partitioning, TaskInfo, TextBatch, VALUE_COLUMN,
 };
 
 /// A job written record by record. See the crate docs for an example.
@@ -26,6 +26,9 @@ pub trait Job: Send + Sync + Sized + 'static {
     const OUTPUT_COLUMNS: &'static [&'static str];
     /// Whether [`Job::combine`] folds values on the map side.
     const COMBINE: bool = false;
+    /// How keys are spread over reducers: by hash, or in key ranges so the
+    /// part files read in order are sorted (see [`Partitioning`]).
+    const PARTITIONING: Partitioning = Partitioning::Hash;
 
     /// Called once per task before any record.
     fn start_task(&self, _task: &TaskInfo) -> Result<(), JobError> {
@@ -67,6 +70,7 @@ pub fn record_runtime<J: Job>(job: J) -> Arc<dyn JobRuntime> {
     );
     let schema = JobSchema {
         combiner: J::COMBINE,
+        partitioning: J::PARTITIONING,
         ..JobSchema::over_lines(
             J::Key::data_type(),
             J::Value::data_type(),

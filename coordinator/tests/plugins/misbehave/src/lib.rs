@@ -3,9 +3,12 @@
 //! `panic-combine`, `panic-reduce` panic there (with a NUL byte in the
 //! message); `abort` calls `std::process::abort` in map; `segfault` writes
 //! through a null pointer in map; `hang` never returns from map;
-//! `fail-create` refuses to build.
+//! `fail-create` refuses to build. `ordered` counts each distinct line,
+//! with total-order partitioning.
 
-use harrow_sdk::{ArgSpec, Emitter, Job, JobArgs, JobDefinition, JobError, Line, Output};
+use harrow_sdk::{
+    ArgSpec, Emitter, Job, JobArgs, JobDefinition, JobError, Line, Output, Partitioning,
+};
 
 pub const DEFINITION: JobDefinition = JobDefinition {
     name: "misbehave",
@@ -24,7 +27,45 @@ pub const DEFINITION: JobDefinition = JobDefinition {
     },
 };
 
-harrow_sdk::export_plugin!(DEFINITION);
+pub const ORDERED: JobDefinition = JobDefinition {
+    name: "ordered",
+    summary: "each distinct line and its count, part files in key order",
+    args: &[],
+    create: |_: &JobArgs| Ok(harrow_sdk::record_runtime(Ordered)),
+};
+
+harrow_sdk::export_plugin!(DEFINITION, ORDERED);
+
+/// Counts lines, partitioned by key ranges sampled at submission.
+pub struct Ordered;
+
+impl Job for Ordered {
+    type Key = String;
+    type Value = u64;
+    type Output = (String, u64);
+    const OUTPUT_COLUMNS: &'static [&'static str] = &["line", "count"];
+    const COMBINE: bool = true;
+    const PARTITIONING: Partitioning = Partitioning::TotalOrder;
+
+    fn map(&self, line: &Line<'_>, emit: &mut Emitter<'_, Self>) -> Result<(), JobError> {
+        emit.emit(line.text, 1);
+        Ok(())
+    }
+
+    fn combine(&self, _line: &String, counts: &mut dyn Iterator<Item = u64>) -> u64 {
+        counts.sum()
+    }
+
+    fn reduce(
+        &self,
+        line: &String,
+        counts: &mut dyn Iterator<Item = u64>,
+        out: &mut Output<'_, (String, u64)>,
+    ) -> Result<(), JobError> {
+        out.push((line.clone(), counts.sum()));
+        Ok(())
+    }
+}
 
 pub struct Misbehave {
     mode: String,
