@@ -201,8 +201,12 @@ pub async fn run_map(
     let mut outputs = Vec::new();
     let mut buffered = 0u64;
     let stem = attempt.file_stem();
-    // Sorted runs written to disk when the buffered output outgrew memory.
-    let mut spills: Vec<String> = Vec::new();
+    // Sorted runs written to disk when the buffered output outgrew memory:
+    // `STEM.spill-N`.
+    let mut spills = Spills {
+        stem: stem.clone(),
+        runs: Vec::new(),
+    };
     let mut input_done = false;
     loop {
         while !input_done && mapping.len() < parallelism {
@@ -253,28 +257,24 @@ pub async fn run_map(
         buffered += mapped.output.get_array_memory_size() as u64;
         outputs.push(mapped.output);
         if buffered > output.memory.spill_bytes() {
-            let run = format!("{stem}.spill-{}", spills.len());
-            let (segments, _) =
-                spill(&job, std::mem::take(&mut outputs), &output, &dir, &run).await?;
-            counters.spilled_records += segments.iter().map(|s| s.records).sum::<u64>();
-            spills.push(run);
+            let held = std::mem::take(&mut outputs);
+            counters.spilled_records += spill_run(&job, held, &output, &dir, &mut spills).await?;
             buffered = 0;
         }
     }
     report.span = source.span();
 
-    let (segments, bytes_out) = if spills.is_empty() {
+    let (segments, bytes_out) = if spills.runs.is_empty() {
         spill(&job, outputs, &output, &dir, &stem).await?
     } else {
         if !outputs.is_empty() {
-            let run = format!("{stem}.spill-{}", spills.len());
-            let (segments, _) = spill(&job, outputs, &output, &dir, &run).await?;
-            counters.spilled_records += segments.iter().map(|s| s.records).sum::<u64>();
-            spills.push(run);
+            counters.spilled_records +=
+                spill_run(&job, outputs, &output, &dir, &mut spills).await?;
         }
         let job = job.clone();
         let reducers = output.reducers;
-        run_cpu(move || merge_spills(job.as_ref(), &spills, reducers, &dir, &stem))
+        let runs = spills.runs;
+        run_cpu(move || merge_spills(job.as_ref(), &runs, reducers, &dir, &stem))
             .await
             .map_err(TaskError::panic("panicked merging spilled map output:"))??
     };
@@ -326,6 +326,27 @@ async fn spill(
     run_cpu(move || sort_and_write(job.as_ref(), outputs, &output, &dir, &stem))
         .await
         .map_err(TaskError::panic("panicked sorting map output:"))?
+}
+
+/// The sorted runs a map attempt has spilled.
+struct Spills {
+    stem: String,
+    runs: Vec<String>,
+}
+
+/// Sorts `outputs` and writes them as the next spilled run; returns the
+/// records it holds.
+async fn spill_run(
+    job: &Arc<dyn JobRuntime>,
+    outputs: Vec<RecordBatch>,
+    output: &MapOutputSpec,
+    dir: &Path,
+    spills: &mut Spills,
+) -> Result<u64, TaskError> {
+    let run = format!("{}.spill-{}", spills.stem, spills.runs.len());
+    let (segments, _) = spill(job, outputs, output, dir, &run).await?;
+    spills.runs.push(run);
+    Ok(segments.iter().map(|s| s.records).sum())
 }
 
 /// Merges the spilled runs partition by partition into the map output
