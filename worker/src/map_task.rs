@@ -28,18 +28,11 @@ use crate::decode::{ChunkDecoder, Decoded};
 use crate::error::TaskError;
 use crate::framing::Framing;
 use crate::input::{BATCH_ROWS, InputError, SplitReader, TextChunk};
-use crate::memory::TaskMemory;
+use crate::memory::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, TaskMemory};
 use crate::merge::{Run, merge_runs};
 use crate::parquet_input::{ParquetSplit, RowGroup};
 use crate::partition::{key_rows, partition_ids, range_partition_ids, sort_order};
 use crate::segment::{MapOutputWriter, data_path, index_path, read_index, write_map_output};
-
-/// Bounds on the bytes read per request and mapped per rayon job. Each
-/// chunk gets its own mapper (and combining hash table), so a split is cut
-/// into about as many chunks as there are rayon threads: fewer chunks mean
-/// fewer partially combined rows to sort.
-const MIN_CHUNK_BYTES: u64 = 1 << 20;
-const MAX_CHUNK_BYTES: u64 = 32 << 20;
 
 /// Rows per piece of generated input, at most.
 const MAX_PIECE_ROWS: u64 = 1 << 20;
@@ -190,9 +183,12 @@ pub async fn run_map(
     let split = input.split;
     let decoder = start_map(&job, input.spec, attempt.to_string()).await?;
 
+    // Each chunk gets its own mapper (and combining hash table), so a split
+    // is cut into about as many chunks as there are rayon threads: fewer
+    // chunks mean fewer partially combined rows to sort.
     let threads = rayon::current_num_threads().max(1) as u64;
-    let max_chunk = output.memory.max_chunk_bytes().min(MAX_CHUNK_BYTES);
-    let chunk_bytes = ((split.end - split.start) / threads).clamp(MIN_CHUNK_BYTES, max_chunk);
+    let chunk_bytes = ((split.end - split.start) / threads)
+        .clamp(MIN_CHUNK_BYTES, output.memory.max_chunk_bytes());
     let mut source = Source::open(job.as_ref(), input, &decoder, chunk_bytes).await?;
     let parallelism = threads as usize + 1;
     let mut counters = AttemptCounters::default();

@@ -8,6 +8,10 @@ use std::path::Path;
 
 const MIB: u64 = 1 << 20;
 
+/// Bounds on the input bytes read per request and mapped per rayon job.
+pub const MIN_CHUNK_BYTES: u64 = MIB;
+pub const MAX_CHUNK_BYTES: u64 = 32 * MIB;
+
 /// The budget when nothing says how much memory there is.
 const FALLBACK_BUDGET: u64 = 1 << 30;
 
@@ -86,7 +90,7 @@ impl TaskMemory {
     /// The largest input chunk: a few are in flight at once, each also held
     /// decoded.
     pub fn max_chunk_bytes(&self) -> u64 {
-        (self.bytes / 16).clamp(MIB, 32 * MIB)
+        (self.bytes / 16).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
     }
 }
 
