@@ -55,6 +55,20 @@ pub enum Command {
         /// the temporary directory).
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
+        /// File holding the client token: every job service call (submit,
+        /// status, cancel, plugin upload) must present it. Needs
+        /// --worker-token-file too.
+        #[arg(long, env = "HARROW_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// File holding the worker token, which workers present; it cannot
+        /// submit jobs or upload plugins, and must differ from the client
+        /// token.
+        #[arg(long, env = "HARROW_WORKER_TOKEN_FILE")]
+        worker_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsOptions,
+        #[command(flatten)]
+        insecure: Insecure,
     },
     /// Run a worker that pulls tasks from a coordinator.
     Worker {
@@ -64,9 +78,15 @@ pub enum Command {
         /// Concurrent task attempts (default: the number of CPUs).
         #[arg(long)]
         slots: Option<usize>,
-        /// Address to serve shuffle segments on; port 0 picks a free port.
+        /// Address to serve shuffle segments (and gRPC health) on; port 0
+        /// picks a free port.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// The address other workers reach this one at, HOST or HOST:PORT
+        /// (default port: the bound one); needed when --listen is 0.0.0.0.
+        /// In Kubernetes: the pod IP.
+        #[arg(long, env = "HARROW_ADVERTISE")]
+        advertise: Option<String>,
         /// Directory for map output and reduce scratch (default: a new temporary directory).
         #[arg(long)]
         work_dir: Option<PathBuf>,
@@ -80,6 +100,15 @@ pub enum Command {
         /// output stay served before the worker exits (e.g. 30s).
         #[arg(long, default_value = "30s", value_parser = parse_duration_ms)]
         grace_period: u64,
+        /// File holding the worker token (the coordinator's
+        /// --worker-token-file): presented to the coordinator and other
+        /// workers, and required of reducers fetching shuffle segments.
+        #[arg(long, env = "HARROW_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsOptions,
+        #[command(flatten)]
+        insecure: Insecure,
     },
     /// Submit a job to a coordinator and print its id.
     Submit {
@@ -216,12 +245,60 @@ fn parse_with_unit(
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Which coordinator a client command talks to.
+/// Which coordinator a client command talks to, and how it proves who it is.
 #[derive(Debug, Args)]
 pub struct Target {
     /// The coordinator's URL.
     #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
     pub coordinator: String,
+    /// File holding the client token, when the coordinator requires one.
+    #[arg(long, env = "HARROW_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsOptions,
+}
+
+/// TLS material: all three files, or none. With them every connection is
+/// mutual TLS: servers present their certificate and require one signed by
+/// the CA from every caller.
+#[derive(Debug, Args)]
+pub struct TlsOptions {
+    /// This process's certificate (PEM). A worker's must be valid for the
+    /// name `harrow-worker`; the coordinator's for the host in the URL
+    /// that workers and clients use.
+    #[arg(long, env = "HARROW_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HARROW_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs the certificates of the
+    /// coordinator, the workers and the clients.
+    #[arg(long, env = "HARROW_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// The TLS material, if configured.
+    pub fn load(
+        &self,
+    ) -> Result<Option<harrow_core::security::Tls>, harrow_core::security::SecurityError> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                harrow_core::security::Tls::from_files(cert, key, ca).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The override for serving without authentication.
+#[derive(Debug, Args)]
+pub struct Insecure {
+    /// Serve on a non-loopback --listen address without a token: anyone
+    /// who can reach the port can run jobs, and plugins are code. Only for
+    /// networks where every host is trusted.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// What to run: the job, its input and output, and how to cut it up.

@@ -7,7 +7,7 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Channel, Endpoint};
+use harrow_core::security::{AuthChannel, ConnectError, Connector, describe_status};
 
 use crate::report::{JobReport, WorkerReport};
 use crate::server::MAX_MESSAGE_BYTES;
@@ -58,16 +58,19 @@ impl Submission {
 #[derive(Debug, Clone)]
 pub struct Client {
     url: String,
-    jobs: JobServiceClient<Channel>,
+    jobs: JobServiceClient<AuthChannel>,
 }
 
 impl Client {
-    pub async fn connect(url: &str) -> Result<Client> {
-        let channel = Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("invalid coordinator URL {url:?}"))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {url}"))?;
+    /// Connects to the coordinator at `url`, presenting `connector`'s
+    /// credential on every call.
+    pub async fn connect(url: &str, connector: &Connector) -> Result<Client> {
+        let channel = connector.connect(url).await.map_err(|e| match e {
+            ConnectError::Url { .. } => anyhow::anyhow!("coordinator: {e}"),
+            ConnectError::Unreachable { reason, .. } => {
+                anyhow::anyhow!("cannot reach the coordinator at {url}: {reason}")
+            }
+        })?;
         let jobs = JobServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -82,7 +85,7 @@ impl Client {
         move |status| {
             anyhow::anyhow!(
                 "{call} failed: {} (coordinator {})",
-                status.message(),
+                describe_status(&status),
                 self.url
             )
         }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use harrow_core::security::{Connector, Token};
 
 use crate::builtin_jobs;
 use crate::client::{Client, Submission};
@@ -31,6 +32,10 @@ pub async fn run_local(
     on_change: impl FnMut(&JobReport),
 ) -> Result<JobReport> {
     let registry = builtin_jobs();
+    // Fresh tokens for this run: other users of the machine cannot call
+    // its loopback ports.
+    let client_token = Token::random().context("drawing a client token")?;
+    let worker_token = Token::random().context("drawing a worker token")?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let scratch = tempfile::Builder::new()
         .prefix("harrow-run-")
@@ -46,6 +51,8 @@ pub async fn run_local(
             heartbeat_interval_ms: 200,
             plugin_dir: work_root.join("plugins"),
             executable: config.executable.clone(),
+            client_token: Some(client_token.clone()),
+            worker_token: Some(worker_token.clone()),
             ..CoordinatorConfig::default()
         },
         registry.clone(),
@@ -63,6 +70,9 @@ pub async fn run_local(
                 work_dir: work_root.join(format!("worker-{index}")),
                 executable: config.executable.clone(),
                 memory_budget: config.memory_budget / config.workers.max(1) as u64,
+                token: Some(worker_token.clone()),
+                tls: None,
+                advertise: None,
             },
             registry.clone(),
         )
@@ -72,7 +82,11 @@ pub async fn run_local(
     }
 
     let result = async {
-        let client = Client::connect(&coordinator.url()).await?;
+        let client = Client::connect(
+            &coordinator.url(),
+            &Connector::new(Some(&client_token), None),
+        )
+        .await?;
         let job_id = client.submit(submission).await?;
         client.watch(&job_id, on_change).await
     }

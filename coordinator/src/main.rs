@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use harrow_coordinator::builtin_jobs;
-use harrow_coordinator::cli::{Cli, Command, JobOptions};
+use harrow_coordinator::cli::{Cli, Command, Insecure, JobOptions, Target};
 use harrow_coordinator::client::{Client, Submission};
 use harrow_coordinator::local::{LocalConfig, run_local};
 use harrow_coordinator::progress::{Progress, summary};
 use harrow_coordinator::report::JobReport;
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
+use harrow_core::security::{Connector, Token, check_listen};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| default_log_filter(&cli.command).into()),
         )
         .with_writer(std::io::stderr)
+        // Colors for a terminal, plain text for a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -79,6 +82,50 @@ fn resolve_local(location: &str) -> String {
     std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }
 
+/// A client of the coordinator `target` names, with its token if given.
+async fn connect(target: &Target) -> Result<Client> {
+    let token = read_token(target.token_file.as_deref())?;
+    let connector = Connector::new(token.as_ref(), target.tls.load()?);
+    Client::connect(&target.coordinator, &connector).await
+}
+
+fn read_token(path: Option<&std::path::Path>) -> Result<Option<Token>> {
+    Ok(path.map(Token::from_file).transpose()?)
+}
+
+/// The coordinator's two tokens: both or neither, and not the same.
+fn coordinator_tokens(
+    client: Option<&std::path::Path>,
+    worker: Option<&std::path::Path>,
+) -> Result<(Option<Token>, Option<Token>)> {
+    let (client, worker) = (read_token(client)?, read_token(worker)?);
+    match (&client, &worker) {
+        (Some(_), None) => anyhow::bail!(
+            "--token-file needs --worker-token-file: workers authenticate with a token of their own"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--worker-token-file needs --token-file: clients must authenticate as well"
+        ),
+        (Some(c), Some(w)) if c == w => anyhow::bail!(
+            "--token-file and --worker-token-file hold the same token; a worker's token must not let it submit jobs"
+        ),
+        _ => Ok((client, worker)),
+    }
+}
+
+/// Refuses an exposed listener without a token unless --insecure says so,
+/// and then says loudly what that means.
+fn guard_listen(listen: std::net::SocketAddr, token: bool, insecure: &Insecure) -> Result<()> {
+    check_listen(listen, token, insecure.insecure)?;
+    if insecure.insecure && !token && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "--insecure: serving without authentication; anyone who can reach this address can run jobs and code on the cluster"
+        );
+    }
+    Ok(())
+}
+
 /// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
 async fn shutdown_signal() -> std::io::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -129,7 +176,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             faults,
             heartbeat_interval_ms,
             plugin_dir,
+            token_file,
+            worker_token_file,
+            tls,
+            insecure,
         } => {
+            let (client_token, worker_token) =
+                coordinator_tokens(token_file.as_deref(), worker_token_file.as_deref())?;
+            guard_listen(listen, client_token.is_some(), &insecure)?;
             anyhow::ensure!(faults.max_attempts > 0, "--max-attempts must be at least 1");
             anyhow::ensure!(
                 faults.worker_timeout > heartbeat_interval_ms,
@@ -141,6 +195,9 @@ async fn run(command: Command) -> Result<ExitCode> {
                 heartbeat_interval_ms,
                 plugin_dir: plugin_dir.unwrap_or(CoordinatorConfig::default().plugin_dir),
                 executable: executable()?,
+                client_token,
+                worker_token,
+                tls: tls.load()?,
             };
             let coordinator = start_coordinator(config, builtin_jobs())
                 .await
@@ -160,7 +217,13 @@ async fn run(command: Command) -> Result<ExitCode> {
             work_dir,
             memory_budget,
             grace_period,
+            token_file,
+            tls,
+            insecure,
+            advertise,
         } => {
+            let token = read_token(token_file.as_deref())?;
+            guard_listen(listen, token.is_some(), &insecure)?;
             let scratch = tempfile::Builder::new()
                 .prefix("harrow-worker-")
                 .tempdir()?;
@@ -172,12 +235,23 @@ async fn run(command: Command) -> Result<ExitCode> {
                 work_dir,
                 executable: executable()?,
                 memory_budget: memory_budget.unwrap_or_else(harrow_worker::memory::default_budget),
+                token,
+                tls: tls.load()?,
+                advertise,
             };
             let worker = harrow_worker::start_worker(config, builtin_jobs()).await?;
-            println!(
-                "harrow worker {} serving shuffle on {}",
-                worker.worker_id, worker.shuffle_address
-            );
+            // Tests and scripts read the id and the address from this line.
+            if worker.advertised == worker.shuffle_address.to_string() {
+                println!(
+                    "harrow worker {} serving shuffle on {}",
+                    worker.worker_id, worker.shuffle_address
+                );
+            } else {
+                println!(
+                    "harrow worker {} serving shuffle on {} as {}",
+                    worker.worker_id, worker.shuffle_address, worker.advertised
+                );
+            }
             shutdown_signal().await?;
             worker
                 .drain(std::time::Duration::from_millis(grace_period))
@@ -200,7 +274,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { job, wait, target } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             let job_id = client.submit(submission(job)).await?;
             println!("{job_id}");
             if !wait {
@@ -220,7 +294,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             follow: true,
             target,
         } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             client
                 .follow(&job_id, json, |report| {
                     if json {
@@ -242,7 +316,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             follow: false,
             target,
         } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             let report = client.status(&job_id, json).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -252,7 +326,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { json, target } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             let jobs = client.jobs().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -275,7 +349,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Workers { json, target } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             let workers = client.workers().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&workers)?);
@@ -299,7 +373,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { job_id, target } => {
-            let client = Client::connect(&target.coordinator).await?;
+            let client = connect(&target).await?;
             let report = client.cancel(&job_id).await?;
             println!("{} {}", report.job_id, report.state);
             Ok(ExitCode::SUCCESS)

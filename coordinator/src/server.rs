@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use harrow_core::registry::JobRegistry;
+use harrow_core::security::{self, Role, Tls, Token, TokenCheck};
 use harrow_proto::v1::job_service_server::JobServiceServer;
 use harrow_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::clock::SystemClock;
 use crate::plugins::PluginStore;
@@ -28,6 +32,12 @@ pub struct CoordinatorConfig {
     pub plugin_dir: PathBuf,
     /// The `harrow` binary, run as `harrow plugin-host` to check plugin jobs.
     pub executable: PathBuf,
+    /// The token clients present (job service); `None`: not checked.
+    pub client_token: Option<Token>,
+    /// The token workers present (worker service); `None`: not checked.
+    pub worker_token: Option<Token>,
+    /// TLS (mutual) on the listener; `None`: plain HTTP/2.
+    pub tls: Option<Tls>,
 }
 
 impl Default for CoordinatorConfig {
@@ -38,6 +48,9 @@ impl Default for CoordinatorConfig {
             heartbeat_interval_ms: 1000,
             plugin_dir: std::env::temp_dir().join("harrow").join("plugins"),
             executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("harrow")),
+            client_token: None,
+            worker_token: None,
+            tls: None,
         }
     }
 }
@@ -53,17 +66,39 @@ pub struct CoordinatorHandle {
     pub address: SocketAddr,
     shutdown: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// `grpc.health.v1`: the coordinator as a whole ("") and each service.
+    health: HealthReporter,
+    tls: bool,
 }
+
+/// How long the server waits at shutdown for clients to close their
+/// connections before it cuts them.
+const CLOSE_CONNECTIONS: std::time::Duration = std::time::Duration::from_secs(5);
+
+const WORKER_SERVICE: &str = <WorkerServiceServer<WorkerApi> as NamedService>::NAME;
+const JOB_SERVICE: &str = <JobServiceServer<JobApi> as NamedService>::NAME;
 
 impl CoordinatorHandle {
     /// The URL clients and workers use.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        // Ends open health watches, which would otherwise hold the server.
+        for service in ["", WORKER_SERVICE, JOB_SERVICE] {
+            self.health.clear_service_status(service).await;
+        }
         let _ = self.shutdown.send(true);
-        let _ = self.serving.await;
+        // Clients that keep a connection open do not hold the coordinator.
+        if tokio::time::timeout(CLOSE_CONNECTIONS, &mut self.serving)
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing connections that outlived the shutdown");
+            self.serving.abort();
+        }
     }
 
     /// Serves until the server fails.
@@ -105,18 +140,30 @@ pub async fn start_coordinator(
             }
         }
     });
+    // Probes carry no token: health is open, and tells nothing else.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in [WORKER_SERVICE, JOB_SERVICE] {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let mut server = security::server(config.tls.as_ref())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     let serving = tokio::spawn(
-        Server::builder()
-            .add_service(
+        server
+            .add_service(health_service)
+            .add_service(InterceptedService::new(
                 WorkerServiceServer::new(WorkerApi(coordinator.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+                TokenCheck::new(Role::Worker, config.worker_token.as_ref()),
+            ))
+            .add_service(InterceptedService::new(
                 JobServiceServer::new(JobApi(coordinator))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+                TokenCheck::new(Role::Client, config.client_token.as_ref()),
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }),
@@ -125,5 +172,7 @@ pub async fn start_coordinator(
         address,
         shutdown,
         serving,
+        health,
+        tls: config.tls.is_some(),
     })
 }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 fn chaos_cluster() -> Cluster {
     Cluster::start_with(4, 2, &["--worker-timeout", "1s", "--max-attempts", "4"])
@@ -234,7 +237,41 @@ fn sigterm_drains_a_worker_without_losing_its_work() {
     let status = follow.until("a map runs", |s| running_on(s, "m").is_some());
     let leaving = running_on(&status, "m").unwrap();
     let index = cluster.worker_index(&leaving);
-    cluster.signal_worker(index, "TERM");
+    // Its readiness (the gRPC health of the worker as a whole) turns to
+    // NOT_SERVING as it drains, while it still serves shuffle segments.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = format!("http://{}", cluster.workers[index].address);
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let mut watch = health
+            .watch(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+        cluster.signal_worker(index, "TERM");
+        let next = watch.message().await.unwrap().expect("a status change");
+        assert_eq!(next.status(), ServingStatus::NotServing);
+        let shuffle = health
+            .check(HealthCheckRequest {
+                service: "harrow.v1.ShuffleService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(shuffle.status(), ServingStatus::Serving);
+    });
+    // Its connections close with it.
+    drop(runtime);
     // It finishes what it runs, serves its map output until reducers have
     // it, and exits cleanly before the job needs it no more.
     let exit = cluster.wait_worker(index);

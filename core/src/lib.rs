@@ -4,6 +4,7 @@
 
 pub mod ids;
 pub mod registry;
+pub mod security;
 pub mod storage;
 pub mod task;
 pub mod wire;

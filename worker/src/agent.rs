@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use harrow_core::ids::{AttemptId, JobId};
 use harrow_core::registry::JobRegistry;
+use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
 use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
 };
@@ -23,7 +24,9 @@ use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
@@ -31,7 +34,7 @@ use crate::map_task::{MapInput, MapOutputSpec, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
-use crate::shuffle::{MAX_MESSAGE_BYTES, OwnMapOutput, ShuffleServer, job_dir};
+use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, ThisWorker, job_dir};
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;
@@ -54,12 +57,62 @@ pub struct WorkerConfig {
     /// Bytes of memory the worker's tasks may use together; each slot gets
     /// an equal share (see `memory::default_budget`).
     pub memory_budget: u64,
+    /// The worker token: presented to the coordinator and to other workers,
+    /// and required of reducers fetching from this one. `None`: no checks.
+    pub token: Option<Token>,
+    /// TLS for the shuffle server and every connection (mutual); `None`:
+    /// plain HTTP/2.
+    pub tls: Option<Tls>,
+    /// The address other workers fetch shuffle segments from, `HOST` or
+    /// `HOST:PORT` (default port: the bound one); `None`: the bound address,
+    /// which must then not be unspecified (0.0.0.0).
+    pub advertise: Option<String>,
+}
+
+/// The shuffle address the worker registers: `advertise` (with the bound
+/// port when it names none), or the bound address itself.
+fn advertised_address(advertise: Option<&str>, bound: SocketAddr) -> Result<String, WorkerError> {
+    let Some(advertise) = advertise.map(str::trim) else {
+        if bound.ip().is_unspecified() {
+            return Err(WorkerError::Advertise {
+                reason: format!(
+                    "listening on {bound}, which other workers cannot connect to; give --advertise with this worker's reachable address (in Kubernetes, the pod IP)"
+                ),
+            });
+        }
+        return Ok(bound.to_string());
+    };
+    if let Ok(address) = advertise.parse::<SocketAddr>() {
+        return Ok(address.to_string());
+    }
+    if let Ok(ip) = advertise.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, bound.port()).to_string());
+    }
+    let valid_host = |host: &str| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    match advertise.rsplit_once(':') {
+        Some((host, port)) if valid_host(host) && port.parse::<u16>().is_ok() => {
+            Ok(advertise.to_string())
+        }
+        None if valid_host(advertise) => Ok(format!("{advertise}:{}", bound.port())),
+        _ => Err(WorkerError::Advertise {
+            reason: format!("{advertise:?} is not HOST or HOST:PORT"),
+        }),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("invalid coordinator URL {url:?}: {reason}")]
-    CoordinatorUrl { url: String, reason: String },
+    #[error("TLS: {reason}")]
+    Tls { reason: String },
+    #[error("--advertise: {reason}")]
+    Advertise { reason: String },
+    #[error("coordinator: {0}")]
+    CoordinatorUrl(#[from] harrow_core::security::ConnectError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -72,17 +125,20 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("could not register with the coordinator at {url} after {tries} tries: {status}")]
+    #[error("could not register with the coordinator at {url} after {tries} tries: {reason}")]
     Register {
         url: String,
         tries: u32,
-        status: tonic::Status,
+        reason: String,
     },
 }
 
 /// A running worker.
 pub struct WorkerHandle {
+    /// The address the shuffle server is bound to.
     pub shuffle_address: SocketAddr,
+    /// The address it registered for other workers to fetch from.
+    pub advertised: String,
     pub worker_id: String,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -92,8 +148,21 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Stops pulling work, aborts running attempts and stops serving.
     pub async fn shutdown(mut self) {
+        // Ends open health watches, which would otherwise hold the server.
+        let mut health = self.shared.health.clone();
+        for service in [OVERALL, SHUFFLE_SERVICE] {
+            health.clear_service_status(service).await;
+        }
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let stopping = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(CLOSE_CONNECTIONS, stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing connections that outlived the shutdown");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 
     /// Graceful shutdown: take no new tasks; let running attempts finish
@@ -104,6 +173,11 @@ impl WorkerHandle {
         let deadline = tokio::time::Instant::now() + grace;
         let shared = self.shared.clone();
         shared.draining.store(true, Ordering::SeqCst);
+        // Ready no more; the shuffle service stays up for the reducers.
+        shared
+            .health
+            .set_service_status(OVERALL, ServingStatus::NotServing)
+            .await;
         tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
         send_heartbeat(&shared, false).await;
         loop {
@@ -168,7 +242,9 @@ struct Shared {
     config: WorkerConfig,
     registry: Arc<JobRegistry>,
     plugins: Plugins,
-    coordinator: WorkerServiceClient<Channel>,
+    coordinator: WorkerServiceClient<AuthChannel>,
+    /// How to reach the coordinator and other workers.
+    connector: Connector,
     shuffle_address: String,
     worker_id: Mutex<String>,
     running: Mutex<HashMap<AttemptId, RunningAttempt>>,
@@ -181,7 +257,19 @@ struct Shared {
     /// The coordinator said this draining worker may exit.
     exit_allowed: AtomicBool,
     may_exit: Notify,
+    /// The `grpc.health.v1` statuses: the worker as a whole (serving while
+    /// registered and not draining) and its shuffle service.
+    health: HealthReporter,
 }
+
+/// How long the shuffle server waits at shutdown for its clients to close
+/// their connections before it cuts them.
+const CLOSE_CONNECTIONS: Duration = Duration::from_secs(5);
+
+/// The health service's name for the whole worker.
+const OVERALL: &str = "";
+const SHUFFLE_SERVICE: &str =
+    <ShuffleServiceServer<ShuffleServer> as tonic::server::NamedService>::NAME;
 
 /// Starts a worker: binds the shuffle server, registers, and begins work.
 pub async fn start_worker(
@@ -193,12 +281,11 @@ pub async fn start_worker(
         path: config.work_dir.clone(),
         source,
     })?;
-    let channel = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| WorkerError::CoordinatorUrl {
-            url: config.coordinator.clone(),
-            reason: e.to_string(),
-        })?
-        .connect_lazy();
+    let connector = Connector::new(config.token.as_ref(), config.tls.clone());
+    let mut server = security::server(config.tls.as_ref()).map_err(|e| WorkerError::Tls {
+        reason: e.to_string(),
+    })?;
+    let channel = connector.channel(&config.coordinator)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| WorkerError::Listen {
@@ -211,15 +298,28 @@ pub async fn start_worker(
             address: config.listen,
             source,
         })?;
+    let advertised = advertised_address(config.advertise.as_deref(), shuffle_address)?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let server = ShuffleServiceServer::new(ShuffleServer::new(config.work_dir.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let shuffle = InterceptedService::new(
+        ShuffleServiceServer::new(ShuffleServer::new(config.work_dir.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        TokenCheck::new(Role::Worker, config.token.as_ref()),
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(OVERALL, ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SHUFFLE_SERVICE, ServingStatus::Serving)
+        .await;
     let mut server_stop = stopped.clone();
     tasks.spawn(async move {
-        let serving = Server::builder()
-            .add_service(server)
+        let serving = server
+            // Probes carry no token: health is open, and tells nothing else.
+            .add_service(health_service)
+            .add_service(shuffle)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = server_stop.wait_for(|stop| *stop).await;
             })
@@ -235,7 +335,8 @@ pub async fn start_worker(
         config,
         registry,
         coordinator: WorkerServiceClient::new(channel),
-        shuffle_address: shuffle_address.to_string(),
+        connector,
+        shuffle_address: advertised.clone(),
         worker_id: Mutex::new(String::new()),
         running: Mutex::new(HashMap::new()),
         jobs_with_data: Mutex::new(BTreeSet::new()),
@@ -243,10 +344,21 @@ pub async fn start_worker(
         attempt_finished: Notify::new(),
         exit_allowed: AtomicBool::new(false),
         may_exit: Notify::new(),
+        health,
     });
     let heartbeat_interval = shared.register().await?;
+    shared
+        .health
+        .set_service_status(OVERALL, ServingStatus::Serving)
+        .await;
     let worker_id = shared.worker_id();
-    tracing::info!(%worker_id, %shuffle_address, "worker registered");
+    tracing::info!(
+        %worker_id,
+        %shuffle_address,
+        slots = shared.config.slots,
+        memory_budget = shared.config.memory_budget,
+        "worker registered"
+    );
 
     tasks.spawn(until_stopped(
         stopped.clone(),
@@ -255,6 +367,7 @@ pub async fn start_worker(
     tasks.spawn(until_stopped(stopped, pull_loop(shared.clone())));
     Ok(WorkerHandle {
         shuffle_address,
+        advertised,
         worker_id,
         shutdown,
         tasks,
@@ -291,11 +404,17 @@ impl Shared {
                         response.heartbeat_interval_ms.max(10),
                     ));
                 }
-                Err(status) if tries >= REGISTER_TRIES => {
+                // A refused token or certificate will not be accepted by
+                // waiting.
+                Err(status)
+                    if tries >= REGISTER_TRIES
+                        || status.code() == tonic::Code::Unauthenticated
+                        || security::is_certificate_refused(&status) =>
+                {
                     return Err(WorkerError::Register {
                         url: self.config.coordinator.clone(),
                         tries,
-                        status,
+                        reason: security::describe_status(&status),
                     });
                 }
                 Err(status) => {
@@ -566,9 +685,10 @@ async fn execute(
                 progress,
                 storage: &assignment.storage,
                 format: assignment.output_format,
-                own: OwnMapOutput {
+                own: ThisWorker {
                     address: &shared.shuffle_address,
                     work_dir: &shared.config.work_dir,
+                    connector: &shared.connector,
                 },
             };
             let counters = task.run(shared).await?;
@@ -594,5 +714,38 @@ impl CommitGate for Shared {
             })?
             .into_inner();
         Ok((!response.granted).then_some(response.reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_address_defaults_to_the_bound_one() {
+        let bound: SocketAddr = "10.1.2.3:7071".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:7071".parse().unwrap();
+        let advertise =
+            |text: Option<&str>, bound| advertised_address(text, bound).map_err(|e| e.to_string());
+        assert_eq!(advertise(None, bound).unwrap(), "10.1.2.3:7071");
+        let error = advertise(None, any).unwrap_err();
+        assert!(
+            error.contains("pod IP") && error.contains("0.0.0.0:7071"),
+            "{error}"
+        );
+        assert_eq!(advertise(Some("10.0.0.9"), any).unwrap(), "10.0.0.9:7071");
+        assert_eq!(
+            advertise(Some("10.0.0.9:9000"), any).unwrap(),
+            "10.0.0.9:9000"
+        );
+        assert_eq!(advertise(Some("fd00::1"), any).unwrap(), "[fd00::1]:7071");
+        assert_eq!(
+            advertise(Some("worker-3.harrow"), any).unwrap(),
+            "worker-3.harrow:7071"
+        );
+        assert_eq!(advertise(Some("w3:80"), any).unwrap(), "w3:80");
+        for bad in ["", "a b", "host:port", "http://x"] {
+            assert!(advertise(Some(bad), any).is_err(), "{bad:?}");
+        }
     }
 }

@@ -42,20 +42,27 @@ fn parse_meminfo_total(info: &str) -> Option<u64> {
 
 /// The memory limit of this process's cgroup, read below `root` (`/` but
 /// in tests): v2's `memory.max` of the cgroup named in `/proc/self/cgroup`
-/// or of the root (a container's namespace), else v1's limit. `None` when
-/// unlimited or unknown.
+/// or of the root (a container's namespace), else v1's limit of the
+/// process's own memory cgroup or of the root. `None` when unlimited or
+/// unknown.
 fn cgroup_memory_limit(root: &Path) -> Option<u64> {
     let fs = root.join("sys/fs/cgroup");
-    let own = std::fs::read_to_string(root.join("proc/self/cgroup"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .map(|p| p.trim_start_matches('/').to_string())
-        });
+    let membership = std::fs::read_to_string(root.join("proc/self/cgroup")).unwrap_or_default();
+    // "0::/path" (v2) and "4:memory:/path" (v1).
+    let own = |controller: &str| {
+        membership.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.trim_start_matches('/').to_string())
+        })
+    };
     let candidates = [
-        own.map(|path| fs.join(path).join("memory.max")),
+        own("").map(|path| fs.join(path).join("memory.max")),
         Some(fs.join("memory.max")),
+        own("memory").map(|path| fs.join("memory").join(path).join("memory.limit_in_bytes")),
         Some(fs.join("memory/memory.limit_in_bytes")),
     ];
     candidates.into_iter().flatten().find_map(|path| {
@@ -126,6 +133,17 @@ mod tests {
         assert_eq!(cgroup_memory_limit(root.path()), None);
         std::fs::write(&path, "1073741824\n").unwrap();
         assert_eq!(cgroup_memory_limit(root.path()), Some(1 << 30));
+        // The process's own memory cgroup wins over the root's.
+        let own = root.path().join("sys/fs/cgroup/memory/jobs/one");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("memory.limit_in_bytes"), "268435456\n").unwrap();
+        std::fs::create_dir_all(root.path().join("proc/self")).unwrap();
+        std::fs::write(
+            root.path().join("proc/self/cgroup"),
+            "5:cpu,cpuacct:/\n4:memory:/jobs/one\n0::/\n",
+        )
+        .unwrap();
+        assert_eq!(cgroup_memory_limit(root.path()), Some(256 << 20));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
 use crate::merge::merge_and_reduce;
-use crate::shuffle::{OwnMapOutput, fetch_segments};
+use crate::shuffle::{ThisWorker, fetch_segments};
 
 /// Asks the coordinator whether this attempt may make its output visible.
 pub trait CommitGate {
@@ -42,7 +42,7 @@ pub struct ReduceTask<'a> {
     pub storage: &'a StorageOptions,
     pub format: OutputFormat,
     /// This worker's map output, read in place rather than fetched.
-    pub own: OwnMapOutput<'a>,
+    pub own: ThisWorker<'a>,
 }
 
 impl ReduceTask<'_> {

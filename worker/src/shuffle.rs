@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use harrow_core::ids::{AttemptId, Phase};
+use harrow_core::security::{AuthChannel, Connector};
 use harrow_core::task::MapOutput;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
 use harrow_proto::v1::shuffle_service_server::ShuffleService;
@@ -17,7 +18,6 @@ use harrow_proto::v1::{FetchSegmentRequest, SegmentChunk};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::error::TaskError;
@@ -126,12 +126,14 @@ async fn stream_range(
     Ok(())
 }
 
-/// This worker's own shuffle: the address it serves map output on and the
-/// work dir that output lies in. Its segments are read in place.
+/// The fetching worker: the address it serves map output on and the work
+/// dir that output lies in (its own segments are read in place), and how
+/// it reaches the other workers.
 #[derive(Debug, Clone, Copy)]
-pub struct OwnMapOutput<'a> {
+pub struct ThisWorker<'a> {
     pub address: &'a str,
     pub work_dir: &'a Path,
+    pub connector: &'a Connector,
 }
 
 /// Fetches every non-empty segment of `partition` into `dir`, a few at a
@@ -143,12 +145,12 @@ pub async fn fetch_segments(
     partition: u32,
     dir: &Path,
     progress: &AtomicU64,
-    own: OwnMapOutput<'_>,
+    own: ThisWorker<'_>,
 ) -> Result<Vec<Run>, TaskError> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(TaskError::io(dir))?;
-    let mut channels: HashMap<&str, Channel> = HashMap::new();
+    let mut channels: HashMap<&str, AuthChannel> = HashMap::new();
     let mut fetches = Vec::new();
     for output in map_outputs.iter().filter(|o| o.segment.bytes > 0) {
         if output.shuffle_address == own.address {
@@ -161,9 +163,10 @@ pub async fn fetch_segments(
         let channel = match channels.get(output.shuffle_address.as_str()) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(format!("http://{}", output.shuffle_address))
-                    .map_err(|e| fetch_error(output, e.to_string()))?
-                    .connect_lazy();
+                let channel = own
+                    .connector
+                    .worker_channel(&output.shuffle_address)
+                    .map_err(|e| fetch_error(output, e.to_string()))?;
                 channels.insert(&output.shuffle_address, channel.clone());
                 channel
             }
@@ -226,7 +229,7 @@ async fn check_own(
 }
 
 async fn fetch_one(
-    channel: Channel,
+    channel: AuthChannel,
     output: &MapOutput,
     partition: u32,
     file: PathBuf,
@@ -320,9 +323,11 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let attempt: AttemptId = "job-000001/m-00000/a-1".parse().unwrap();
         let segments = map_output(work.path(), attempt);
-        let own = OwnMapOutput {
+        let connector = Connector::default();
+        let own = ThisWorker {
             address: "127.0.0.1:7",
             work_dir: work.path(),
+            connector: &connector,
         };
         let output = MapOutput {
             map_attempt: attempt,

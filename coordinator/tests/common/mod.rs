@@ -19,6 +19,8 @@ pub struct Cluster {
     coordinator: Option<Child>,
     pub workers: Vec<WorkerProcess>,
     slots: usize,
+    /// Flags every worker gets.
+    worker_flags: Vec<String>,
 }
 
 /// One `harrow worker` process.
@@ -26,12 +28,15 @@ pub struct WorkerProcess {
     /// The id the coordinator gave it, e.g. `worker-0002`.
     pub id: String,
     pub work_dir: PathBuf,
+    /// Where it serves shuffle segments.
+    pub address: String,
     child: Child,
 }
 
 impl Cluster {
     /// Starts a coordinator (`max_attempts` per task) and `workers` workers
-    /// with `slots` slots each, each registered when this returns.
+    /// with `slots` slots each (0: as many as the worker decides), each
+    /// registered when this returns.
     pub fn start(workers: usize, slots: usize, max_attempts: u32) -> Cluster {
         Cluster::start_with(
             workers,
@@ -42,6 +47,16 @@ impl Cluster {
 
     /// Like `start`, with extra coordinator flags.
     pub fn start_with(workers: usize, slots: usize, coordinator_flags: &[&str]) -> Cluster {
+        Cluster::start_configured(workers, slots, coordinator_flags, &[])
+    }
+
+    /// Like `start`, with extra coordinator flags and flags for every worker.
+    pub fn start_configured(
+        workers: usize,
+        slots: usize,
+        coordinator_flags: &[&str],
+        worker_flags: &[&str],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let plugin_dir = dir.path().join("plugins");
         let mut args = vec![
@@ -56,12 +71,18 @@ impl Cluster {
         args.extend_from_slice(coordinator_flags);
         let (child, line) = spawn(dir.path(), "coordinator", &args);
         let address = line.rsplit(' ').next().unwrap().to_string();
+        let scheme = if coordinator_flags.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         let mut cluster = Cluster {
-            url: format!("http://{address}"),
+            url: format!("{scheme}://{address}"),
             dir,
             coordinator: Some(child),
             workers: Vec::new(),
             slots,
+            worker_flags: worker_flags.iter().map(|f| f.to_string()).collect(),
         };
         for _ in 0..workers {
             cluster.add_worker();
@@ -76,6 +97,12 @@ impl Cluster {
 
     /// Starts one more worker with extra flags.
     pub fn add_worker_with(&mut self, flags: &[&str]) -> usize {
+        self.add_worker_wrapped(&[], flags)
+    }
+
+    /// Starts one more worker through `wrapper` (a command that ends by
+    /// running its arguments, e.g. `sh -c '...; exec "$0" "$@"'`).
+    pub fn add_worker_wrapped(&mut self, wrapper: &[&str], flags: &[&str]) -> usize {
         let index = self.workers.len();
         let work_dir = self.dir.path().join(format!("work-{index}"));
         let slots = self.slots.to_string();
@@ -84,20 +111,25 @@ impl Cluster {
             "worker",
             "--coordinator",
             &url,
-            "--slots",
-            &slots,
             "--listen",
             "127.0.0.1:0",
             "--work-dir",
             work_dir.to_str().unwrap(),
         ];
+        if self.slots > 0 {
+            args.extend(["--slots", &slots]);
+        }
+        args.extend(self.worker_flags.iter().map(String::as_str));
         args.extend_from_slice(flags);
-        let (child, line) = spawn(self.dir.path(), &format!("worker-{index}"), &args);
+        let command: Vec<&str> = wrapper.iter().copied().chain([HARROW]).collect();
+        let (child, line) = spawn_via(self.dir.path(), &format!("worker-{index}"), &command, &args);
         // "harrow worker worker-0002 serving shuffle on ADDRESS"
         let id = line.split(' ').nth(2).unwrap().to_string();
+        let address = line.rsplit(' ').next().unwrap().to_string();
         self.workers.push(WorkerProcess {
             id,
             work_dir,
+            address,
             child,
         });
         index
@@ -221,8 +253,14 @@ impl Drop for Cluster {
 /// Spawns `harrow ARGS` logging to `DIR/NAME.log`, and returns it with its
 /// first stdout line (printed once it is ready).
 fn spawn(dir: &Path, name: &str, args: &[&str]) -> (Child, String) {
+    spawn_via(dir, name, &[HARROW], args)
+}
+
+/// Like `spawn`, running `command` (a program and its first arguments).
+fn spawn_via(dir: &Path, name: &str, command: &[&str], args: &[&str]) -> (Child, String) {
     let log = File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = Command::new(HARROW)
+    let mut child = Command::new(command[0])
+        .args(&command[1..])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

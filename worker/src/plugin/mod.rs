@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use harrow_core::ids::JobId;
+use harrow_core::security::AuthChannel;
 use harrow_core::task::PluginRef;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use harrow_sdk::JobRuntime;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
-use tonic::transport::Channel;
 
 pub use remote::{HostError, HostSpec, PluginHost};
 
@@ -109,7 +109,7 @@ impl Plugins {
     pub async fn job(
         &self,
         job: PluginJob<'_>,
-        coordinator: &WorkerServiceClient<Channel>,
+        coordinator: &WorkerServiceClient<AuthChannel>,
     ) -> Result<Arc<dyn JobRuntime>, PluginError> {
         let mut hosts = self.hosts.lock().await;
         if let Some(host) = hosts.get(&job.job)
@@ -154,7 +154,7 @@ impl Plugins {
     pub async fn library(
         &self,
         plugin: &PluginRef,
-        coordinator: &WorkerServiceClient<Channel>,
+        coordinator: &WorkerServiceClient<AuthChannel>,
     ) -> Result<PathBuf, PluginError> {
         if !is_sha256_hex(&plugin.sha256) {
             return Err(PluginError::BadHash(plugin.sha256.clone()));

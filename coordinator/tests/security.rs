@@ -1,0 +1,390 @@
+//! Authentication through the CLI and the wire: a cluster of real
+//! processes whose coordinator requires a client token and a worker token.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Cluster, HARROW, describe, read_output, reference_wordcount, write_corpus};
+use harrow_proto::v1::FetchSegmentRequest;
+use harrow_proto::v1::job_service_client::JobServiceClient;
+use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
+
+/// Writes a token file; tokens are 32 or more printable characters.
+fn token_file(dir: &Path, name: &str, fill: char) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", fill.to_string().repeat(48))).unwrap();
+    path
+}
+
+/// Runs `harrow ARGS` to its end.
+fn harrow(args: &[&str]) -> std::process::Output {
+    Command::new(HARROW)
+        .args(args)
+        .env_remove("HARROW_TOKEN_FILE")
+        .env_remove("HARROW_WORKER_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn refused(args: &[&str]) -> String {
+    let output = harrow(args);
+    assert!(
+        !output.status.success(),
+        "harrow {args:?} succeeded:\n{}",
+        describe(&output)
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
+    let secrets = tempfile::tempdir().unwrap();
+    let client = token_file(secrets.path(), "client", 'c');
+    let worker = token_file(secrets.path(), "worker", 'w');
+    let wrong = token_file(secrets.path(), "wrong", 'x');
+    let (client, worker, wrong) = (
+        client.to_str().unwrap(),
+        worker.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+    );
+    // Two workers, so reducers fetch segments from each other with the
+    // worker token.
+    let cluster = Cluster::start_configured(
+        2,
+        2,
+        &["--token-file", client, "--worker-token-file", worker],
+        &["--token-file", worker],
+    );
+    let corpus = write_corpus(&cluster.dir.path().join("corpus"));
+    let input = cluster.path("corpus");
+    let out = cluster.path("out");
+    let submit = |token: Option<&str>| {
+        let mut args = vec!["submit", "wordcount", "--input", &input, "--output", &out];
+        if let Some(token) = token {
+            args.extend(["--token-file", token]);
+        }
+        cluster.harrow(&args)
+    };
+
+    for (who, token) in [
+        ("no token", None),
+        ("a wrong token", Some(wrong)),
+        ("the worker token", Some(worker)),
+    ] {
+        let output = submit(token);
+        assert!(!output.status.success(), "{who}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("needs the cluster's client token"),
+            "{who}: {stderr}"
+        );
+    }
+    let error = cluster.fails(&["jobs"]);
+    assert!(error.contains("client token"), "{error}");
+    let error = cluster.fails(&["workers", "--token-file", worker]);
+    assert!(error.contains("client token"), "{error}");
+
+    // The refused calls left nothing behind.
+    let jobs = cluster.ok(&["jobs", "--json", "--token-file", client]);
+    assert_eq!(jobs.trim(), "[]", "{jobs}");
+    assert!(!Path::new(&out).exists());
+
+    // The wire: a bare gRPC client gets UNAUTHENTICATED from the job
+    // service and from a worker's shuffle service.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut jobs = JobServiceClient::connect(cluster.url.clone())
+            .await
+            .unwrap();
+        let status = jobs
+            .list_jobs(harrow_proto::v1::ListJobsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let mut shuffle =
+            ShuffleServiceClient::connect(format!("http://{}", cluster.workers[0].address))
+                .await
+                .unwrap();
+        let status = shuffle
+            .fetch_segment(FetchSegmentRequest {
+                map_attempt_id: "job-000001/m-00000/a-1".into(),
+                partition: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    });
+
+    // The client token runs the job; its shuffle crosses workers.
+    let job = submit(Some(client));
+    assert!(job.status.success(), "{}", describe(&job));
+    let job_id = String::from_utf8(job.stdout).unwrap().trim().to_string();
+    let status = cluster.harrow(&["status", &job_id, "--token-file", client]);
+    assert!(status.status.success(), "{}", describe(&status));
+    let waited = cluster.harrow(&[
+        "submit",
+        "grep",
+        "--arg",
+        "pattern=cat",
+        "--input",
+        &input,
+        "--output",
+        &cluster.path("grep"),
+        "--wait",
+        "--token-file",
+        client,
+    ]);
+    assert!(
+        waited.status.success(),
+        "{}\n{}",
+        describe(&waited),
+        cluster.logs()
+    );
+    // The streamed status is guarded like the rest; the job has ended by
+    // now (one slot per worker would run the grep after it).
+    let followed = cluster.ok(&[
+        "status",
+        &job_id,
+        "--follow",
+        "--json",
+        "--token-file",
+        client,
+    ]);
+    assert!(followed.contains("\"succeeded\""), "{followed}");
+    assert_eq!(read_output(&out), reference_wordcount(&corpus));
+
+    // A worker with the wrong token is turned away at once.
+    let rejected = harrow(&[
+        "worker",
+        "--coordinator",
+        &cluster.url,
+        "--token-file",
+        wrong,
+        "--work-dir",
+        &cluster.path("rejected"),
+    ]);
+    assert!(!rejected.status.success(), "{}", describe(&rejected));
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(stderr.contains("worker token"), "{stderr}");
+}
+
+#[test]
+fn exposed_listeners_and_muddled_tokens_are_refused_at_start() {
+    let secrets = tempfile::tempdir().unwrap();
+    let client = token_file(secrets.path(), "client", 'c');
+    let weak = secrets.path().join("weak");
+    std::fs::write(&weak, "letmein\n").unwrap();
+    let (client, weak) = (client.to_str().unwrap(), weak.to_str().unwrap());
+
+    let error = refused(&["coordinator", "--listen", "0.0.0.0:0"]);
+    assert!(
+        error.contains("refusing to listen on 0.0.0.0:0 without authentication")
+            && error.contains("--insecure"),
+        "{error}"
+    );
+    let error = refused(&[
+        "worker",
+        "--listen",
+        "0.0.0.0:0",
+        "--coordinator",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(error.contains("refusing to listen"), "{error}");
+
+    for (tokens, says) in [
+        (&["--token-file", client][..], "needs --worker-token-file"),
+        (
+            &["--token-file", client, "--worker-token-file", client][..],
+            "the same token",
+        ),
+    ] {
+        let error = refused(&[&["coordinator", "--listen", "127.0.0.1:0"][..], tokens].concat());
+        assert!(error.contains(says), "{error}");
+    }
+    let error = refused(&["jobs", "--token-file", weak]);
+    assert!(
+        error.contains("is 7 bytes") && error.contains("openssl rand -hex 32"),
+        "{error}"
+    );
+}
+
+/// A certificate and key on disk, and the CA that signed it.
+struct Identity {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+impl Identity {
+    fn flags(&self) -> [&str; 6] {
+        [
+            "--tls-cert",
+            &self.cert,
+            "--tls-key",
+            &self.key,
+            "--tls-ca",
+            &self.ca,
+        ]
+    }
+}
+
+/// A certificate authority whose files live in `dir`.
+struct Authority {
+    dir: PathBuf,
+    name: String,
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+    pem: String,
+}
+
+impl Authority {
+    fn new(dir: &Path, name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} CA"));
+        let pem = params.self_signed(&key).unwrap().pem();
+        let path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&path, &pem).unwrap();
+        Authority {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            key,
+            params,
+            pem,
+        }
+    }
+
+    fn ca_path(&self) -> String {
+        self.dir
+            .join(format!("{}-ca.pem", self.name))
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Issues a certificate for the names a cluster on loopback uses:
+    /// the coordinator's address and the workers' common name.
+    fn issue(&self, who: &str, expired: bool) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            harrow_core::security::WORKER_TLS_NAME.to_string(),
+        ])
+        .unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let base = self.dir.join(format!("{}-{who}", self.name));
+        let (cert_path, key_path) = (base.with_extension("crt"), base.with_extension("key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        assert!(self.pem.contains("BEGIN CERTIFICATE"));
+        Identity {
+            cert: cert_path.to_str().unwrap().to_string(),
+            key: key_path.to_str().unwrap().to_string(),
+            ca: self.ca_path(),
+        }
+    }
+}
+
+#[test]
+fn mutual_tls_cluster_runs_jobs_and_refuses_strangers() {
+    let pki = tempfile::tempdir().unwrap();
+    let cluster_ca = Authority::new(pki.path(), "cluster");
+    let node = cluster_ca.issue("node", false);
+    let expired = cluster_ca.issue("expired", true);
+    let other_ca = Authority::new(pki.path(), "other");
+    let stranger = other_ca.issue("stranger", false);
+    // A stranger who trusts the cluster's CA, so only the cluster can
+    // refuse it.
+    let stranger = Identity {
+        ca: cluster_ca.ca_path(),
+        ..stranger
+    };
+
+    let cluster = Cluster::start_configured(2, 2, &node.flags(), &node.flags());
+    assert!(cluster.url.starts_with("https://"), "{}", cluster.url);
+    let corpus = write_corpus(&cluster.dir.path().join("corpus"));
+    let input = cluster.path("corpus");
+    let out = cluster.path("out");
+    let mut submit = vec![
+        "submit",
+        "wordcount",
+        "--input",
+        &input,
+        "--output",
+        &out,
+        "--wait",
+    ];
+    submit.extend(node.flags());
+    let job = cluster.harrow(&submit);
+    assert!(
+        job.status.success(),
+        "{}\n{}",
+        describe(&job),
+        cluster.logs()
+    );
+    assert_eq!(read_output(&out), reference_wordcount(&corpus));
+
+    // Callers the cluster must refuse: the expired certificate is named by
+    // the server's alert; under TLS 1.3 a client learns of a refused CA
+    // only as a closed connection.
+    for (who, flags, says) in [
+        (
+            "a certificate from another CA",
+            stranger.flags().to_vec(),
+            "jobs failed",
+        ),
+        (
+            "an expired certificate",
+            expired.flags().to_vec(),
+            "CertificateExpired",
+        ),
+        ("no certificate", Vec::new(), "needs --tls-cert"),
+    ] {
+        let mut args = vec!["jobs"];
+        args.extend(flags);
+        let output = cluster.harrow(&args);
+        assert!(!output.status.success(), "{who}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{who}: {stderr}");
+    }
+    let plain = cluster.harrow(&[
+        "jobs",
+        "--coordinator",
+        &cluster.url.replace("https", "http"),
+    ]);
+    assert!(!plain.status.success(), "{}", describe(&plain));
+
+    // A worker whose certificate comes from another CA is refused, and
+    // stops at once instead of retrying.
+    let work_dir = cluster.path("stranger");
+    let mut args = vec![
+        "worker",
+        "--coordinator",
+        &cluster.url,
+        "--work-dir",
+        &work_dir,
+    ];
+    args.extend(stranger.flags());
+    let rejected = harrow(&args);
+    assert!(!rejected.status.success(), "{}", describe(&rejected));
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(stderr.contains("fatal alert: UnknownCA"), "{stderr}");
+    let workers = cluster.harrow(&[&["workers", "--json"][..], &node.flags()[..]].concat());
+    let listed: serde_json::Value = serde_json::from_slice(&workers.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+}

@@ -1,0 +1,530 @@
+//! Who may call what: the cluster's bearer tokens, checked on every RPC.
+//!
+//! There are two roles. The *client* token lets its holder use the job
+//! service (submit, watch, cancel, upload plugins); the *worker* token lets
+//! its holder use the worker service (register, pull tasks, commit) and
+//! fetch shuffle segments from other workers. The coordinator knows both;
+//! a worker holds only its own, so a compromised worker cannot submit jobs
+//! or upload plugins. A call without the right token is refused with
+//! `UNAUTHENTICATED` before its handler runs, so it changes nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
+use tonic::{Request, Status};
+
+/// Shortest token accepted: 128 bits as hex.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+const AUTHORIZATION: &str = "authorization";
+const BEARER: &str = "Bearer ";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("cannot read the token file {path}: {source}")]
+    ReadToken {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the token in {path} is {len} bytes; use at least {MIN_TOKEN_BYTES} printable ASCII characters without spaces (e.g. `openssl rand -hex 32 > {path}`)"
+    )]
+    WeakToken { path: PathBuf, len: usize },
+    #[error(
+        "the token in {path} has characters other than printable ASCII without spaces (e.g. `openssl rand -hex 32 > {path}`)"
+    )]
+    BadToken { path: PathBuf },
+    #[error("cannot read {what} {path}: {source}")]
+    ReadTls {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM {what}: it has no `{marker}` line")]
+    NotPem {
+        what: &'static str,
+        marker: &'static str,
+        path: PathBuf,
+    },
+    #[error(
+        "refusing to listen on {address} without authentication: anyone who can reach it could run code on this cluster. Give a token file (--token-file, and --worker-token-file on the coordinator), or listen on 127.0.0.1, or pass --insecure to accept any caller"
+    )]
+    Unauthenticated { address: SocketAddr },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// A role's shared secret. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Arc<str>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// Reads a token file: the first line, without surrounding whitespace.
+    pub fn from_file(path: &Path) -> Result<Token, SecurityError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SecurityError::ReadToken {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Token::parse(text.lines().next().unwrap_or("").trim()).map_err(|len| match len {
+            Some(len) => SecurityError::WeakToken {
+                path: path.to_path_buf(),
+                len,
+            },
+            None => SecurityError::BadToken {
+                path: path.to_path_buf(),
+            },
+        })
+    }
+
+    /// A token from its text: `Err(Some(len))` when too short, `Err(None)`
+    /// when it has characters a header cannot carry.
+    fn parse(text: &str) -> Result<Token, Option<usize>> {
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(None);
+        }
+        if text.len() < MIN_TOKEN_BYTES {
+            return Err(Some(text.len()));
+        }
+        Ok(Token(text.into()))
+    }
+
+    /// A fresh random token, for a cluster that lives in one process
+    /// (`harrow run`), so that other local users cannot call it.
+    pub fn random() -> std::io::Result<Token> {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Token(hex.into()))
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+/// What a caller presents: its token on every outgoing call, if it has one.
+#[derive(Debug, Clone, Default)]
+pub struct Credential {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Credential {
+    pub fn new(token: Option<&Token>) -> Credential {
+        Credential {
+            header: token.map(|token| {
+                format!("{BEARER}{}", token.0)
+                    .parse()
+                    .expect("a token is printable ASCII")
+            }),
+        }
+    }
+}
+
+impl Interceptor for Credential {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request.metadata_mut().insert(AUTHORIZATION, header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose every call carries this process's credential.
+pub type AuthChannel = InterceptedService<Channel, Credential>;
+
+/// The name every worker's certificate must hold: reducers reach workers by
+/// address (a pod's IP changes), so they verify this name instead.
+pub const WORKER_TLS_NAME: &str = "harrow-worker";
+
+/// TLS material: this process's certificate and key, and the CA whose
+/// certificates it trusts. Every TLS connection in a cluster is mutual:
+/// servers require a client certificate from that CA too.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    identity: Identity,
+    ca: Certificate,
+}
+
+impl Tls {
+    /// Reads PEM files, naming the one that is missing or not PEM.
+    pub fn from_files(cert: &Path, key: &Path, ca: &Path) -> Result<Tls, SecurityError> {
+        let read = |what, marker, path: &Path| -> Result<Vec<u8>, SecurityError> {
+            let bytes = std::fs::read(path).map_err(|source| SecurityError::ReadTls {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })?;
+            if !String::from_utf8_lossy(&bytes).contains(marker) {
+                return Err(SecurityError::NotPem {
+                    what,
+                    marker,
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(bytes)
+        };
+        const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+        let cert = read("certificate (--tls-cert)", CERTIFICATE, cert)?;
+        let key = read("private key (--tls-key)", "PRIVATE KEY-----", key)?;
+        let ca = read("CA certificate (--tls-ca)", CERTIFICATE, ca)?;
+        Ok(Tls {
+            identity: Identity::from_pem(cert, key),
+            ca: Certificate::from_pem(ca),
+        })
+    }
+
+    /// A server's side: its certificate, and client certificates required.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .client_ca_root(self.ca.clone())
+    }
+
+    fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .identity(self.identity.clone())
+            .ca_certificate(self.ca.clone())
+    }
+}
+
+/// A gRPC server builder, with TLS when configured.
+pub fn server(tls: Option<&Tls>) -> Result<Server, tonic::transport::Error> {
+    match tls {
+        Some(tls) => Server::builder().tls_config(tls.server()),
+        None => Ok(Server::builder()),
+    }
+}
+
+/// How this process reaches the others: the credential it presents on
+/// every call, over TLS when configured.
+#[derive(Debug, Clone, Default)]
+pub struct Connector {
+    credential: Credential,
+    tls: Option<Tls>,
+}
+
+impl Connector {
+    pub fn new(token: Option<&Token>, tls: Option<Tls>) -> Connector {
+        Connector {
+            credential: Credential::new(token),
+            tls,
+        }
+    }
+
+    /// A lazily connecting channel to `url`.
+    pub fn channel(&self, url: &str) -> Result<AuthChannel, ConnectError> {
+        Ok(self.wrap(self.endpoint(url, None)?.connect_lazy()))
+    }
+
+    /// A lazily connecting channel to another worker's shuffle service at
+    /// `address` (`host:port`).
+    pub fn worker_channel(&self, address: &str) -> Result<AuthChannel, ConnectError> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{address}");
+        Ok(self.wrap(self.endpoint(&url, Some(WORKER_TLS_NAME))?.connect_lazy()))
+    }
+
+    /// A channel to `url`, connected before this returns.
+    pub async fn connect(&self, url: &str) -> Result<AuthChannel, ConnectError> {
+        let channel =
+            self.endpoint(url, None)?
+                .connect()
+                .await
+                .map_err(|e| ConnectError::Unreachable {
+                    url: url.to_string(),
+                    reason: error_chain(&e),
+                })?;
+        Ok(self.wrap(channel))
+    }
+
+    /// An endpoint for `url`, whose scheme must agree with the TLS setting;
+    /// `name` overrides the name the server's certificate is checked for.
+    fn endpoint(&self, url: &str, name: Option<&str>) -> Result<Endpoint, ConnectError> {
+        let refuse = |reason: String| ConnectError::Url {
+            url: url.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| refuse(e.to_string()))?;
+        let https = endpoint.uri().scheme_str() == Some("https");
+        match &self.tls {
+            Some(tls) if https => {
+                let mut config = tls.client();
+                if let Some(name) = name {
+                    config = config.domain_name(name);
+                }
+                endpoint
+                    .tls_config(config)
+                    .map_err(|e| refuse(error_chain(&e)))
+            }
+            Some(_) => Err(refuse(
+                "TLS is configured (--tls-cert), so the URL must start with https://".into(),
+            )),
+            None if https => Err(refuse(
+                "an https:// URL needs --tls-cert, --tls-key and --tls-ca".into(),
+            )),
+            None => Ok(endpoint),
+        }
+    }
+
+    fn wrap(&self, channel: Channel) -> AuthChannel {
+        InterceptedService::new(channel, self.credential.clone())
+    }
+}
+
+/// A failed call's message with the causes tonic keeps apart (a refused
+/// certificate shows only as "transport error" without them).
+pub fn describe_status(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut cause = std::error::Error::source(status);
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.ends_with(&next_text) {
+            text.push_str(&format!(": {next_text}"));
+        }
+        cause = next.source();
+    }
+    text
+}
+
+/// Whether a call failed because a TLS peer refused this process's
+/// certificate or presented one this process refuses: waiting will not
+/// change that. The HTTP/2 layer keeps only the TLS error's text, in an
+/// `InvalidData` I/O error.
+pub fn is_certificate_refused(status: &Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(next) = cause {
+        if let Some(io) = next.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            let text = io.to_string();
+            return text.contains("fatal alert") || text.contains("certificate");
+        }
+        cause = next.source();
+    }
+    false
+}
+
+/// An error with its causes, which tonic's transport errors keep apart.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    text
+}
+
+/// The roles a service can demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Worker,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// A service's door: admits calls bearing its role's token, or every call
+/// when no token is configured.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    role: Role,
+    /// SHA-256 of the expected token: comparing digests in constant time
+    /// reveals neither the token's bytes nor its length.
+    expected: Option<[u8; 32]>,
+}
+
+impl TokenCheck {
+    pub fn new(role: Role, token: Option<&Token>) -> TokenCheck {
+        TokenCheck {
+            role,
+            expected: token.map(Token::digest),
+        }
+    }
+
+    fn admits(&self, request: &Request<()>) -> bool {
+        let Some(expected) = &self.expected else {
+            return true;
+        };
+        let Some(presented) = request
+            .metadata()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(BEARER.as_bytes()))
+        else {
+            return false;
+        };
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        presented.ct_eq(expected).into()
+    }
+}
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.admits(&request) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated(format!(
+                "this call needs the cluster's {} token (--token-file)",
+                self.role.name()
+            )))
+        }
+    }
+}
+
+/// Refuses to serve on an address other hosts can reach unless callers
+/// must authenticate, or the operator said `--insecure`.
+pub fn check_listen(
+    address: SocketAddr,
+    authenticated: bool,
+    insecure: bool,
+) -> Result<(), SecurityError> {
+    if address.ip().is_loopback() || authenticated || insecure {
+        Ok(())
+    } else {
+        Err(SecurityError::Unauthenticated { address })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> Token {
+        Token::parse(text).unwrap()
+    }
+
+    fn call(check: &TokenCheck, credential: &Credential) -> Result<(), Status> {
+        let mut request = Request::new(());
+        request = credential.clone().call(request)?;
+        check.clone().call(request).map(|_| ())
+    }
+
+    #[test]
+    fn only_the_roles_token_is_admitted() {
+        let client = token(&"c".repeat(40));
+        let worker = token(&"w".repeat(40));
+        let check = TokenCheck::new(Role::Client, Some(&client));
+        assert!(call(&check, &Credential::new(Some(&client))).is_ok());
+        for wrong in [
+            Credential::new(Some(&worker)),
+            Credential::new(None),
+            Credential::new(Some(&token(&"c".repeat(41)))),
+        ] {
+            let status = call(&check, &wrong).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated);
+            assert!(status.message().contains("client token"), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_token_every_call_is_admitted() {
+        let check = TokenCheck::new(Role::Worker, None);
+        assert!(call(&check, &Credential::new(None)).is_ok());
+        assert!(call(&check, &Credential::new(Some(&token(&"x".repeat(32))))).is_ok());
+    }
+
+    #[test]
+    fn weak_or_unprintable_tokens_are_refused() {
+        assert_eq!(Token::parse("short"), Err(Some(5)));
+        assert_eq!(Token::parse(&format!("{} x", "a".repeat(40))), Err(None));
+        assert!(Token::parse(&"a".repeat(MIN_TOKEN_BYTES)).is_ok());
+        let random = Token::random().unwrap();
+        assert_eq!(random.0.len(), 64);
+        assert_ne!(random, Token::random().unwrap());
+    }
+
+    #[test]
+    fn token_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("  {}\n", "k".repeat(40))).unwrap();
+        assert_eq!(Token::from_file(&path).unwrap(), token(&"k".repeat(40)));
+        std::fs::write(&path, "abc\n").unwrap();
+        let error = Token::from_file(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("3 bytes") && error.contains("openssl rand"),
+            "{error}"
+        );
+        let missing = Token::from_file(&dir.path().join("none")).unwrap_err();
+        assert!(missing.to_string().contains("none"), "{missing}");
+    }
+
+    #[test]
+    fn tls_files_are_named_when_missing_or_not_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("node.crt");
+        let key = dir.path().join("node.key");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nMII\n").unwrap();
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nMII\n").unwrap();
+        let error = Tls::from_files(&cert, &key, &ca).unwrap_err().to_string();
+        assert!(
+            error.contains("--tls-ca") && error.contains("ca.pem"),
+            "{error}"
+        );
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let error = Tls::from_files(&cert, &key, &ca).unwrap_err().to_string();
+        assert!(error.contains("ca.pem is not a PEM"), "{error}");
+        std::fs::write(&key, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let error = Tls::from_files(&cert, &key, &cert).unwrap_err().to_string();
+        assert!(
+            error.contains("node.key is not a PEM private key"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_url_scheme_must_agree_with_tls() {
+        let plain = Connector::default();
+        let error = plain.channel("https://127.0.0.1:7070").unwrap_err();
+        assert!(error.to_string().contains("needs --tls-cert"), "{error}");
+        assert!(plain.channel("http://127.0.0.1:7070").is_ok());
+        let error = plain.channel("not a url").unwrap_err();
+        assert!(matches!(error, ConnectError::Url { .. }), "{error}");
+    }
+
+    #[test]
+    fn only_loopback_may_go_without_authentication() {
+        let public: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert!(check_listen(local, false, false).is_ok());
+        assert!(check_listen(public, true, false).is_ok());
+        assert!(check_listen(public, false, true).is_ok());
+        let error = check_listen(public, false, false).unwrap_err().to_string();
+        assert!(
+            error.contains("0.0.0.0:7070") && error.contains("--insecure"),
+            "{error}"
+        );
+    }
+}
