@@ -43,17 +43,20 @@ pub enum Command {
     },
     /// Run the coordinator.
     Coordinator {
-        /// Address for the gRPC services (workers and clients).
-        #[arg(long, default_value = "127.0.0.1:7070")]
+        /// Address for the gRPC services (workers and clients) and gRPC
+        /// health.
+        #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
+        #[command(flatten)]
+        health: HealthListen,
         #[command(flatten)]
         faults: FaultOptions,
         /// How often workers heartbeat, in milliseconds.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, env = "HARROW_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
         heartbeat_interval_ms: u64,
         /// Where uploaded job plugins are kept (default: harrow/plugins in
         /// the temporary directory).
-        #[arg(long)]
+        #[arg(long, env = "HARROW_PLUGIN_DIR")]
         plugin_dir: Option<PathBuf>,
         /// File holding the client token: every job service call (submit,
         /// status, cancel, plugin upload) must present it. Needs
@@ -75,30 +78,33 @@ pub enum Command {
         /// The coordinator's URL.
         #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
-        /// Concurrent task attempts (default: the number of CPUs).
-        #[arg(long)]
+        /// Concurrent task attempts (default: the number of CPUs, which
+        /// honours a cgroup CPU quota).
+        #[arg(long, env = "HARROW_SLOTS")]
         slots: Option<usize>,
         /// Address to serve shuffle segments (and gRPC health) on; port 0
         /// picks a free port.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        #[command(flatten)]
+        health: HealthListen,
         /// The address other workers reach this one at, HOST or HOST:PORT
         /// (default port: the bound one); needed when --listen is 0.0.0.0.
         /// In Kubernetes: the pod IP.
         #[arg(long, env = "HARROW_ADVERTISE")]
         advertise: Option<String>,
         /// Directory for map output and reduce scratch (default: a new temporary directory).
-        #[arg(long)]
+        #[arg(long, env = "HARROW_WORK_DIR")]
         work_dir: Option<PathBuf>,
         /// Memory the worker's tasks may use together, with an optional unit
         /// (512MiB, 4GiB); each slot gets an equal share, and map output
         /// beyond it is spilled to disk (default: half of the cgroup's
         /// memory limit, else of the machine's memory).
-        #[arg(long, value_parser = parse_bytes)]
+        #[arg(long, env = "HARROW_MEMORY_BUDGET", value_parser = parse_bytes)]
         memory_budget: Option<u64>,
         /// On SIGTERM or SIGINT: how long running attempts may finish and map
         /// output stay served before the worker exits (e.g. 30s).
-        #[arg(long, default_value = "30s", value_parser = parse_duration_ms)]
+        #[arg(long, env = "HARROW_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration_ms)]
         grace_period: u64,
         /// File holding the worker token (the coordinator's
         /// --worker-token-file): presented to the coordinator and other
@@ -183,18 +189,18 @@ pub enum Command {
 pub struct FaultOptions {
     /// Failed attempts after which a task, and its job, fail. Attempts lost
     /// with their worker or to a fetch failure do not count.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "HARROW_MAX_ATTEMPTS", default_value_t = 4)]
     pub max_attempts: u32,
     /// A worker without a heartbeat this long is dead: its running attempts
     /// and the map output on its disk are re-run elsewhere (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration_ms)]
+    #[arg(long, env = "HARROW_WORKER_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
     pub worker_timeout: u64,
     /// An attempt without progress this long gets a backup attempt on
     /// another worker; the first to finish wins.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    #[arg(long, env = "HARROW_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration_ms)]
     pub stall_timeout: u64,
     /// A job with work to do and no live worker this long fails.
-    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    #[arg(long, env = "HARROW_NO_WORKER_TIMEOUT", default_value = "5m", value_parser = parse_duration_ms)]
     pub no_worker_timeout: u64,
 }
 
@@ -289,6 +295,16 @@ impl TlsOptions {
             _ => Ok(None),
         }
     }
+}
+
+/// A plaintext port for gRPC health alone.
+#[derive(Debug, Args)]
+pub struct HealthListen {
+    /// Also serve gRPC health (grpc.health.v1), alone and in plaintext, on
+    /// this address: Kubernetes' gRPC probes cannot speak TLS. It tells only
+    /// serving states, so it needs no token.
+    #[arg(long, env = "HARROW_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// The override for serving without authentication.

@@ -73,6 +73,7 @@ pub async fn run_local(
                 token: Some(worker_token.clone()),
                 tls: None,
                 advertise: None,
+                health_listen: None,
             },
             registry.clone(),
         )

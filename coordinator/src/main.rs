@@ -180,6 +180,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             worker_token_file,
             tls,
             insecure,
+            health,
         } => {
             let (client_token, worker_token) =
                 coordinator_tokens(token_file.as_deref(), worker_token_file.as_deref())?;
@@ -198,10 +199,14 @@ async fn run(command: Command) -> Result<ExitCode> {
                 client_token,
                 worker_token,
                 tls: tls.load()?,
+                health_listen: health.health_listen,
             };
             let coordinator = start_coordinator(config, builtin_jobs())
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
+            if let Some(health) = coordinator.health_address {
+                tracing::info!(%health, "serving gRPC health in plaintext");
+            }
             // Tests and scripts read the address from this line.
             println!("harrow coordinator listening on {}", coordinator.address);
             tokio::select! {
@@ -221,6 +226,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             tls,
             insecure,
             advertise,
+            health,
         } => {
             let token = read_token(token_file.as_deref())?;
             guard_listen(listen, token.is_some(), &insecure)?;
@@ -238,8 +244,12 @@ async fn run(command: Command) -> Result<ExitCode> {
                 token,
                 tls: tls.load()?,
                 advertise,
+                health_listen: health.health_listen,
             };
             let worker = harrow_worker::start_worker(config, builtin_jobs()).await?;
+            if let Some(health) = worker.health_address {
+                tracing::info!(%health, "serving gRPC health in plaintext");
+            }
             // Tests and scripts read the id and the address from this line.
             if worker.advertised == worker.shuffle_address.to_string() {
                 println!(

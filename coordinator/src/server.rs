@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use harrow_core::health::{Health, ServingStatus};
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, Role, Tls, Token, TokenCheck};
 use harrow_proto::v1::job_service_server::JobServiceServer;
@@ -12,8 +13,6 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::clock::SystemClock;
 use crate::plugins::PluginStore;
@@ -38,6 +37,9 @@ pub struct CoordinatorConfig {
     pub worker_token: Option<Token>,
     /// TLS (mutual) on the listener; `None`: plain HTTP/2.
     pub tls: Option<Tls>,
+    /// Also serve gRPC health, in plaintext and alone, on this address (for
+    /// probes that cannot speak TLS).
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for CoordinatorConfig {
@@ -51,6 +53,7 @@ impl Default for CoordinatorConfig {
             client_token: None,
             worker_token: None,
             tls: None,
+            health_listen: None,
         }
     }
 }
@@ -67,7 +70,9 @@ pub struct CoordinatorHandle {
     shutdown: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     /// `grpc.health.v1`: the coordinator as a whole ("") and each service.
-    health: HealthReporter,
+    health: Health,
+    /// Where it serves only gRPC health in plaintext, if asked to.
+    pub health_address: Option<SocketAddr>,
     tls: bool,
 }
 
@@ -86,10 +91,7 @@ impl CoordinatorHandle {
     }
 
     pub async fn shutdown(mut self) {
-        // Ends open health watches, which would otherwise hold the server.
-        for service in ["", WORKER_SERVICE, JOB_SERVICE] {
-            self.health.clear_service_status(service).await;
-        }
+        self.health.clear().await;
         let _ = self.shutdown.send(true);
         // Clients that keep a connection open do not hold the coordinator.
         if tokio::time::timeout(CLOSE_CONNECTIONS, &mut self.serving)
@@ -141,12 +143,18 @@ pub async fn start_coordinator(
         }
     });
     // Probes carry no token: health is open, and tells nothing else.
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for service in [WORKER_SERVICE, JOB_SERVICE] {
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
-    }
+    let health = Health::new(&[WORKER_SERVICE, JOB_SERVICE], ServingStatus::Serving).await;
+    let health_address = match config.health_listen {
+        Some(address) => {
+            let mut stop = stopped.clone();
+            let stop = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            Some(health.serve_plain(address, stop).await?)
+        }
+        None => None,
+    };
+    let health_service = health.service();
     let mut server = security::server(config.tls.as_ref())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     let serving = tokio::spawn(
@@ -173,6 +181,7 @@ pub async fn start_coordinator(
         shutdown,
         serving,
         health,
+        health_address,
         tls: config.tls.is_some(),
     })
 }

@@ -10,6 +10,30 @@ use common::{Cluster, HARROW, describe, read_output, reference_wordcount, write_
 use harrow_proto::v1::FetchSegmentRequest;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The overall status a plaintext gRPC health check at `address` reports.
+fn plain_health(address: &str) -> ServingStatus {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    })
+}
 
 /// Writes a token file; tokens are 32 or more printable characters.
 fn token_file(dir: &Path, name: &str, fill: char) -> PathBuf {
@@ -315,8 +339,21 @@ fn mutual_tls_cluster_runs_jobs_and_refuses_strangers() {
         ..stranger
     };
 
-    let cluster = Cluster::start_configured(2, 2, &node.flags(), &node.flags());
+    let health = ["--health-listen", "127.0.0.1:0"];
+    let flags = [&node.flags()[..], &health[..]].concat();
+    let cluster = Cluster::start_configured(2, 2, &flags, &flags);
     assert!(cluster.url.starts_with("https://"), "{}", cluster.url);
+    // Probes cannot speak TLS: health is served in plaintext on a port of
+    // its own, by the coordinator and by each worker.
+    for log in ["coordinator", "worker-0", "worker-1"] {
+        let text = std::fs::read_to_string(cluster.dir.path().join(format!("{log}.log"))).unwrap();
+        let address = text
+            .split("health=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{log} names no health address:\n{text}"));
+        assert_eq!(plain_health(address), ServingStatus::Serving, "{log}");
+    }
     let corpus = write_corpus(&cluster.dir.path().join("corpus"));
     let input = cluster.path("corpus");
     let out = cluster.path("out");

@@ -2,6 +2,7 @@
 //! specs and their wire conversions, and the job registry. Nothing here does
 //! I/O beyond opening a store.
 
+pub mod health;
 pub mod ids;
 pub mod registry;
 pub mod security;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
+use harrow_core::health::{Health, OVERALL, ServingStatus};
 use harrow_core::ids::{AttemptId, JobId};
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
@@ -25,8 +26,6 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
@@ -67,6 +66,9 @@ pub struct WorkerConfig {
     /// `HOST:PORT` (default port: the bound one); `None`: the bound address,
     /// which must then not be unspecified (0.0.0.0).
     pub advertise: Option<String>,
+    /// Also serve gRPC health, in plaintext and alone, on this address (for
+    /// probes that cannot speak TLS).
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// The shuffle address the worker registers: `advertise` (with the bound
@@ -139,6 +141,8 @@ pub struct WorkerHandle {
     pub shuffle_address: SocketAddr,
     /// The address it registered for other workers to fetch from.
     pub advertised: String,
+    /// Where it serves only gRPC health in plaintext, if asked to.
+    pub health_address: Option<SocketAddr>,
     pub worker_id: String,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -148,11 +152,7 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Stops pulling work, aborts running attempts and stops serving.
     pub async fn shutdown(mut self) {
-        // Ends open health watches, which would otherwise hold the server.
-        let mut health = self.shared.health.clone();
-        for service in [OVERALL, SHUFFLE_SERVICE] {
-            health.clear_service_status(service).await;
-        }
+        self.shared.health.clear().await;
         let _ = self.shutdown.send(true);
         let stopping = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(CLOSE_CONNECTIONS, stopping)
@@ -174,10 +174,7 @@ impl WorkerHandle {
         let shared = self.shared.clone();
         shared.draining.store(true, Ordering::SeqCst);
         // Ready no more; the shuffle service stays up for the reducers.
-        shared
-            .health
-            .set_service_status(OVERALL, ServingStatus::NotServing)
-            .await;
+        shared.health.set(OVERALL, ServingStatus::NotServing).await;
         tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
         send_heartbeat(&shared, false).await;
         loop {
@@ -259,15 +256,13 @@ struct Shared {
     may_exit: Notify,
     /// The `grpc.health.v1` statuses: the worker as a whole (serving while
     /// registered and not draining) and its shuffle service.
-    health: HealthReporter,
+    health: Health,
 }
 
 /// How long the shuffle server waits at shutdown for its clients to close
 /// their connections before it cuts them.
 const CLOSE_CONNECTIONS: Duration = Duration::from_secs(5);
 
-/// The health service's name for the whole worker.
-const OVERALL: &str = "";
 const SHUFFLE_SERVICE: &str =
     <ShuffleServiceServer<ShuffleServer> as tonic::server::NamedService>::NAME;
 
@@ -307,13 +302,25 @@ pub async fn start_worker(
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         TokenCheck::new(Role::Worker, config.token.as_ref()),
     );
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(OVERALL, ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SHUFFLE_SERVICE, ServingStatus::Serving)
-        .await;
+    // Not ready until registered; the shuffle service serves at once.
+    let health = Health::new(&[SHUFFLE_SERVICE], ServingStatus::NotServing).await;
+    health.set(SHUFFLE_SERVICE, ServingStatus::Serving).await;
+    let health_address = match config.health_listen {
+        Some(address) => {
+            let mut stop = stopped.clone();
+            let stop = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            Some(
+                health
+                    .serve_plain(address, stop)
+                    .await
+                    .map_err(|source| WorkerError::Listen { address, source })?,
+            )
+        }
+        None => None,
+    };
+    let health_service = health.service();
     let mut server_stop = stopped.clone();
     tasks.spawn(async move {
         let serving = server
@@ -347,10 +354,7 @@ pub async fn start_worker(
         health,
     });
     let heartbeat_interval = shared.register().await?;
-    shared
-        .health
-        .set_service_status(OVERALL, ServingStatus::Serving)
-        .await;
+    shared.health.set(OVERALL, ServingStatus::Serving).await;
     let worker_id = shared.worker_id();
     tracing::info!(
         %worker_id,
@@ -368,6 +372,7 @@ pub async fn start_worker(
     Ok(WorkerHandle {
         shuffle_address,
         advertised,
+        health_address,
         worker_id,
         shutdown,
         tasks,

@@ -1,0 +1,82 @@
+//! The standard gRPC health service (`grpc.health.v1`) for the coordinator
+//! and the workers: open to every caller (Kubernetes probes carry no
+//! credentials) and telling nothing but serving states. It is served on
+//! the process's gRPC port and, with `--health-listen`, on a plaintext port
+//! of its own, since the kubelet's gRPC probes cannot speak TLS.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+
+pub use tonic_health::ServingStatus;
+
+/// The name of the process as a whole, as probes ask for it.
+pub const OVERALL: &str = "";
+
+/// A process's health statuses, one per service name.
+#[derive(Debug, Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    names: Vec<&'static str>,
+}
+
+impl Health {
+    /// Statuses for `OVERALL` and `services`, all `initial`.
+    pub async fn new(services: &[&'static str], initial: ServingStatus) -> Health {
+        let mut names = vec![OVERALL];
+        names.extend_from_slice(services);
+        let health = Health {
+            reporter: HealthReporter::new(),
+            names,
+        };
+        for name in &health.names {
+            health.set(name, initial).await;
+        }
+        health
+    }
+
+    pub async fn set(&self, service: &str, status: ServingStatus) {
+        self.reporter.set_service_status(service, status).await;
+    }
+
+    /// The gRPC service answering for these statuses.
+    pub fn service(&self) -> HealthServer<HealthService> {
+        HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
+    }
+
+    /// Forgets every status, which ends open `Watch` streams: a server
+    /// shutting down gracefully would otherwise wait for them forever.
+    pub async fn clear(&self) {
+        let mut reporter = self.reporter.clone();
+        for name in &self.names {
+            reporter.clear_service_status(name).await;
+        }
+    }
+
+    /// Binds `address` and serves only health there, in plaintext, until
+    /// `stop` completes. Returns the bound address.
+    pub async fn serve_plain(
+        &self,
+        address: SocketAddr,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        let service = self.service();
+        tokio::spawn(async move {
+            let served = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "health server stopped");
+            }
+        });
+        Ok(bound)
+    }
+}
