@@ -49,6 +49,11 @@ pub enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         health: HealthListen,
+        /// Serve Prometheus metrics (/metrics) and a liveness check
+        /// (/healthz) over HTTP on this address. Neither needs a token:
+        /// metrics hold counts by state, never job names or data.
+        #[arg(long, env = "HARROW_HTTP_LISTEN")]
+        http_listen: Option<SocketAddr>,
         #[command(flatten)]
         faults: FaultOptions,
         /// How often workers heartbeat, in milliseconds.

@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod input_plan;
 pub mod local;
+pub mod metrics;
 pub mod planner;
 pub mod plugins;
 pub mod progress;

@@ -52,6 +52,7 @@ pub async fn run_local(
             plugin_dir: work_root.join("plugins"),
             executable: config.executable.clone(),
             client_token: Some(client_token.clone()),
+            http_listen: None,
             worker_token: Some(worker_token.clone()),
             ..CoordinatorConfig::default()
         },

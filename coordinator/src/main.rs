@@ -181,6 +181,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             tls,
             insecure,
             health,
+            http_listen,
         } => {
             let (client_token, worker_token) =
                 coordinator_tokens(token_file.as_deref(), worker_token_file.as_deref())?;
@@ -200,12 +201,16 @@ async fn run(command: Command) -> Result<ExitCode> {
                 worker_token,
                 tls: tls.load()?,
                 health_listen: health.health_listen,
+                http_listen,
             };
             let coordinator = start_coordinator(config, builtin_jobs())
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             if let Some(health) = coordinator.health_address {
                 tracing::info!(%health, "serving gRPC health in plaintext");
+            }
+            if let Some(http) = coordinator.http_address {
+                tracing::info!(%http, "serving /metrics and /healthz");
             }
             // Tests and scripts read the address from this line.
             println!("harrow coordinator listening on {}", coordinator.address);

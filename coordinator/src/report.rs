@@ -167,23 +167,12 @@ pub struct WorkerReport {
     pub dead_reason: String,
 }
 
-fn task_state_name(state: &TaskState) -> &'static str {
-    match state {
-        TaskState::Pending => "pending",
-        TaskState::Running { .. } => "running",
-        TaskState::Succeeded { .. } => "succeeded",
-        TaskState::Failed { .. } => "failed",
-        TaskState::Cancelled => "cancelled",
-    }
-}
-
 fn attempt_report(attempt: &Attempt) -> AttemptReport {
-    let (state, error) = match &attempt.state {
-        AttemptState::Running => ("running", ""),
-        AttemptState::Succeeded => ("succeeded", ""),
-        AttemptState::Failed { error } => ("failed", error.as_str()),
-        AttemptState::Lost { reason } => ("lost", reason.as_str()),
-        AttemptState::Killed => ("killed", ""),
+    let state = attempt.state.name();
+    let error = match &attempt.state {
+        AttemptState::Failed { error } => error.as_str(),
+        AttemptState::Lost { reason } => reason.as_str(),
+        AttemptState::Running | AttemptState::Succeeded | AttemptState::Killed => "",
     };
     AttemptReport {
         attempt_id: attempt.id.to_string(),
@@ -247,7 +236,7 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
         job.tasks()
             .map(|task| TaskReport {
                 task_id: task.id.to_string(),
-                state: task_state_name(&task.state).to_string(),
+                state: task.state.name().to_string(),
                 input: task.input.to_string(),
                 attempts: task.attempts.iter().map(attempt_report).collect(),
             })
@@ -328,12 +317,7 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
             running_attempts: scheduler.running_on(worker.id) as u32,
             last_heartbeat_ms: worker.last_heartbeat_ms,
             registered_at_ms: worker.registered_at_ms,
-            state: match worker.state {
-                WorkerState::Alive => "alive",
-                WorkerState::Draining => "draining",
-                WorkerState::Dead { .. } => "dead",
-            }
-            .to_string(),
+            state: worker.state.name().to_string(),
             dead_reason: match &worker.state {
                 WorkerState::Dead { reason, .. } => reason.clone(),
                 WorkerState::Alive | WorkerState::Draining => String::new(),
@@ -604,14 +588,7 @@ mod tests {
 
     #[test]
     fn state_names_survive_the_wire() {
-        for state in [
-            "queued",
-            "running",
-            "committing",
-            "succeeded",
-            "failed",
-            "cancelled",
-        ] {
+        for state in crate::scheduler::JobState::NAMES {
             let wire = state_to_wire("JOB_STATE_", state, |n| {
                 pb::JobState::from_str_name(n).map(Into::into)
             });

@@ -40,6 +40,8 @@ pub struct CoordinatorConfig {
     /// Also serve gRPC health, in plaintext and alone, on this address (for
     /// probes that cannot speak TLS).
     pub health_listen: Option<SocketAddr>,
+    /// Serve `/metrics` and `/healthz` over HTTP on this address.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Default for CoordinatorConfig {
@@ -54,6 +56,7 @@ impl Default for CoordinatorConfig {
             worker_token: None,
             tls: None,
             health_listen: None,
+            http_listen: None,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct CoordinatorHandle {
     health: Health,
     /// Where it serves only gRPC health in plaintext, if asked to.
     pub health_address: Option<SocketAddr>,
+    /// Where it serves `/metrics` and `/healthz`, if asked to.
+    pub http_address: Option<SocketAddr>,
     tls: bool,
 }
 
@@ -155,6 +160,19 @@ pub async fn start_coordinator(
         None => None,
     };
     let health_service = health.service();
+    let http_address = match config.http_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            let bound = listener.local_addr()?;
+            let mut stop = stopped.clone();
+            let stop = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            crate::metrics::serve(coordinator.clone(), listener, stop);
+            Some(bound)
+        }
+        None => None,
+    };
     let mut server = security::server(config.tls.as_ref())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     let serving = tokio::spawn(
@@ -182,6 +200,7 @@ pub async fn start_coordinator(
         serving,
         health,
         health_address,
+        http_address,
         tls: config.tls.is_some(),
     })
 }

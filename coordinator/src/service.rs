@@ -76,6 +76,11 @@ impl Coordinator {
         })
     }
 
+    /// The cluster's metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(&self.scheduler.lock().expect("scheduler lock"))
+    }
+
     /// Applies one event and starts the side effects it calls for.
     fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
         // Task requests and heartbeats change nothing worth waking anyone

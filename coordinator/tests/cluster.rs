@@ -303,3 +303,96 @@ fn a_worker_sizes_itself_from_its_cgroup() {
     drop(cluster);
     drop(cgroup);
 }
+
+/// `GET path` over plain HTTP/1.1; returns the status line and the body.
+fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of the series `name` (with its labels) in Prometheus text.
+fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_coordinator_serves_metrics_that_agree_with_status() {
+    let cluster = Cluster::start_with(2, 2, &["--http-listen", "127.0.0.1:0"]);
+    let log = std::fs::read_to_string(cluster.dir.path().join("coordinator.log")).unwrap();
+    let address = log
+        .split("http=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no HTTP address in the log:\n{log}"))
+        .to_string();
+    assert_eq!(
+        http_get(&address, "/healthz"),
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+
+    let corpus = cluster.path("corpus");
+    write_corpus(std::path::Path::new(&corpus));
+    let out = cluster.path("out");
+    let job = submit_and_wait(
+        &cluster,
+        "wordcount",
+        &corpus,
+        &out,
+        &["--reducers", "3", "--split-size", "4KiB"],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["status", &job, "--json"])).unwrap();
+    let (status_line, metrics) = http_get(&address, "/metrics");
+    assert_eq!(status_line, "HTTP/1.1 200 OK");
+
+    assert_eq!(series(&metrics, r#"harrow_jobs{state="succeeded"}"#), 1.0);
+    assert_eq!(series(&metrics, r#"harrow_jobs{state="running"}"#), 0.0);
+    assert_eq!(series(&metrics, r#"harrow_workers{state="alive"}"#), 2.0);
+    assert_eq!(series(&metrics, "harrow_worker_slots"), 4.0);
+    assert_eq!(series(&metrics, "harrow_pending_tasks"), 0.0);
+    let succeeded = |phase: &str| {
+        attempts(&status, phase)
+            .iter()
+            .filter(|a| a["state"] == "succeeded")
+            .count() as f64
+    };
+    assert_eq!(
+        series(&metrics, r#"harrow_tasks{phase="map",state="succeeded"}"#),
+        status["map"]["total"].as_f64().unwrap()
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            r#"harrow_attempts_total{phase="map",state="succeeded"}"#
+        ),
+        succeeded("m")
+    );
+    assert_eq!(
+        series(&metrics, r#"harrow_input_records_total{phase="map"}"#),
+        status["input_records"].as_f64().unwrap()
+    );
+    assert_eq!(
+        series(&metrics, r#"harrow_output_records_total{phase="reduce"}"#),
+        status["output_records"].as_f64().unwrap()
+    );
+    // One fetch time per succeeded reduce attempt.
+    assert_eq!(
+        series(&metrics, "harrow_shuffle_fetch_seconds_count"),
+        succeeded("r")
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+}

@@ -316,6 +316,8 @@ pub struct AttemptCounters {
     pub records_out: u64,
     /// Map output records spilled to disk in sorted runs.
     pub spilled_records: u64,
+    /// Milliseconds a reduce attempt spent fetching its segments.
+    pub fetch_ms: u64,
     /// The job's own counters.
     pub user: harrow_sdk::Counters,
 }

@@ -101,6 +101,7 @@ impl From<AttemptCounters> for pb::AttemptCounters {
             bytes_out: c.bytes_out,
             records_out: c.records_out,
             spilled_records: c.spilled_records,
+            fetch_ms: c.fetch_ms,
             user: c
                 .user
                 .iter()
@@ -118,6 +119,7 @@ impl From<pb::AttemptCounters> for AttemptCounters {
             bytes_out: c.bytes_out,
             records_out: c.records_out,
             spilled_records: c.spilled_records,
+            fetch_ms: c.fetch_ms,
             user: c.user.into_iter().collect(),
         }
     }

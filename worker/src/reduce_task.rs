@@ -67,6 +67,7 @@ impl ReduceTask<'_> {
             .await
             .map_err(TaskError::panic("panicked starting the reduce task:"))?
             .map_err(TaskError::job("start_task"))?;
+        let fetch_started = std::time::Instant::now();
         let segments = fetch_segments(
             self.map_outputs,
             self.partition,
@@ -75,6 +76,7 @@ impl ReduceTask<'_> {
             self.own,
         )
         .await?;
+        let fetch_ms = fetch_started.elapsed().as_millis() as u64;
         let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
 
         let file_name = part_file_name(self.partition, self.format);
@@ -138,6 +140,7 @@ impl ReduceTask<'_> {
             bytes_out: stats.bytes_out,
             records_out: stats.records_out,
             spilled_records: 0,
+            fetch_ms,
             user: stats.counters,
         })
     }

@@ -45,6 +45,16 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state's `name`.
+    pub const NAMES: [&'static str; 6] = [
+        "queued",
+        "running",
+        "committing",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ];
+
     pub fn is_terminal(&self) -> bool {
         match self {
             JobState::Queued | JobState::Running | JobState::Committing => false,

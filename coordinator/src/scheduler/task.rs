@@ -56,6 +56,21 @@ pub enum TaskState {
     Cancelled,
 }
 
+impl TaskState {
+    /// Every state's `name`.
+    pub const NAMES: [&'static str; 5] = ["pending", "running", "succeeded", "failed", "cancelled"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running { .. } => "running",
+            TaskState::Succeeded { .. } => "succeeded",
+            TaskState::Failed { .. } => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// What a succeeded task left for later tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskOutput {
@@ -85,6 +100,21 @@ pub enum AttemptState {
     },
     /// Stopped by the coordinator: a backup won, or the job ended.
     Killed,
+}
+
+impl AttemptState {
+    /// Every state's `name`.
+    pub const NAMES: [&'static str; 5] = ["running", "succeeded", "failed", "lost", "killed"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttemptState::Running => "running",
+            AttemptState::Succeeded => "succeeded",
+            AttemptState::Failed { .. } => "failed",
+            AttemptState::Lost { .. } => "lost",
+            AttemptState::Killed => "killed",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,19 @@ pub enum WorkerState {
     },
 }
 
+impl WorkerState {
+    /// Every state's `name`.
+    pub const NAMES: [&'static str; 3] = ["alive", "draining", "dead"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Alive => "alive",
+            WorkerState::Draining => "draining",
+            WorkerState::Dead { .. } => "dead",
+        }
+    }
+}
+
 /// A registered worker.
 #[derive(Debug, Clone)]
 pub struct Worker {
