@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::Stream;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::{JobRegistry, RegistryError};
+use harrow_core::security::Token;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
     InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat,
@@ -230,6 +231,15 @@ async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), S
     use futures::TryStreamExt;
     let location = Location::parse_with(output, storage).map_err(|e| e.to_string())?;
     let temporary = location.child(TEMPORARY_DIR);
+    if let Some(path) = temporary.local_path() {
+        // Removes links themselves and never follows them: a link planted
+        // under the output cannot turn the clean-up on files outside it.
+        return match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("deleting {}: {e}", path.display())),
+        };
+    }
     let store: &Arc<dyn ObjectStore> = temporary.store();
     let listed: Vec<_> = match store.list(Some(temporary.path())).try_collect().await {
         Ok(listed) => listed,
@@ -657,6 +667,8 @@ impl JobService for JobApi {
             output_format,
             plugin,
             partitioner,
+            shuffle_key: Token::random()
+                .map_err(|e| Status::internal(format!("drawing a shuffle key: {e}")))?,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {

@@ -139,6 +139,7 @@ fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
             .fetch_segment(FetchSegmentRequest {
                 map_attempt_id: "job-000001/m-00000/a-1".into(),
                 partition: 0,
+                shuffle_key: String::new(),
             })
             .await
             .unwrap_err();
@@ -425,4 +426,57 @@ fn mutual_tls_cluster_runs_jobs_and_refuses_strangers() {
     let workers = cluster.harrow(&[&["workers", "--json"][..], &node.flags()[..]].concat());
     let listed: serde_json::Value = serde_json::from_slice(&workers.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+}
+
+/// A link planted under a job's output while the job runs: reducers refuse
+/// to write through it, the job fails naming it, and the clean-up removes
+/// the link without touching what it points at.
+#[cfg(unix)]
+#[test]
+fn a_link_planted_in_the_output_is_refused_and_its_target_untouched() {
+    let cluster = Cluster::start(1, 2, 2);
+    let corpus = cluster.path("corpus");
+    write_corpus(Path::new(&corpus));
+    let out = cluster.path("out");
+    let outside = cluster.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("canary"), "keep me").unwrap();
+
+    let job = cluster.ok(&[
+        "submit",
+        "sleep",
+        "--input",
+        &corpus,
+        "--output",
+        &out,
+        "--reducers",
+        "2",
+        "--arg",
+        "map_ms=300",
+    ]);
+    let job = job.trim();
+    cluster
+        .follow(job)
+        .until("a map runs", |s| !common::attempts(s, "m").is_empty());
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&outside, Path::new(&out).join("_temporary")).unwrap();
+
+    let status = cluster.follow(job).until("the job ends", |s| {
+        s["state"] == "failed" || s["state"] == "succeeded"
+    });
+    assert_eq!(status["state"], "failed", "{status:#}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("_temporary") && error.contains("symbolic link"),
+        "{error}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["canary"]);
+    assert_eq!(
+        std::fs::read_to_string(outside.join("canary")).unwrap(),
+        "keep me"
+    );
 }

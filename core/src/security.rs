@@ -121,6 +121,22 @@ impl Token {
         Ok(Token(hex.into()))
     }
 
+    /// A token received on the wire; `None` unless well formed.
+    pub fn from_wire(text: &str) -> Option<Token> {
+        Token::parse(text).ok()
+    }
+
+    /// The secret itself, to put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(&self.digest()).into()
+    }
+
     fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.0.as_bytes()).into()
     }

@@ -1,6 +1,7 @@
 //! What a worker is asked to do and what it reports back, as domain types.
 //! The wire forms are in `wire`; neither side keeps protobuf types.
 
+use crate::security::Token;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -277,6 +278,8 @@ pub struct Assignment {
     /// The plugin holding the job; `None` for a built-in job.
     pub plugin: Option<PluginRef>,
     pub partitioner: Partitioner,
+    /// The job's secret for shuffle fetches (see `ShuffleKeys`).
+    pub shuffle_key: Token,
 }
 
 /// How a map attempt assigns its output keys to reduce partitions.

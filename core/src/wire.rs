@@ -10,6 +10,7 @@ use arrow::ipc::writer::StreamWriter;
 use harrow_proto::v1 as pb;
 
 use crate::ids::{AttemptId, IdError};
+use crate::security::Token;
 use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, BadRecord, InputReport, InputSpec, MapOutput,
@@ -29,6 +30,11 @@ pub enum WireError {
     Schema { field: &'static str, reason: String },
     #[error("field `{field}` is out of range: {value}")]
     Range { field: &'static str, value: u64 },
+    #[error("field `{field}`: {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl From<WireError> for tonic::Status {
@@ -174,6 +180,7 @@ impl From<Assignment> for pb::TaskAssignment {
                     bounds: bounds.to_vec(),
                 }),
             },
+            shuffle_key: a.shuffle_key.expose().to_string(),
         }
     }
 }
@@ -273,6 +280,10 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
                     }
                 }
             },
+            shuffle_key: Token::from_wire(&a.shuffle_key).ok_or(WireError::Invalid {
+                field: "shuffle_key",
+                reason: "not a well-formed key",
+            })?,
         })
     }
 }

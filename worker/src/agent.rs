@@ -2,7 +2,7 @@
 //! coordinator, heartbeat on a task of its own (never behind running work),
 //! pull attempts for free slots with a long poll, run them, report them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ use crate::map_task::{MapInput, MapOutputSpec, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
-use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleServer, ThisWorker, job_dir};
+use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, ThisWorker, job_dir};
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;
@@ -245,7 +245,8 @@ struct Shared {
     shuffle_address: String,
     worker_id: Mutex<String>,
     running: Mutex<HashMap<AttemptId, RunningAttempt>>,
-    jobs_with_data: Mutex<BTreeSet<JobId>>,
+    /// The jobs with map output here, and their shuffle keys.
+    shuffle_keys: ShuffleKeys,
     slots: Arc<Semaphore>,
     /// Shutting down: pull no more work.
     draining: AtomicBool,
@@ -296,10 +297,14 @@ pub async fn start_worker(
     let advertised = advertised_address(config.advertise.as_deref(), shuffle_address)?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let shuffle_keys = ShuffleKeys::default();
     let shuffle = InterceptedService::new(
-        ShuffleServiceServer::new(ShuffleServer::new(config.work_dir.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ShuffleServiceServer::new(ShuffleServer::new(
+            config.work_dir.clone(),
+            shuffle_keys.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES),
         TokenCheck::new(Role::Worker, config.token.as_ref()),
     );
     // Not ready until registered; the shuffle service serves at once.
@@ -346,7 +351,7 @@ pub async fn start_worker(
         shuffle_address: advertised.clone(),
         worker_id: Mutex::new(String::new()),
         running: Mutex::new(HashMap::new()),
-        jobs_with_data: Mutex::new(BTreeSet::new()),
+        shuffle_keys,
         draining: AtomicBool::new(false),
         attempt_finished: Notify::new(),
         exit_allowed: AtomicBool::new(false),
@@ -455,7 +460,7 @@ async fn send_heartbeat(shared: &Shared, leaving: bool) {
         .collect();
     // Jobs with map output or a plugin host here: the coordinator says when
     // each may go.
-    let mut held = shared.jobs_with_data.lock().expect("jobs lock").clone();
+    let mut held = shared.shuffle_keys.jobs();
     held.extend(shared.plugins.jobs().await);
     let jobs_with_data = held.iter().map(ToString::to_string).collect();
     let request = pb::HeartbeatRequest {
@@ -510,11 +515,7 @@ async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatRespo
         let Ok(job) = job.parse::<JobId>() else {
             continue;
         };
-        shared
-            .jobs_with_data
-            .lock()
-            .expect("jobs lock")
-            .remove(&job);
+        shared.shuffle_keys.remove(job);
         shared.plugins.kill(job).await;
         let dir = job_dir(&shared.config.work_dir, job);
         if let Err(error) = tokio::fs::remove_dir_all(&dir).await
@@ -658,10 +659,8 @@ async fn execute(
     match assignment.task {
         TaskSpec::Map { split } => {
             shared
-                .jobs_with_data
-                .lock()
-                .expect("jobs lock")
-                .insert(attempt.task.job);
+                .shuffle_keys
+                .insert(attempt.task.job, assignment.shuffle_key.clone());
             let input = MapInput {
                 split: &split,
                 spec: &assignment.input,
@@ -686,6 +685,7 @@ async fn execute(
                 partition,
                 output: &output,
                 map_outputs: &map_outputs,
+                shuffle_key: &assignment.shuffle_key,
                 scratch: dir.join(attempt.file_stem()),
                 progress,
                 storage: &assignment.storage,

@@ -40,7 +40,12 @@ pub struct OutputWriter {
 impl OutputWriter {
     /// `schema`: the job's declared output schema.
     pub fn create(path: &Path, format: OutputFormat, schema: SchemaRef) -> Result<Self, TaskError> {
-        let file = File::create(path).map_err(TaskError::io(path))?;
+        // A new file only: never write through a link planted at its name.
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(TaskError::io(path))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let sink = match format {
             OutputFormat::Text => Sink::Text(out),
@@ -142,6 +147,49 @@ fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> TaskError
     TaskError::io(path)(std::io::Error::other(error))
 }
 
+/// Creates `dir`, which lies below `root`, one level at a time, refusing to
+/// pass through a symbolic link or anything but a directory: a link planted
+/// under a job's output would send its files, and the clean-up's deletions,
+/// outside it. `root` itself is the user's and is created as is.
+pub fn create_below(root: &Path, dir: &Path) -> Result<(), TaskError> {
+    std::fs::create_dir_all(root).map_err(TaskError::io(root))?;
+    let relative = dir.strip_prefix(root).map_err(|_| TaskError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(format!("not below {}", root.display())),
+    })?;
+    let mut path = root.to_path_buf();
+    for component in relative.components() {
+        path.push(component);
+        let refuse = |what: &str| TaskError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(format!("{what}; refusing to write through it")),
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(refuse("is a symbolic link"));
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(refuse("is not a directory")),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&path) {
+                    Ok(()) => {}
+                    // Another attempt made it first: check what it is.
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let meta =
+                            std::fs::symlink_metadata(&path).map_err(TaskError::io(&path))?;
+                        if !meta.is_dir() {
+                            return Err(refuse("is not a directory"));
+                        }
+                    }
+                    Err(error) => return Err(TaskError::io(&path)(error)),
+                }
+            }
+            Err(error) => return Err(TaskError::io(&path)(error)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +271,30 @@ mod tests {
         .unwrap();
         let error = writer.write(&wrong).unwrap_err().to_string();
         assert!(error.contains("job's schema"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_below_the_output_never_pass_through_links() {
+        let root = tempfile::tempdir().unwrap();
+        let output = root.path().join("out");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        create_below(&output, &output.join("_temporary/a-1")).unwrap();
+        assert!(output.join("_temporary/a-1").is_dir());
+
+        std::fs::remove_dir_all(output.join("_temporary")).unwrap();
+        std::os::unix::fs::symlink(&outside, output.join("_temporary")).unwrap();
+        let error = create_below(&output, &output.join("_temporary/a-2")).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+        // A link planted at a part file's name is not written through.
+        let target = outside.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, output.join("part")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false)]));
+        assert!(OutputWriter::create(&output.join("part"), OutputFormat::Text, schema).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use harrow_core::ids::AttemptId;
+use harrow_core::security::Token;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, MapOutput, OutputFormat, TEMPORARY_DIR, part_file_name};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
@@ -17,6 +18,7 @@ use tokio::io::AsyncReadExt;
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
 use crate::merge::merge_and_reduce;
+use crate::output::create_below;
 use crate::shuffle::{ThisWorker, fetch_segments};
 
 /// Asks the coordinator whether this attempt may make its output visible.
@@ -34,6 +36,8 @@ pub struct ReduceTask<'a> {
     pub partition: u32,
     pub output: &'a str,
     pub map_outputs: &'a [MapOutput],
+    /// The job's key for fetching its map output.
+    pub shuffle_key: &'a Token,
     /// Scratch space of this attempt, removed when it ends.
     pub scratch: PathBuf,
     /// Bytes fetched and merged so far.
@@ -70,6 +74,7 @@ impl ReduceTask<'_> {
         let fetch_started = std::time::Instant::now();
         let segments = fetch_segments(
             self.map_outputs,
+            self.shuffle_key,
             self.partition,
             &self.scratch,
             &self.progress,
@@ -88,15 +93,18 @@ impl ReduceTask<'_> {
         // A local output is written in place under _temporary; for object
         // stores a local file is written, then uploaded.
         let in_place = temporary.local_path();
-        let local = match &in_place {
-            Some(path) => {
-                let dir = path.parent().expect("a part file has a directory");
-                tokio::fs::create_dir_all(dir)
+        let local = match (&in_place, output.local_path()) {
+            (Some(path), Some(root)) => {
+                let dir = path
+                    .parent()
+                    .expect("a part file has a directory")
+                    .to_path_buf();
+                run_cpu(move || create_below(&root, &dir))
                     .await
-                    .map_err(TaskError::io(dir))?;
+                    .map_err(TaskError::panic("panicked creating the output directory:"))??;
                 path.clone()
             }
-            None => self.scratch.join(&file_name),
+            _ => self.scratch.join(&file_name),
         };
         let format = self.format;
         let job = self.job.clone();

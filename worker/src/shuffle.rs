@@ -3,14 +3,15 @@
 //! with which a reducer streams its partition's segments to local files,
 //! checking each against the size and CRC32C its map attempt reported.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use harrow_core::ids::{AttemptId, Phase};
-use harrow_core::security::{AuthChannel, Connector};
+use harrow_core::ids::{AttemptId, JobId, Phase};
+use harrow_core::security::{AuthChannel, Connector, Token};
 use harrow_core::task::MapOutput;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
 use harrow_proto::v1::shuffle_service_server::ShuffleService;
@@ -36,15 +37,57 @@ pub fn job_dir(work_dir: &Path, job: harrow_core::ids::JobId) -> PathBuf {
     work_dir.join(job.to_string())
 }
 
-/// Serves segments from `work_dir`.
+/// The jobs whose map output this worker holds, each with its shuffle key:
+/// a fetch of a job's segment must present that job's key, so a reducer
+/// can fetch segments of its own job only, whatever else it can reach.
+#[derive(Debug, Clone, Default)]
+pub struct ShuffleKeys(Arc<Mutex<HashMap<JobId, Token>>>);
+
+impl ShuffleKeys {
+    /// Records that `job`'s map output is written here.
+    pub fn insert(&self, job: JobId, key: Token) {
+        self.0.lock().expect("shuffle keys lock").insert(job, key);
+    }
+
+    /// Forgets `job` once its map output is deleted.
+    pub fn remove(&self, job: JobId) {
+        self.0.lock().expect("shuffle keys lock").remove(&job);
+    }
+
+    /// The jobs with map output here.
+    pub fn jobs(&self) -> BTreeSet<JobId> {
+        self.0
+            .lock()
+            .expect("shuffle keys lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Admits a fetch of `job`'s output that presents `presented`.
+    fn check(&self, job: JobId, presented: &str) -> Result<(), Status> {
+        match self.0.lock().expect("shuffle keys lock").get(&job) {
+            None => Err(Status::not_found(format!(
+                "no map output of {job} on this worker"
+            ))),
+            Some(key) if key.matches(presented) => Ok(()),
+            Some(_) => Err(Status::permission_denied(format!(
+                "the fetch does not carry {job}'s shuffle key"
+            ))),
+        }
+    }
+}
+
+/// Serves segments from `work_dir`, to fetches with their job's key.
 #[derive(Debug, Clone)]
 pub struct ShuffleServer {
     work_dir: PathBuf,
+    keys: ShuffleKeys,
 }
 
 impl ShuffleServer {
-    pub fn new(work_dir: PathBuf) -> Self {
-        ShuffleServer { work_dir }
+    pub fn new(work_dir: PathBuf, keys: ShuffleKeys) -> Self {
+        ShuffleServer { work_dir, keys }
     }
 }
 
@@ -68,6 +111,7 @@ impl ShuffleService for ShuffleServer {
                 "{attempt} is not a map attempt"
             )));
         }
+        self.keys.check(attempt.task.job, &request.shuffle_key)?;
         let dir = job_dir(&self.work_dir, attempt.task.job);
         let stem = attempt.file_stem();
         let index_file = index_path(&dir, &stem);
@@ -142,6 +186,7 @@ pub struct ThisWorker<'a> {
 /// CRC32C, like a fetched one) and read where it lies.
 pub async fn fetch_segments(
     map_outputs: &[MapOutput],
+    shuffle_key: &Token,
     partition: u32,
     dir: &Path,
     progress: &AtomicU64,
@@ -172,7 +217,7 @@ pub async fn fetch_segments(
             }
         };
         let file = dir.join(format!("{}.segment", output.map_attempt.file_stem()));
-        fetches.push(fetch_one(channel, output, partition, file, progress).boxed());
+        fetches.push(fetch_one(channel, output, shuffle_key, partition, file, progress).boxed());
     }
     futures::stream::iter(fetches)
         .buffered(FETCH_CONCURRENCY)
@@ -231,6 +276,7 @@ async fn check_own(
 async fn fetch_one(
     channel: AuthChannel,
     output: &MapOutput,
+    shuffle_key: &Token,
     partition: u32,
     file: PathBuf,
     progress: &AtomicU64,
@@ -240,6 +286,7 @@ async fn fetch_one(
     let request = FetchSegmentRequest {
         map_attempt_id: output.map_attempt.to_string(),
         partition,
+        shuffle_key: shuffle_key.expose().to_string(),
     };
     let mut stream = client
         .fetch_segment(request)
@@ -336,9 +383,17 @@ mod tests {
         };
         let scratch = work.path().join("scratch");
         let progress = AtomicU64::new(0);
-        let runs = fetch_segments(std::slice::from_ref(&output), 1, &scratch, &progress, own)
-            .await
-            .unwrap();
+        let key = Token::random().unwrap();
+        let runs = fetch_segments(
+            std::slice::from_ref(&output),
+            &key,
+            1,
+            &scratch,
+            &progress,
+            own,
+        )
+        .await
+        .unwrap();
         // The segment itself, in the map output file: nothing copied.
         let data = data_path(
             &job_dir(work.path(), attempt.task.job),
@@ -357,7 +412,7 @@ mod tests {
         let last = bytes.len() - 10;
         bytes[last] ^= 0xff;
         std::fs::write(&data, bytes).unwrap();
-        let error = fetch_segments(&[output], 1, &scratch, &progress, own)
+        let error = fetch_segments(&[output], &key, 1, &scratch, &progress, own)
             .await
             .unwrap_err();
         match error {
@@ -371,5 +426,93 @@ mod tests {
             }
             other => panic!("expected a fetch failure, got {other}"),
         }
+    }
+
+    /// A worker's shuffle service on a loopback port, holding the map
+    /// output of one attempt of job 1 under `key`.
+    async fn serve(work_dir: &Path, key: &Token) -> (String, AttemptId) {
+        let attempt: AttemptId = "job-000001/m-00000/a-1".parse().unwrap();
+        map_output(work_dir, attempt);
+        let keys = ShuffleKeys::default();
+        keys.insert(attempt.task.job, key.clone());
+        let server = ShuffleServer::new(work_dir.to_path_buf(), keys);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    harrow_proto::v1::shuffle_service_server::ShuffleServiceServer::new(server),
+                )
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (format!("http://{address}"), attempt)
+    }
+
+    /// Fetches a segment; returns the bytes served or the refusal.
+    async fn fetch(url: &str, attempt: &str, key: &str) -> Result<usize, Status> {
+        let mut client = ShuffleServiceClient::connect(url.to_string())
+            .await
+            .unwrap();
+        let mut stream = client
+            .fetch_segment(FetchSegmentRequest {
+                map_attempt_id: attempt.to_string(),
+                partition: 1,
+                shuffle_key: key.to_string(),
+            })
+            .await?
+            .into_inner();
+        let mut bytes = 0;
+        while let Some(chunk) = stream.next().await {
+            bytes += chunk?.data.len();
+        }
+        Ok(bytes)
+    }
+
+    #[tokio::test]
+    async fn only_the_jobs_key_fetches_and_ids_cannot_leave_the_work_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let work_dir = root.path().join("work");
+        std::fs::create_dir_all(&work_dir).unwrap();
+        let canary = root.path().join("canary");
+        std::fs::write(&canary, "outside the work dir").unwrap();
+        let key = Token::random().unwrap();
+        let (url, attempt) = serve(&work_dir, &key).await;
+
+        let served = fetch(&url, &attempt.to_string(), key.expose())
+            .await
+            .unwrap();
+        assert!(served > 0);
+        for wrong in ["", "x", Token::random().unwrap().expose()] {
+            let refused = fetch(&url, &attempt.to_string(), wrong).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        }
+        // Another job's output is not here, whatever key is presented.
+        let other = fetch(&url, "job-000002/m-00000/a-1", key.expose())
+            .await
+            .unwrap_err();
+        assert_eq!(other.code(), tonic::Code::NotFound, "{other:?}");
+        for escape in [
+            "../canary",
+            "../../canary",
+            "job-000001/m-00000/a-1/../../../canary",
+            "job-000001/../../canary",
+            "%2e%2e/canary",
+            "job-000001%2fm-00000%2fa-1",
+            "..%2f..%2fcanary",
+            "/etc/passwd",
+            "job-000001/m-00000/a-1\0",
+            "job-000001/r-00000/a-1",
+        ] {
+            let refused = fetch(&url, escape, key.expose()).await.unwrap_err();
+            assert_eq!(
+                refused.code(),
+                tonic::Code::InvalidArgument,
+                "{escape}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&canary).unwrap(),
+            "outside the work dir"
+        );
     }
 }

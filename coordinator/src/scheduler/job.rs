@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId};
+use harrow_core::security::Token;
 use harrow_core::storage::StorageOptions;
 use harrow_core::task::{InputSpec, OutputFormat, Partitioner, PluginRef, Split};
 
@@ -32,6 +33,8 @@ pub struct JobPlan {
     pub plugin: Option<PluginRef>,
     /// How map output is partitioned; range bounds are cut at submission.
     pub partitioner: Partitioner,
+    /// Drawn at submission; reducers present it to fetch map output.
+    pub shuffle_key: Token,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

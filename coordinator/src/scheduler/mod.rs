@@ -379,6 +379,7 @@ impl Scheduler {
             output_format: job.plan.output_format,
             plugin: job.plan.plugin.clone(),
             partitioner: job.plan.partitioner.clone(),
+            shuffle_key: job.plan.shuffle_key.clone(),
         }
     }
 
