@@ -48,7 +48,7 @@ pub enum Command {
         #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
         #[command(flatten)]
-        health: HealthListen,
+        listener: ListenOptions,
         /// Serve Prometheus metrics (/metrics) and a liveness check
         /// (/healthz) over HTTP on this address. Neither needs a token:
         /// metrics hold counts by state, never job names or data.
@@ -92,7 +92,7 @@ pub enum Command {
         #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:0")]
         listen: SocketAddr,
         #[command(flatten)]
-        health: HealthListen,
+        listener: ListenOptions,
         /// The address other workers reach this one at, HOST or HOST:PORT
         /// (default port: the bound one); needed when --listen is 0.0.0.0.
         /// In Kubernetes: the pod IP.
@@ -302,14 +302,18 @@ impl TlsOptions {
     }
 }
 
-/// A plaintext port for gRPC health alone.
+/// Listener settings the coordinator and workers share.
 #[derive(Debug, Args)]
-pub struct HealthListen {
+pub struct ListenOptions {
     /// Also serve gRPC health (grpc.health.v1), alone and in plaintext, on
     /// this address: Kubernetes' gRPC probes cannot speak TLS. It tells only
     /// serving states, so it needs no token.
     #[arg(long, env = "HARROW_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Connections the gRPC server holds open at once; further callers
+    /// wait until one closes. Each connection may have 64 calls in flight.
+    #[arg(long, env = "HARROW_MAX_CONNECTIONS", default_value_t = harrow_core::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// The override for serving without authentication.

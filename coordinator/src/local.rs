@@ -75,6 +75,7 @@ pub async fn run_local(
                 tls: None,
                 advertise: None,
                 health_listen: None,
+                max_connections: harrow_core::limits::DEFAULT_MAX_CONNECTIONS,
             },
             registry.clone(),
         )

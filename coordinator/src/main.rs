@@ -180,7 +180,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             worker_token_file,
             tls,
             insecure,
-            health,
+            listener,
             http_listen,
         } => {
             let (client_token, worker_token) =
@@ -200,8 +200,9 @@ async fn run(command: Command) -> Result<ExitCode> {
                 client_token,
                 worker_token,
                 tls: tls.load()?,
-                health_listen: health.health_listen,
+                health_listen: listener.health_listen,
                 http_listen,
+                max_connections: listener.max_connections,
             };
             let coordinator = start_coordinator(config, builtin_jobs())
                 .await
@@ -231,7 +232,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             tls,
             insecure,
             advertise,
-            health,
+            listener,
         } => {
             let token = read_token(token_file.as_deref())?;
             guard_listen(listen, token.is_some(), &insecure)?;
@@ -249,7 +250,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                 token,
                 tls: tls.load()?,
                 advertise,
-                health_listen: health.health_listen,
+                health_listen: listener.health_listen,
+                max_connections: listener.max_connections,
             };
             let worker = harrow_worker::start_worker(config, builtin_jobs()).await?;
             if let Some(health) = worker.health_address {

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use harrow_core::health::{Health, ServingStatus};
+use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, Role, Tls, Token, TokenCheck};
 use harrow_proto::v1::job_service_server::JobServiceServer;
 use harrow_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 
@@ -42,6 +42,8 @@ pub struct CoordinatorConfig {
     pub health_listen: Option<SocketAddr>,
     /// Serve `/metrics` and `/healthz` over HTTP on this address.
     pub http_listen: Option<SocketAddr>,
+    /// Connections the gRPC server holds open at once.
+    pub max_connections: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -57,6 +59,7 @@ impl Default for CoordinatorConfig {
             tls: None,
             health_listen: None,
             http_listen: None,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -190,9 +193,12 @@ pub async fn start_coordinator(
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 TokenCheck::new(Role::Client, config.client_token.as_ref()),
             ))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }),
+            .serve_with_incoming_shutdown(
+                limits::incoming(listener, config.max_connections),
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ),
     );
     Ok(CoordinatorHandle {
         address,

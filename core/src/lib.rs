@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod ids;
+pub mod limits;
 pub mod registry;
 pub mod security;
 pub mod storage;

@@ -227,11 +227,13 @@ impl Tls {
     }
 }
 
-/// A gRPC server builder, with TLS when configured.
+/// A gRPC server builder with the per-connection bounds
+/// (`limits::bounded`), and TLS when configured.
 pub fn server(tls: Option<&Tls>) -> Result<Server, tonic::transport::Error> {
+    let server = crate::limits::bounded(Server::builder());
     match tls {
-        Some(tls) => Server::builder().tls_config(tls.server()),
-        None => Ok(Server::builder()),
+        Some(tls) => server.tls_config(tls.server()),
+        None => Ok(server),
     }
 }
 

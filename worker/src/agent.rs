@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use harrow_core::health::{Health, OVERALL, ServingStatus};
 use harrow_core::ids::{AttemptId, JobId};
+use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
 use harrow_core::task::{
@@ -24,7 +25,6 @@ use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::cpu::CpuPanic;
@@ -69,6 +69,8 @@ pub struct WorkerConfig {
     /// Also serve gRPC health, in plaintext and alone, on this address (for
     /// probes that cannot speak TLS).
     pub health_listen: Option<SocketAddr>,
+    /// Connections the shuffle server holds open at once.
+    pub max_connections: usize,
 }
 
 /// The shuffle address the worker registers: `advertise` (with the bound
@@ -327,12 +329,13 @@ pub async fn start_worker(
     };
     let health_service = health.service();
     let mut server_stop = stopped.clone();
+    let max_connections = config.max_connections;
     tasks.spawn(async move {
         let serving = server
             // Probes carry no token: health is open, and tells nothing else.
             .add_service(health_service)
             .add_service(shuffle)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(limits::incoming(listener, max_connections), async move {
                 let _ = server_stop.wait_for(|stop| *stop).await;
             })
             .await;
