@@ -6,6 +6,8 @@ pub mod cpu;
 pub mod decode;
 pub mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod input;
 pub mod map_task;
 pub mod memory;

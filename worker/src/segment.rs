@@ -278,7 +278,7 @@ pub fn read_index(path: &Path) -> Result<Vec<IndexEntry>, SegmentError> {
     })
 }
 
-fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, String> {
+pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, String> {
     let body = bytes.strip_prefix(INDEX_MAGIC).ok_or("bad magic")?;
     let (count, mut rest) = body.split_at_checked(4).ok_or("truncated header")?;
     let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
