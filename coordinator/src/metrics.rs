@@ -155,13 +155,13 @@ pub fn render(scheduler: &Scheduler) -> String {
                         continue;
                     }
                     let c = &attempt.counters;
-                    let phase = vec![("phase", phase_label)];
-                    bytes_in.get_or_create(&phase).inc_by(c.bytes_in);
-                    records_in.get_or_create(&phase).inc_by(c.records_in);
-                    bytes_out.get_or_create(&phase).inc_by(c.bytes_out);
-                    records_out.get_or_create(&phase).inc_by(c.records_out);
+                    let labels = vec![("phase", phase_label)];
+                    bytes_in.get_or_create(&labels).inc_by(c.bytes_in);
+                    records_in.get_or_create(&labels).inc_by(c.records_in);
+                    bytes_out.get_or_create(&labels).inc_by(c.bytes_out);
+                    records_out.get_or_create(&labels).inc_by(c.records_out);
                     spilled.inc_by(c.spilled_records);
-                    if phase_label == phase_name(Phase::Reduce) {
+                    if phase == Phase::Reduce {
                         fetch.observe(c.fetch_ms as f64 / 1000.0);
                     }
                 }

@@ -8,6 +8,7 @@ use harrow_core::health::{Health, ServingStatus};
 use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, Role, Tls, Token, TokenCheck};
+use harrow_core::shutdown::signalled;
 use harrow_proto::v1::job_service_server::JobServiceServer;
 use harrow_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::watch;
@@ -137,7 +138,7 @@ pub async fn start_coordinator(
         },
         config.heartbeat_interval_ms,
     );
-    let (shutdown, mut stopped) = watch::channel(false);
+    let (shutdown, stopped) = watch::channel(false);
     let ticking = coordinator.clone();
     let mut ticker_stopped = stopped.clone();
     tokio::spawn(async move {
@@ -153,13 +154,11 @@ pub async fn start_coordinator(
     // Probes carry no token: health is open, and tells nothing else.
     let health = Health::new(&[WORKER_SERVICE, JOB_SERVICE], ServingStatus::Serving).await;
     let health_address = match config.health_listen {
-        Some(address) => {
-            let mut stop = stopped.clone();
-            let stop = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            Some(health.serve_plain(address, stop).await?)
-        }
+        Some(address) => Some(
+            health
+                .serve_plain(address, signalled(stopped.clone()))
+                .await?,
+        ),
         None => None,
     };
     let health_service = health.service();
@@ -167,11 +166,7 @@ pub async fn start_coordinator(
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             let bound = listener.local_addr()?;
-            let mut stop = stopped.clone();
-            let stop = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            crate::metrics::serve(coordinator.clone(), listener, stop);
+            crate::metrics::serve(coordinator.clone(), listener, signalled(stopped.clone()));
             Some(bound)
         }
         None => None,
@@ -195,9 +190,7 @@ pub async fn start_coordinator(
             ))
             .serve_with_incoming_shutdown(
                 limits::incoming(listener, config.max_connections),
-                async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                },
+                signalled(stopped),
             ),
     );
     Ok(CoordinatorHandle {

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod limits;
 pub mod registry;
 pub mod security;
+pub mod shutdown;
 pub mod storage;
 pub mod task;
 pub mod wire;

@@ -131,14 +131,13 @@ impl Token {
         &self.0
     }
 
-    /// Whether `presented` is this token, compared in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        presented.ct_eq(&self.digest()).into()
-    }
-
-    fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.0.as_bytes()).into()
+    /// Whether `presented` is this token. SHA-256 digests are compared in
+    /// constant time, which reveals neither the token's bytes nor its
+    /// length.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let expected: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
+        presented.ct_eq(&expected).into()
     }
 }
 
@@ -274,7 +273,7 @@ impl Connector {
                 .await
                 .map_err(|e| ConnectError::Unreachable {
                     url: url.to_string(),
-                    reason: error_chain(&e),
+                    reason: with_causes(e.to_string(), &e),
                 })?;
         Ok(self.wrap(channel))
     }
@@ -296,7 +295,7 @@ impl Connector {
                 }
                 endpoint
                     .tls_config(config)
-                    .map_err(|e| refuse(error_chain(&e)))
+                    .map_err(|e| refuse(with_causes(e.to_string(), &e)))
             }
             Some(_) => Err(refuse(
                 "TLS is configured (--tls-cert), so the URL must start with https://".into(),
@@ -316,16 +315,7 @@ impl Connector {
 /// A failed call's message with the causes tonic keeps apart (a refused
 /// certificate shows only as "transport error" without them).
 pub fn describe_status(status: &Status) -> String {
-    let mut text = status.message().to_string();
-    let mut cause = std::error::Error::source(status);
-    while let Some(next) = cause {
-        let next_text = next.to_string();
-        if !text.ends_with(&next_text) {
-            text.push_str(&format!(": {next_text}"));
-        }
-        cause = next.source();
-    }
-    text
+    with_causes(status.message().to_string(), status)
 }
 
 /// Whether a call failed because a TLS peer refused this process's
@@ -333,26 +323,33 @@ pub fn describe_status(status: &Status) -> String {
 /// change that. The HTTP/2 layer keeps only the TLS error's text, in an
 /// `InvalidData` I/O error.
 pub fn is_certificate_refused(status: &Status) -> bool {
-    let mut cause = std::error::Error::source(status);
-    while let Some(next) = cause {
-        if let Some(io) = next.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
+    causes(status)
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .filter(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        })
+        .is_some_and(|io| {
             let text = io.to_string();
-            return text.contains("fatal alert") || text.contains("certificate");
-        }
-        cause = next.source();
-    }
-    false
+            text.contains("fatal alert") || text.contains("certificate")
+        })
 }
 
-/// An error with its causes, which tonic's transport errors keep apart.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(&format!(": {next}"));
-        cause = next.source();
+/// The errors that caused `error`, nearest first.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(error.source(), |cause| cause.source())
+}
+
+/// `text` followed by the causes of `error`, which tonic's transport errors
+/// keep apart; a cause whose text already ends `text` is not repeated.
+fn with_causes(mut text: String, error: &(dyn std::error::Error + 'static)) -> String {
+    for cause in causes(error) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(&format!(": {cause}"));
+        }
     }
     text
 }
@@ -378,16 +375,14 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct TokenCheck {
     role: Role,
-    /// SHA-256 of the expected token: comparing digests in constant time
-    /// reveals neither the token's bytes nor its length.
-    expected: Option<[u8; 32]>,
+    expected: Option<Token>,
 }
 
 impl TokenCheck {
     pub fn new(role: Role, token: Option<&Token>) -> TokenCheck {
         TokenCheck {
             role,
-            expected: token.map(Token::digest),
+            expected: token.cloned(),
         }
     }
 
@@ -402,8 +397,7 @@ impl TokenCheck {
         else {
             return false;
         };
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        presented.ct_eq(expected).into()
+        expected.matches(presented)
     }
 }
 

@@ -16,6 +16,7 @@ use harrow_core::ids::{AttemptId, JobId};
 use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
+use harrow_core::shutdown::signalled;
 use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
 };
@@ -313,31 +314,26 @@ pub async fn start_worker(
     let health = Health::new(&[SHUFFLE_SERVICE], ServingStatus::NotServing).await;
     health.set(SHUFFLE_SERVICE, ServingStatus::Serving).await;
     let health_address = match config.health_listen {
-        Some(address) => {
-            let mut stop = stopped.clone();
-            let stop = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            Some(
-                health
-                    .serve_plain(address, stop)
-                    .await
-                    .map_err(|source| WorkerError::Listen { address, source })?,
-            )
-        }
+        Some(address) => Some(
+            health
+                .serve_plain(address, signalled(stopped.clone()))
+                .await
+                .map_err(|source| WorkerError::Listen { address, source })?,
+        ),
         None => None,
     };
     let health_service = health.service();
-    let mut server_stop = stopped.clone();
+    let server_stop = stopped.clone();
     let max_connections = config.max_connections;
     tasks.spawn(async move {
         let serving = server
             // Probes carry no token: health is open, and tells nothing else.
             .add_service(health_service)
             .add_service(shuffle)
-            .serve_with_incoming_shutdown(limits::incoming(listener, max_connections), async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
+            .serve_with_incoming_shutdown(
+                limits::incoming(listener, max_connections),
+                signalled(server_stop),
+            )
             .await;
         if let Err(error) = serving {
             tracing::error!(%error, "shuffle server stopped");

@@ -70,7 +70,7 @@ impl ShuffleKeys {
             None => Err(Status::not_found(format!(
                 "no map output of {job} on this worker"
             ))),
-            Some(key) if key.matches(presented) => Ok(()),
+            Some(key) if key.matches(presented.as_bytes()) => Ok(()),
             Some(_) => Err(Status::permission_denied(format!(
                 "the fetch does not carry {job}'s shuffle key"
             ))),
