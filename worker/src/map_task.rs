@@ -2,6 +2,13 @@
 //! for Parquet), decode and map each on the rayon pool (several at once),
 //! then partition by key hash, sort by (partition, key), combine, and write
 //! one segment per partition.
+//!
+//! A job with a combiner keeps one mapper per lane of the attempt for many
+//! pieces, piece `i` going to lane `i % lanes`, so its hash table folds a
+//! large share of the split before anything is sorted; a lane's mapper is
+//! finished when it has mapped its share of the task's memory, and when the
+//! input ends. Lanes take pieces in a fixed order, so the output does not
+//! depend on timing.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -19,7 +26,7 @@ use harrow_core::task::{
     AttemptCounters, BAD_RECORD_SAMPLES, Compression, InputFormat, InputReport, InputSpec,
     Partitioner, SegmentInfo, Split,
 };
-use harrow_sdk::{JobRuntime, KeyGroups, TaskInfo, TaskKind, group_bounds};
+use harrow_sdk::{JobRuntime, KeyGroups, Mapper, OwnedMapper, TaskInfo, TaskKind, group_bounds};
 use rustc_hash::FxHashMap;
 
 use crate::compressed::CompressedReader;
@@ -183,14 +190,14 @@ pub async fn run_map(
     let split = input.split;
     let decoder = start_map(&job, input.spec, attempt.to_string()).await?;
 
-    // Each chunk gets its own mapper (and combining hash table), so a split
-    // is cut into about as many chunks as there are rayon threads: fewer
-    // chunks mean fewer partially combined rows to sort.
+    // A few chunks per rayon thread, so reading overlaps mapping; with a
+    // combiner, the lanes' mappers fold across chunks.
     let threads = rayon::current_num_threads().max(1) as u64;
-    let chunk_bytes = ((split.end - split.start) / threads)
+    let chunk_bytes = ((split.end - split.start) / (4 * threads))
         .clamp(MIN_CHUNK_BYTES, output.memory.max_chunk_bytes());
     let mut source = Source::open(job.as_ref(), input, &decoder, chunk_bytes).await?;
     let parallelism = threads as usize + 1;
+    let mut lanes = Lanes::new(job.as_ref(), parallelism, &output.memory);
     let mut counters = AttemptCounters::default();
     let mut report = InputReport::default();
     let mut mapping = FuturesOrdered::new();
@@ -210,14 +217,23 @@ pub async fn run_map(
                 Some(piece) => {
                     counters.bytes_in += piece.bytes();
                     progress.fetch_add(piece.progress(), Ordering::Relaxed);
-                    mapping.push_back(run_cpu(map_piece(
+                    let work: MapWork = Box::new(map_piece(
                         job.clone(),
                         decoder.clone(),
                         split.location.clone(),
                         piece,
-                    )));
+                        lanes.take(),
+                    ));
+                    mapping.push_back(run_cpu(work));
                 }
                 None => input_done = true,
+            }
+        }
+        // Once every piece is mapped, the lanes are finished like pieces.
+        if input_done && lanes.in_flight() == 0 {
+            for lane in lanes.drain() {
+                let work: MapWork = Box::new(move || finish_lane(lane));
+                mapping.push_back(run_cpu(work));
             }
         }
         let Some(mapped) = mapping.next().await else {
@@ -250,8 +266,12 @@ pub async fn run_map(
             }
             .into());
         }
-        buffered += mapped.output.get_array_memory_size() as u64;
-        outputs.push(mapped.output);
+        lanes.put(mapped.lane);
+        let Some(mapped) = mapped.output else {
+            continue;
+        };
+        buffered += mapped.get_array_memory_size() as u64;
+        outputs.push(mapped);
         if buffered > output.memory.spill_bytes() {
             let held = std::mem::take(&mut outputs);
             counters.spilled_records += spill_run(&job, held, &output, &dir, &mut spills).await?;
@@ -414,22 +434,133 @@ fn row_batches(rows: Range<u64>) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// CPU work that maps a piece or finishes a lane.
+type MapWork = Box<dyn FnOnce() -> Result<Mapped, TaskError> + Send>;
+
+/// A mapper kept across pieces, and the bytes of decoded input it has
+/// mapped: an estimate of what its state holds.
+pub(crate) struct Lane {
+    mapper: Box<OwnedMapper>,
+    mapped: u64,
+    /// Finished once `mapped` reaches this.
+    limit: u64,
+}
+
+/// The lanes of a map attempt. A job without a combiner has nothing to
+/// fold across pieces, so each piece gets a mapper of its own (a limit of
+/// 0 finishes it at once).
+struct Lanes {
+    lanes: Vec<Option<Lane>>,
+    /// The lane of the next piece to map, and of the next one mapped.
+    next: usize,
+    done: usize,
+    limit: u64,
+}
+
+impl Lanes {
+    fn new(job: &dyn JobRuntime, lanes: usize, memory: &TaskMemory) -> Lanes {
+        // Together the lanes hold about half of what a spill holds: their
+        // state is estimated from their input, which a hash table of small
+        // keys can outgrow.
+        let limit = match job.schema().combiner {
+            true => memory.spill_bytes() / (2 * lanes as u64),
+            false => 0,
+        };
+        Lanes {
+            lanes: (0..lanes).map(|_| None).collect(),
+            next: 0,
+            done: 0,
+            limit,
+        }
+    }
+
+    /// The lane for the next piece: `None` when it has no mapper yet. Its
+    /// previous piece has been mapped, as at most `lanes` are in flight.
+    fn take(&mut self) -> LaneSlot {
+        let index = self.next % self.lanes.len();
+        self.next += 1;
+        LaneSlot {
+            lane: self.lanes[index].take(),
+            limit: self.limit,
+        }
+    }
+
+    /// Returns the lane of the piece mapped next in order.
+    fn put(&mut self, lane: Option<Lane>) {
+        let index = self.done % self.lanes.len();
+        self.done += 1;
+        self.lanes[index] = lane;
+    }
+
+    /// Pieces handed out and not yet back.
+    fn in_flight(&self) -> usize {
+        self.next - self.done
+    }
+
+    /// The open lanes, in order, once every piece is back.
+    fn drain(&mut self) -> Vec<Lane> {
+        let open: Vec<Lane> = (self.done..self.done + self.lanes.len())
+            .filter_map(|i| {
+                let index = i % self.lanes.len();
+                self.lanes[index].take()
+            })
+            .collect();
+        // Their outputs come back as pieces without a lane.
+        self.next += open.len();
+        open
+    }
+}
+
+/// A piece's lane, as handed to [`map_piece`].
+pub(crate) struct LaneSlot {
+    lane: Option<Lane>,
+    limit: u64,
+}
+
+impl LaneSlot {
+    /// A mapper of its own, finished after the piece.
+    pub(crate) fn single() -> LaneSlot {
+        LaneSlot {
+            lane: None,
+            limit: 0,
+        }
+    }
+}
+
 /// What mapping one piece of input produced.
 pub(crate) struct Mapped {
     records: u64,
     counters: harrow_sdk::Counters,
-    pub(crate) output: RecordBatch,
+    /// The finished mapper's output, if it was finished.
+    pub(crate) output: Option<RecordBatch>,
+    /// The lane, unless it was finished.
+    lane: Option<Lane>,
     bad_records: u64,
     bad_record_samples: Vec<harrow_core::task::BadRecord>,
 }
 
+/// Finishes a lane's mapper: its output, counted as a piece of no input.
+fn finish_lane(lane: Lane) -> Result<Mapped, TaskError> {
+    let (output, counters) = lane.mapper.finish().map_err(TaskError::job("map"))?;
+    Ok(Mapped {
+        records: 0,
+        counters,
+        output: Some(output),
+        lane: None,
+        bad_records: 0,
+        bad_record_samples: Vec::new(),
+    })
+}
+
 /// The CPU work for one piece: bytes, a row group or row numbers →
-/// batches → the job's map.
+/// batches → the job's map, on the lane's mapper (a new one if it has
+/// none), which is finished if it has mapped its share.
 pub(crate) fn map_piece(
     job: Arc<dyn JobRuntime>,
     decoder: Arc<ChunkDecoder>,
     file: String,
     piece: Piece,
+    slot: LaneSlot,
 ) -> impl FnOnce() -> Result<Mapped, TaskError> {
     move || {
         let decoded = match piece {
@@ -443,20 +574,32 @@ pub(crate) fn map_piece(
                 ..Decoded::default()
             },
         };
-        let mut mapper = job.mapper();
+        let mut lane = slot.lane.unwrap_or_else(|| Lane {
+            mapper: Box::new(OwnedMapper::new(job)),
+            mapped: 0,
+            limit: slot.limit,
+        });
         let mut records = 0;
         for batch in &decoded.batches {
             records += batch.num_rows() as u64;
-            mapper.map(batch).map_err(TaskError::job("map"))?;
+            lane.mapped += batch.get_array_memory_size() as u64;
+            lane.mapper.map(batch).map_err(TaskError::job("map"))?;
         }
-        let (output, counters) = mapper.finish().map_err(TaskError::job("map"))?;
-        Ok(Mapped {
-            records,
-            counters,
-            output,
-            bad_records: decoded.bad_records,
-            bad_record_samples: decoded.bad_record_samples,
-        })
+        let mut mapped = match lane.mapped >= lane.limit {
+            true => finish_lane(lane)?,
+            false => Mapped {
+                records: 0,
+                counters: Default::default(),
+                output: None,
+                lane: Some(lane),
+                bad_records: 0,
+                bad_record_samples: Vec::new(),
+            },
+        };
+        mapped.records = records;
+        mapped.bad_records = decoded.bad_records;
+        mapped.bad_record_samples = decoded.bad_record_samples;
+        Ok(mapped)
     }
 }
 

@@ -13,7 +13,7 @@ use harrow_sdk::JobRuntime;
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
-use crate::map_task::{MapInput, Source, map_piece, start_map};
+use crate::map_task::{LaneSlot, MapInput, Source, map_piece, start_map};
 use crate::partition::{key_rows, range_bounds};
 
 /// Splits sampled, at most, spread evenly over the input.
@@ -47,11 +47,19 @@ pub async fn sample_range_bounds(
         };
         let mut source = Source::open(job.as_ref(), input, &decoder, piece).await?;
         if let Some(piece) = source.next().await? {
-            let map = map_piece(job.clone(), decoder.clone(), split.location.clone(), piece);
+            let map = map_piece(
+                job.clone(),
+                decoder.clone(),
+                split.location.clone(),
+                piece,
+                LaneSlot::single(),
+            );
             let mapped = run_cpu(map)
                 .await
                 .map_err(TaskError::panic("panicked in map while sampling:"))??;
-            keys.push(mapped.output.column(0).clone());
+            if let Some(output) = mapped.output {
+                keys.push(output.column(0).clone());
+            }
         }
     }
     let key_type = job.schema().key.clone();

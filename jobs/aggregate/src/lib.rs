@@ -6,10 +6,11 @@
 //! Integer value columns are summed as Int64 (an overflow fails the job
 //! rather than wrapping); floating point and decimal ones as Float64.
 //!
-//! Written against the batch-level API with Arrow compute kernels: each
-//! input batch is sorted by key and folded to one partial row per key
-//! (count, sum, min, max); the combiner folds partial rows again in the map
-//! task, and the reduce folds them a last time and adds the mean.
+//! Written against the batch-level API. The map folds each row into its
+//! group's partial aggregate (count, sum, min, max) in a hash table of
+//! typed keys ([`GroupIds`]), so a mapper's output is one row per key it
+//! saw; the combiner folds partial rows again with Arrow's aggregate
+//! kernels, and the reduce folds them a last time and adds the mean.
 
 use std::sync::Arc;
 
@@ -17,13 +18,15 @@ use harrow_sdk::arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, Float64Array, Int64Array, PrimitiveArray,
     RecordBatch, StructArray,
 };
+use harrow_sdk::arrow::compute::cast;
 use harrow_sdk::arrow::compute::kernels::aggregate::{max, min, sum_checked};
-use harrow_sdk::arrow::compute::{cast, is_not_null};
-use harrow_sdk::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, Schema};
+use harrow_sdk::arrow::datatypes::{
+    ArrowNativeTypeOp, DataType, Field, Fields, Float64Type, Int64Type, Schema,
+};
 use harrow_sdk::arrow::error::ArrowError;
-use harrow_sdk::table::{KeyColumns, sort_into_groups};
+use harrow_sdk::table::{GroupIds, KeyColumns};
 use harrow_sdk::{
-    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, Mapper,
 };
 
 pub const DEFINITION: JobDefinition = JobDefinition {
@@ -204,33 +207,12 @@ impl BatchJob for Aggregate {
         self.schema.clone()
     }
 
-    fn map_batch(
-        &self,
-        input: &RecordBatch,
-        _counters: &mut Counters,
-    ) -> Result<RecordBatch, JobError> {
-        let keys = self.key.encode(input)?;
-        let value = input
-            .column_by_name(&self.value)
-            .ok_or_else(|| JobError::MissingColumn {
-                column: self.value.clone(),
-            })?;
-        let value = cast(value, &self.numeric.data_type()).map_err(arrow_error)?;
-        let present = cast(&is_not_null(&value).map_err(arrow_error)?, &DataType::Int64)
-            .map_err(arrow_error)?;
-        let partials = StructArray::try_new(
-            self.partial.clone(),
-            vec![present, value.clone(), value.clone(), value],
-            None,
-        )
-        .map_err(arrow_error)?;
-        let batch = RecordBatch::try_new(
-            self.schema.key_value(),
-            vec![Arc::new(keys), Arc::new(partials)],
-        )
-        .map_err(arrow_error)?;
-        let (sorted, bounds) = sort_into_groups(&batch)?;
-        self.fold(KeyGroups::new(&sorted, &bounds))
+    fn mapper(&self) -> Option<Box<dyn Mapper + '_>> {
+        let groups = GroupIds::new(self.key.clone());
+        Some(match self.numeric {
+            Numeric::Integer => Box::new(Folding::<Int64Type>::new(self, groups)),
+            Numeric::Float => Box::new(Folding::<Float64Type>::new(self, groups)),
+        })
     }
 
     fn combine_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
@@ -257,6 +239,128 @@ impl BatchJob for Aggregate {
         columns.extend(partials.columns().iter().cloned());
         columns.push(Arc::new(mean));
         RecordBatch::try_new(self.schema.output.clone(), columns).map_err(arrow_error)
+    }
+}
+
+/// The map side: each group's partial aggregate, indexed by its id in a
+/// hash table of the keys, updated in place row by row.
+struct Folding<'a, T: ArrowPrimitiveType> {
+    job: &'a Aggregate,
+    groups: GroupIds,
+    partials: Vec<Partial<T::Native>>,
+}
+
+/// A group's count of non-null values and, when it is not 0, their sum,
+/// minimum and maximum.
+#[derive(Debug, Clone, Copy)]
+struct Partial<N> {
+    count: i64,
+    sum: N,
+    min: N,
+    max: N,
+}
+
+impl<N: ArrowNativeTypeOp> Partial<N> {
+    const EMPTY: Self = Partial {
+        count: 0,
+        sum: N::ZERO,
+        min: N::ZERO,
+        max: N::ZERO,
+    };
+
+    fn add(&mut self, value: N) -> Result<(), ArrowError> {
+        if self.count == 0 {
+            *self = Partial {
+                count: 1,
+                sum: value,
+                min: value,
+                max: value,
+            };
+            return Ok(());
+        }
+        self.count += 1;
+        self.sum = self.sum.add_checked(value)?;
+        if value.is_lt(self.min) {
+            self.min = value;
+        }
+        if value.is_gt(self.max) {
+            self.max = value;
+        }
+        Ok(())
+    }
+}
+
+impl<'a, T: ArrowPrimitiveType> Folding<'a, T>
+where
+    T::Native: ArrowNativeTypeOp,
+{
+    fn new(job: &'a Aggregate, groups: GroupIds) -> Self {
+        Folding {
+            job,
+            groups,
+            partials: Vec::new(),
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Mapper for Folding<'_, T>
+where
+    T::Native: ArrowNativeTypeOp,
+{
+    fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
+        let column = &self.job.value;
+        let values = input
+            .column_by_name(column)
+            .ok_or_else(|| JobError::MissingColumn {
+                column: column.clone(),
+            })?;
+        let values = cast(values, &T::DATA_TYPE).map_err(arrow_error)?;
+        let values = values.as_primitive::<T>();
+        self.groups.assign(input)?;
+        self.partials.resize(self.groups.len(), Partial::EMPTY);
+        let (ids, partials) = (self.groups.ids(), &mut self.partials);
+        let mut add = |id: u32, value| partials[id as usize].add(value).map_err(overflow);
+        if values.null_count() == 0 {
+            for (&id, &value) in ids.iter().zip(values.values()) {
+                add(id, value)?;
+            }
+        } else {
+            for (&id, value) in ids.iter().zip(values) {
+                if let Some(value) = value {
+                    add(id, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
+        let partials = &self.partials;
+        let statistic = |of: fn(&Partial<T::Native>) -> T::Native| -> ArrayRef {
+            Arc::new(
+                partials
+                    .iter()
+                    .map(|p| (p.count > 0).then(|| of(p)))
+                    .collect::<PrimitiveArray<T>>(),
+            )
+        };
+        let columns = vec![
+            Arc::new(Int64Array::from_iter_values(
+                partials.iter().map(|p| p.count),
+            )) as ArrayRef,
+            statistic(|p| p.sum),
+            statistic(|p| p.min),
+            statistic(|p| p.max),
+        ];
+        let values =
+            StructArray::try_new(self.job.partial.clone(), columns, None).map_err(arrow_error)?;
+        let keys = self.groups.keys()?;
+        let batch = RecordBatch::try_new(
+            self.job.schema.key_value(),
+            vec![Arc::new(keys), Arc::new(values)],
+        )
+        .map_err(arrow_error)?;
+        Ok((batch, Counters::default()))
     }
 }
 

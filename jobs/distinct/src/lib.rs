@@ -1,18 +1,19 @@
 //! Built-in table job `distinct --arg columns=A,B`: every distinct
 //! combination of the values of the named columns (nulls included), once.
 //!
-//! Batch-level: each input batch is sorted by its group key and cut to one
-//! row per key in the map; the combiner and the reduce keep the first row of
-//! each group again, and the reduce decodes the key back to the columns.
+//! Batch-level: the map keeps each key once in a hash table of typed keys
+//! ([`GroupIds`]) and emits them when it finishes; the combiner and the
+//! reduce keep the first row of each group again, and the reduce decodes
+//! the key back to the columns.
 
 use std::sync::Arc;
 
 use harrow_sdk::arrow::array::{Array, NullArray, RecordBatch};
 use harrow_sdk::arrow::datatypes::{DataType, Schema};
 use harrow_sdk::arrow::error::ArrowError;
-use harrow_sdk::table::{KeyColumns, sort_into_groups};
+use harrow_sdk::table::{GroupIds, KeyColumns};
 use harrow_sdk::{
-    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups,
+    ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, Mapper,
 };
 
 pub const DEFINITION: JobDefinition = JobDefinition {
@@ -66,20 +67,11 @@ impl BatchJob for Distinct {
         self.schema.clone()
     }
 
-    fn map_batch(
-        &self,
-        input: &RecordBatch,
-        _counters: &mut Counters,
-    ) -> Result<RecordBatch, JobError> {
-        let keys = self.key.encode(input)?;
-        let rows = keys.len();
-        let batch = RecordBatch::try_new(
-            self.schema.key_value(),
-            vec![Arc::new(keys), Arc::new(NullArray::new(rows))],
-        )
-        .map_err(arrow_error)?;
-        let (sorted, bounds) = sort_into_groups(&batch)?;
-        KeyGroups::new(&sorted, &bounds).first_rows()
+    fn mapper(&self) -> Option<Box<dyn Mapper + '_>> {
+        Some(Box::new(Keys {
+            schema: &self.schema,
+            groups: GroupIds::new(self.key.clone()),
+        }))
     }
 
     fn combine_groups(&self, groups: KeyGroups<'_>) -> Result<RecordBatch, JobError> {
@@ -94,6 +86,29 @@ impl BatchJob for Distinct {
         let firsts = groups.first_rows()?;
         let columns = self.key.decode(firsts.column(0))?;
         RecordBatch::try_new(self.schema.output.clone(), columns).map_err(arrow_error)
+    }
+}
+
+/// The map side: the distinct keys seen.
+struct Keys<'a> {
+    schema: &'a JobSchema,
+    groups: GroupIds,
+}
+
+impl Mapper for Keys<'_> {
+    fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
+        self.groups.assign(input)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
+        let keys = self.groups.keys()?;
+        let rows = keys.len();
+        let batch = RecordBatch::try_new(
+            self.schema.key_value(),
+            vec![Arc::new(keys), Arc::new(NullArray::new(rows))],
+        )
+        .map_err(arrow_error)?;
+        Ok((batch, Counters::default()))
     }
 }
 

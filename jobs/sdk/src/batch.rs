@@ -18,12 +18,26 @@ pub trait BatchJob: Send + Sync + 'static {
 
     /// Maps an input batch to a key/value batch with the schema's
     /// [`JobSchema::key_value`] columns. `counters` are this task's user
-    /// counters.
+    /// counters. Not called when [`BatchJob::mapper`] gives a mapper.
     fn map_batch(
         &self,
-        input: &RecordBatch,
-        counters: &mut Counters,
-    ) -> Result<RecordBatch, JobError>;
+        _input: &RecordBatch,
+        _counters: &mut Counters,
+    ) -> Result<RecordBatch, JobError> {
+        unreachable!("map_batch called on a job that maps with its own mapper")
+    }
+
+    /// A mapper of the job's own, for a job that keeps state across the
+    /// batches of a share of a map task: typically a hash table folding
+    /// the rows of each key as they arrive (see
+    /// [`crate::table::GroupIds`]), so map output holds one row per key
+    /// and share instead of one per input row. The engine keeps a share's
+    /// mapper for many batches and finishes it when the input ends or its
+    /// memory share is used. `None` (the default): every batch goes
+    /// through [`BatchJob::map_batch`].
+    fn mapper(&self) -> Option<Box<dyn Mapper + '_>> {
+        None
+    }
 
     /// Folds each group into one key/value row. Only called when the schema
     /// declares a combiner.
@@ -60,11 +74,13 @@ impl<J: BatchJob> JobRuntime for BatchRuntime<J> {
     }
 
     fn mapper(&self) -> Box<dyn Mapper + '_> {
-        Box::new(BatchMapper {
-            job: &self.job,
-            schema: &self.schema,
-            outputs: Vec::new(),
-            counters: Counters::default(),
+        self.job.mapper().unwrap_or_else(|| {
+            Box::new(BatchMapper {
+                job: &self.job,
+                schema: &self.schema,
+                outputs: Vec::new(),
+                counters: Counters::default(),
+            })
         })
     }
 

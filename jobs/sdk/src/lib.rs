@@ -78,6 +78,6 @@ pub use output::{format_text_lines, group_bounds};
 pub use record::{Emitter, Job, Output, record_runtime};
 pub use runtime::{
     GeneratedInput, JobDefinition, JobRuntime, JobSchema, KEY_COLUMN, KeyGroups, Mapper,
-    Partitioning, ROW_COLUMN, TaskInfo, TaskKind, VALUE_COLUMN, generated_schema,
+    OwnedMapper, Partitioning, ROW_COLUMN, TaskInfo, TaskKind, VALUE_COLUMN, generated_schema,
 };
 pub use value::{Key, Row, Value};

@@ -27,7 +27,7 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 
 use crate::{
     Counters, GeneratedInput, JobArgs, JobDefinition, JobError, JobRuntime, JobSchema, KeyGroups,
-    Mapper, Partitioning, TaskInfo, TaskKind, panic_message,
+    Mapper, OwnedMapper, Partitioning, TaskInfo, TaskKind, panic_message,
 };
 
 /// The ABI version this SDK speaks. Bumped on any change to [`PluginV1`]
@@ -480,14 +480,6 @@ unsafe fn put_batch(out: *mut FfiBatch, batch: &RecordBatch) -> Result<(), JobEr
 /// A job handle: the runtime behind an `Arc`, so mappers can hold it.
 struct JobHandle(Arc<dyn JobRuntime>);
 
-/// A mapper handle. The mapper borrows the job; the `Arc` it holds keeps
-/// the job alive and in place for as long as the mapper exists, and is
-/// dropped after it (fields drop in order).
-struct MapperHandle {
-    mapper: Box<dyn Mapper + 'static>,
-    _job: Arc<dyn JobRuntime>,
-}
-
 static LOGGER: OnceLock<FfiLogger> = OnceLock::new();
 
 struct FfiLogger {
@@ -643,12 +635,7 @@ unsafe extern "C" fn new_mapper(
 ) -> i32 {
     guarded(error, || {
         // SAFETY: `job` is a live handle.
-        let job = unsafe { job_ref(job) }.clone();
-        let mapper = job.mapper();
-        // SAFETY: the mapper borrows the job inside the `Arc`, which the
-        // handle keeps alive (and unmoved) until after the mapper is gone.
-        let mapper: Box<dyn Mapper + 'static> = unsafe { std::mem::transmute(mapper) };
-        let handle = MapperHandle { mapper, _job: job };
+        let handle = OwnedMapper::new(unsafe { job_ref(job) }.clone());
         // SAFETY: the caller passes a writable out-pointer.
         unsafe { *mapper_out = Box::into_raw(Box::new(handle)).cast() };
         Ok(())
@@ -665,11 +652,11 @@ unsafe extern "C" fn map(
         // SAFETY: a live mapper handle and a valid batch.
         let (handle, batch) = unsafe {
             (
-                &mut *mapper.cast::<MapperHandle>(),
+                &mut *mapper.cast::<OwnedMapper>(),
                 take_batch(array, schema)?,
             )
         };
-        handle.mapper.map(&batch)
+        handle.map(&batch)
     })
 }
 
@@ -681,9 +668,8 @@ unsafe extern "C" fn finish_mapper(
 ) -> i32 {
     guarded(error, || {
         // SAFETY: a live mapper handle, consumed here.
-        let handle = unsafe { Box::from_raw(mapper.cast::<MapperHandle>()) };
-        let MapperHandle { mapper, _job } = *handle;
-        let (batch, user) = mapper.finish()?;
+        let handle = unsafe { Box::from_raw(mapper.cast::<OwnedMapper>()) };
+        let (batch, user) = handle.finish()?;
         let user = counters_to_batch(&user).map_err(JobError::arrow("exporting counters"))?;
         // SAFETY: writable out-pointers.
         unsafe {
@@ -696,7 +682,7 @@ unsafe extern "C" fn finish_mapper(
 unsafe extern "C" fn drop_mapper(mapper: *mut c_void) {
     if !mapper.is_null() {
         // SAFETY: a live mapper handle, dropped once.
-        drop_quietly(unsafe { Box::from_raw(mapper.cast::<MapperHandle>()) });
+        drop_quietly(unsafe { Box::from_raw(mapper.cast::<OwnedMapper>()) });
     }
 }
 

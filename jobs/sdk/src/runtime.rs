@@ -224,6 +224,41 @@ pub trait Mapper: Send {
     fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError>;
 }
 
+/// A mapper with a handle on its job, so it can outlive the borrow it was
+/// made from: the engine keeps one across the pieces of a map task, and a
+/// plugin keeps one behind a C handle.
+pub struct OwnedMapper {
+    // Declared before `job`, so dropped before it.
+    mapper: Box<dyn Mapper + 'static>,
+    job: Arc<dyn JobRuntime>,
+}
+
+impl OwnedMapper {
+    pub fn new(job: Arc<dyn JobRuntime>) -> OwnedMapper {
+        let mapper = job.mapper();
+        // SAFETY: the mapper borrows the runtime inside the `Arc`, which
+        // never moves, and which `job` keeps alive until the mapper is gone:
+        // the fields drop in order, and `finish` drops the job after the
+        // mapper.
+        #[allow(unsafe_code)]
+        let mapper: Box<dyn Mapper + 'static> = unsafe { std::mem::transmute(mapper) };
+        OwnedMapper { mapper, job }
+    }
+}
+
+impl Mapper for OwnedMapper {
+    fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
+        self.mapper.map(input)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
+        let OwnedMapper { mapper, job } = *self;
+        let finished = mapper.finish();
+        drop(job);
+        finished
+    }
+}
+
 /// A job under its name: how `harrow run NAME` and the worker find it.
 #[derive(Clone, Copy)]
 pub struct JobDefinition {
