@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Parser, Subcommand};
-use harrow_coordinator::cli::parse_bytes;
+use harrow_coordinator::cli::{SplitSize, parse_bytes, parse_split_size};
 use harrow_coordinator::client::Submission;
 use harrow_coordinator::local::{LocalConfig, run_local};
 
@@ -92,9 +92,9 @@ struct Options {
     /// Runs of each system; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Bytes per map split.
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-    split_size: u64,
+    /// Bytes per map split, or auto (the coordinator's choice).
+    #[arg(long, default_value = "auto", value_parser = parse_split_size)]
+    split_size: SplitSize,
     /// Harrow's memory budget (default: `harrow run`'s, half the memory).
     #[arg(long, value_parser = parse_bytes)]
     memory_budget: Option<u64>,
@@ -364,7 +364,7 @@ struct Run {
     job: String,
     args: Vec<(String, String)>,
     input: PathBuf,
-    split_size: u64,
+    split_size: SplitSize,
     memory_budget: u64,
     plugin: Option<PathBuf>,
 }
@@ -404,7 +404,7 @@ fn run_harrow(runtime: &tokio::runtime::Runtime, run: Run) -> Result<(f64, tempf
     let out = tempfile::tempdir()?;
     let submission = Submission {
         reducers: cpus as u32,
-        split_size_bytes: run.split_size,
+        split_size_bytes: run.split_size.bytes(),
         args: run.args,
         plugin: run.plugin,
         ..Submission::new(

@@ -353,9 +353,9 @@ pub struct JobOptions {
     /// Number of reduce partitions (and output files).
     #[arg(long, default_value_t = 4)]
     pub reducers: u32,
-    /// Bytes per map split, with an optional unit (64MiB, 1GiB, 4096); 0 means one split per file.
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-    pub split_size: u64,
+    /// Bytes per map split, with an optional unit (64MiB, 1GiB, 4096); 0 means one split per file; auto spreads the input over one wave of the live workers' slots, each split between 32MiB and 512MiB.
+    #[arg(long, default_value = "auto", value_parser = parse_split_size)]
+    pub split_size: SplitSize,
     /// A job argument as key=value; repeatable.
     #[arg(long = "arg", value_parser = parse_key_value)]
     pub args: Vec<(String, String)>,
@@ -417,6 +417,31 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
             _ => Err("has an unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"),
         }
     })
+}
+
+/// `--split-size`: `auto` or a byte count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitSize {
+    /// The coordinator's choice from the input and the live slots.
+    Auto,
+    Bytes(u64),
+}
+
+impl SplitSize {
+    /// What a submission carries: `None` for auto.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            SplitSize::Auto => None,
+            SplitSize::Bytes(bytes) => Some(bytes),
+        }
+    }
+}
+
+pub fn parse_split_size(text: &str) -> Result<SplitSize, String> {
+    match text {
+        "auto" => Ok(SplitSize::Auto),
+        _ => parse_bytes(text).map(SplitSize::Bytes),
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

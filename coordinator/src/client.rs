@@ -20,7 +20,8 @@ pub struct Submission {
     pub inputs: Vec<String>,
     pub output: String,
     pub reducers: u32,
-    pub split_size_bytes: u64,
+    /// `None`: sized by the coordinator.
+    pub split_size_bytes: Option<u64>,
     pub args: Vec<(String, String)>,
     pub storage_options: Vec<(String, String)>,
     /// `None`: from the file extensions.
@@ -42,7 +43,7 @@ impl Submission {
             inputs,
             output,
             reducers: 4,
-            split_size_bytes: 64 << 20,
+            split_size_bytes: None,
             args: Vec::new(),
             storage_options: Vec::new(),
             input_format: None,

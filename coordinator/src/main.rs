@@ -54,7 +54,7 @@ fn submission(job: JobOptions) -> Submission {
         inputs: job.inputs.iter().map(|i| resolve_local(i)).collect(),
         output: resolve_local(&job.output),
         reducers: job.reducers,
-        split_size_bytes: job.split_size,
+        split_size_bytes: job.split_size.bytes(),
         args: job.args,
         storage_options: job.storage_options,
         input_format: job.input_format,

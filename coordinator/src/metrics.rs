@@ -172,10 +172,8 @@ pub fn render(scheduler: &Scheduler) -> String {
         workers
             .get_or_create(&vec![("state", worker.state.name())])
             .inc();
-        if worker.state == WorkerState::Alive {
-            slots.inc_by(i64::from(worker.slots));
-        }
     }
+    slots.set(scheduler.live_slots() as i64);
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     text

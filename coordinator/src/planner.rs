@@ -178,6 +178,24 @@ async fn list_under(location: &Location) -> Result<Vec<InputFile>, PlanError> {
         .collect())
 }
 
+/// The smallest and largest split [`auto_split_size`] chooses.
+pub const MIN_AUTO_SPLIT: u64 = 32 << 20;
+pub const MAX_AUTO_SPLIT: u64 = 512 << 20;
+
+/// The split size when the submission names none: the input spread over
+/// one wave of the live workers' `slots`, so each slot's mapper folds as
+/// much as it can and no slot idles while another has a second split;
+/// at least [`MIN_AUTO_SPLIT`], where per-task costs start to show, and
+/// at most [`MAX_AUTO_SPLIT`], the most a lost task has to read again.
+/// With no live worker yet, the input is cut as for one slot.
+pub fn auto_split_size(files: &[InputFile], slots: u64) -> u64 {
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    total
+        .div_ceil(slots.max(1))
+        .next_multiple_of(1 << 20)
+        .clamp(MIN_AUTO_SPLIT, MAX_AUTO_SPLIT)
+}
+
 /// Cuts files into splits of `split_size` bytes (0: one split per file).
 /// An empty file still gets a split, so every input file is visited.
 pub fn splits(files: &[InputFile], split_size: u64) -> Vec<Split> {
@@ -290,6 +308,27 @@ mod tests {
                 "/d.txt"
             ]
         );
+    }
+
+    #[test]
+    fn auto_split_size_spreads_the_input_over_one_wave_of_slots() {
+        let file = |size: u64| InputFile {
+            location: "file:///data/a.txt".into(),
+            size,
+        };
+        const MIB: u64 = 1 << 20;
+        // 1 GiB over 2 slots: two 512 MiB splits.
+        assert_eq!(auto_split_size(&[file(1 << 30)], 2), 512 * MIB);
+        // Over 8 slots, in two files: 128 MiB.
+        let files = [file(600 * MIB), file(424 * MIB)];
+        assert_eq!(auto_split_size(&files, 8), 128 * MIB);
+        // Rounded up to a MiB, so the last split is not a sliver.
+        assert_eq!(auto_split_size(&[file(1000 * MIB + 1)], 10), 101 * MIB);
+        // Bounded both ways, and no live worker counts as one slot.
+        assert_eq!(auto_split_size(&[file(10 * MIB)], 4), MIN_AUTO_SPLIT);
+        assert_eq!(auto_split_size(&[file(100 << 30)], 4), MAX_AUTO_SPLIT);
+        assert_eq!(auto_split_size(&[file(100 * MIB)], 0), 100 * MIB);
+        assert_eq!(auto_split_size(&[], 4), MIN_AUTO_SPLIT);
     }
 
     #[test]

@@ -614,7 +614,18 @@ impl JobService for JobApi {
         let schema = built.schema().clone();
         let splits = match (schema.generated, generates) {
             (Some(generated), true) => planner::row_splits(generated),
-            (None, false) => planner::splits(&files, request.split_size_bytes),
+            (None, false) => {
+                let split_size = request.split_size_bytes.unwrap_or_else(|| {
+                    let slots = self
+                        .0
+                        .scheduler
+                        .lock()
+                        .expect("scheduler lock")
+                        .live_slots();
+                    planner::auto_split_size(&files, slots)
+                });
+                planner::splits(&files, split_size)
+            }
             (None, true) => {
                 return Err(Status::invalid_argument(
                     "no input given (--input PATH_OR_GLOB)",

@@ -174,6 +174,28 @@ fn grep_reports_file_and_byte_offset_of_each_match() {
 }
 
 #[test]
+fn without_a_split_size_the_input_is_spread_over_the_live_slots() {
+    // Two workers of two slots: 100 MiB is 25 MiB per slot, below the
+    // smallest split the coordinator picks by itself, so 32 MiB splits.
+    let cluster = Cluster::start(2, 2, 4);
+    let input = cluster.path("lines.txt");
+    let mut line = "x".repeat((1 << 20) - 1);
+    line.push('\n');
+    std::fs::write(&input, line.repeat(100)).unwrap();
+    let out = cluster.path("grep");
+    let job = submit_and_wait(&cluster, "grep", &input, &out, &["--arg", "pattern=y"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["status", &job, "--json"])).unwrap();
+    let lines: Vec<u64> = attempts(&status, "m")
+        .iter()
+        .map(|a| a["records_in"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{status:#}");
+    assert_eq!(lines.iter().sum::<u64>(), 100);
+    assert!(read_output(&out).is_empty());
+}
+
+#[test]
 fn jobs_workers_and_cancel_through_the_cli() {
     let cluster = Cluster::start(3, 1, 4);
     let workers: serde_json::Value =

@@ -191,6 +191,14 @@ impl Scheduler {
         self.jobs.get(&id)
     }
 
+    /// The task slots of the workers alive now.
+    pub fn live_slots(&self) -> u64 {
+        self.workers()
+            .filter(|w| w.state == WorkerState::Alive)
+            .map(|w| u64::from(w.slots))
+            .sum()
+    }
+
     pub fn workers(&self) -> impl Iterator<Item = &Worker> {
         self.workers.values()
     }
