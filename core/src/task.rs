@@ -255,6 +255,8 @@ pub struct MapOutput {
 pub enum TaskSpec {
     Map {
         split: Split,
+        /// The job's number of map tasks.
+        job_maps: u32,
     },
     Reduce {
         partition: u32,

@@ -148,13 +148,14 @@ impl From<pb::AttemptCounters> for AttemptCounters {
 impl From<Assignment> for pb::TaskAssignment {
     fn from(a: Assignment) -> Self {
         let task = match a.task {
-            TaskSpec::Map { split } => pb::task_assignment::Task::Map(pb::MapTask {
+            TaskSpec::Map { split, job_maps } => pb::task_assignment::Task::Map(pb::MapTask {
                 split: Some(pb::InputSplit {
                     location: split.location,
                     start: split.start,
                     end: split.end,
                     file_size: split.file_size,
                 }),
+                job_maps,
             }),
             TaskSpec::Reduce {
                 partition,
@@ -250,6 +251,7 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
                         end: split.end,
                         file_size: split.file_size,
                     },
+                    job_maps: map.job_maps,
                 }
             }
             pb::task_assignment::Task::Reduce(reduce) => TaskSpec::Reduce {

@@ -30,7 +30,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
-use crate::map_task::{MapInput, MapOutputSpec, run_map};
+use crate::map_task::{MapInput, MapOutputSpec, lanes, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
@@ -656,7 +656,7 @@ async fn execute(
     };
     let dir = job_dir(&shared.config.work_dir, attempt.task.job);
     match assignment.task {
-        TaskSpec::Map { split } => {
+        TaskSpec::Map { split, job_maps } => {
             shared
                 .shuffle_keys
                 .insert(attempt.task.job, assignment.shuffle_key.clone());
@@ -669,6 +669,7 @@ async fn execute(
                 reducers: assignment.reducers,
                 partitioner: assignment.partitioner,
                 memory: TaskMemory::share(shared.config.memory_budget, shared.config.slots),
+                lanes: lanes(rayon::current_num_threads(), shared.config.slots, job_maps),
             };
             let result = run_map(job, attempt, input, output, dir, &progress).await?;
             Ok((result.counters, result.segments, result.input))

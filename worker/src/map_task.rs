@@ -7,8 +7,9 @@
 //! pieces, piece `i` going to lane `i % lanes`, so its hash table folds a
 //! large share of the split before anything is sorted; a lane's mapper is
 //! finished when it has mapped its share of the task's memory, and when the
-//! input ends. Lanes take pieces in a fixed order, so the output does not
-//! depend on timing.
+//! input ends. A piece waits for the one before it on its lane to hand the
+//! mapper over, so lanes take pieces in a fixed order and the output does
+//! not depend on timing; meanwhile the next piece is read.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -18,16 +19,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::row::Rows;
-use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use harrow_core::ids::AttemptId;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
     AttemptCounters, BAD_RECORD_SAMPLES, Compression, InputFormat, InputReport, InputSpec,
     Partitioner, SegmentInfo, Split,
 };
-use harrow_sdk::{JobRuntime, KeyGroups, Mapper, OwnedMapper, TaskInfo, TaskKind, group_bounds};
+use harrow_sdk::{
+    JobError, JobRuntime, KeyGroups, Mapper, OwnedMapper, TaskInfo, TaskKind, group_bounds,
+};
 use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
 
 use crate::compressed::CompressedReader;
 use crate::cpu::run_cpu;
@@ -170,12 +174,27 @@ pub struct MapInput<'a> {
 }
 
 /// Where map output goes: how many reduce partitions, how keys are
-/// assigned to them, and how much of it may be held in memory.
+/// assigned to them, how much of it may be held in memory, and in how many
+/// lanes a job with a combiner folds it (see [`lanes`]).
 #[derive(Debug, Clone)]
 pub struct MapOutputSpec {
     pub reducers: u32,
     pub partitioner: Partitioner,
     pub memory: TaskMemory,
+    pub lanes: usize,
+}
+
+/// The lanes of a map task of a job with a combiner: the worker's rayon
+/// `threads` shared among the map tasks it may run at once (its `slots`,
+/// or the job's maps if fewer; `job_maps` 0 is unknown), at least one.
+/// Fewer lanes fold more rows per hash table, so less is sorted and
+/// shuffled; a job of one map task still folds on every thread.
+pub fn lanes(threads: usize, slots: usize, job_maps: u32) -> usize {
+    let concurrent = match job_maps {
+        0 => slots,
+        maps => slots.min(maps as usize),
+    };
+    threads.div_ceil(concurrent.max(1)).max(1)
 }
 
 /// Runs a map attempt, writing its output under `dir`.
@@ -196,8 +215,13 @@ pub async fn run_map(
     let chunk_bytes = ((split.end - split.start) / (4 * threads))
         .clamp(MIN_CHUNK_BYTES, output.memory.max_chunk_bytes());
     let mut source = Source::open(job.as_ref(), input, &decoder, chunk_bytes).await?;
-    let parallelism = threads as usize + 1;
-    let mut lanes = Lanes::new(job.as_ref(), parallelism, &output.memory);
+    let mut lanes = Lanes::new(job.as_ref(), output.lanes, &output.memory);
+    // Pieces read and not yet mapped: one per lane (or thread), and one
+    // more being read.
+    let parallelism = match lanes.folding() {
+        true => output.lanes.max(1) + 1,
+        false => threads as usize + 1,
+    };
     let mut counters = AttemptCounters::default();
     let mut report = InputReport::default();
     let mut mapping = FuturesOrdered::new();
@@ -217,40 +241,40 @@ pub async fn run_map(
                 Some(piece) => {
                     counters.bytes_in += piece.bytes();
                     progress.fetch_add(piece.progress(), Ordering::Relaxed);
-                    let work: MapWork = Box::new(map_piece(
+                    let map = map_on_lane(
                         job.clone(),
                         decoder.clone(),
                         split.location.clone(),
                         piece,
                         lanes.take(),
-                    ));
-                    mapping.push_back(run_cpu(work));
+                    );
+                    mapping.push_back(map.boxed());
                 }
                 None => input_done = true,
             }
         }
         // Once every piece is mapped, the lanes are finished like pieces.
-        if input_done && lanes.in_flight() == 0 {
+        if input_done && mapping.is_empty() {
             for lane in lanes.drain() {
-                let work: MapWork = Box::new(move || finish_lane(lane));
-                mapping.push_back(run_cpu(work));
+                let finish = run_cpu(move || finish_lane(lane)).map(|finished| {
+                    finished.map_err(TaskError::panic("panicked finishing a mapper:"))?
+                });
+                mapping.push_back(finish.boxed());
             }
         }
         let Some(mapped) = mapping.next().await else {
             break;
         };
-        let mapped = mapped
-            .map_err(TaskError::panic("panicked in map:"))?
-            .map_err(|error| match (error, &source) {
-                // A split that starts mid-file cannot see a quote opened
-                // before it: say so, since that reads as malformed records.
-                (TaskError::Input(InputError::BadRecord(bad)), Source::Split(_))
-                    if input.spec.format == InputFormat::Csv && split.start > 0 =>
-                {
-                    TaskError::Input(InputError::BadCsvRecordMidFile(bad))
-                }
-                (error, _) => error,
-            })?;
+        let mapped = mapped.map_err(|error| match (error, &source) {
+            // A split that starts mid-file cannot see a quote opened
+            // before it: say so, since that reads as malformed records.
+            (TaskError::Input(InputError::BadRecord(bad)), Source::Split(_))
+                if input.spec.format == InputFormat::Csv && split.start > 0 =>
+            {
+                TaskError::Input(InputError::BadCsvRecordMidFile(bad))
+            }
+            (error, _) => error,
+        })?;
         counters.records_in += mapped.records;
         counters.user.merge(&mapped.counters);
         report.bad_records += mapped.bad_records;
@@ -266,7 +290,6 @@ pub async fn run_map(
             }
             .into());
         }
-        lanes.put(mapped.lane);
         let Some(mapped) = mapped.output else {
             continue;
         };
@@ -434,9 +457,6 @@ fn row_batches(rows: Range<u64>) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// CPU work that maps a piece or finishes a lane.
-type MapWork = Box<dyn FnOnce() -> Result<Mapped, TaskError> + Send>;
-
 /// A mapper kept across pieces, and the bytes of decoded input it has
 /// mapped: an estimate of what its state holds.
 pub(crate) struct Lane {
@@ -446,72 +466,113 @@ pub(crate) struct Lane {
     limit: u64,
 }
 
-/// The lanes of a map attempt. A job without a combiner has nothing to
-/// fold across pieces, so each piece gets a mapper of its own (a limit of
-/// 0 finishes it at once).
+/// The lanes of a map attempt. For each lane, where its next piece gets
+/// the mapper from: the piece before it on the lane sends it (or `None`
+/// once finished) when it has mapped.
 struct Lanes {
-    lanes: Vec<Option<Lane>>,
-    /// The lane of the next piece to map, and of the next one mapped.
+    handoffs: Vec<oneshot::Receiver<Option<Lane>>>,
+    /// The lane of the next piece.
     next: usize,
-    done: usize,
     limit: u64,
+}
+
+/// Where a piece gets its mapper, and where it passes it on.
+enum Handoff {
+    /// A mapper of its own, finished after the piece (a job without a
+    /// combiner has nothing to fold across pieces).
+    Single,
+    Lane {
+        from: oneshot::Receiver<Option<Lane>>,
+        to: oneshot::Sender<Option<Lane>>,
+        limit: u64,
+    },
 }
 
 impl Lanes {
     fn new(job: &dyn JobRuntime, lanes: usize, memory: &TaskMemory) -> Lanes {
+        if !job.schema().combiner {
+            return Lanes {
+                handoffs: Vec::new(),
+                next: 0,
+                limit: 0,
+            };
+        }
+        let handoffs = (0..lanes.max(1))
+            .map(|_| {
+                let (to, from) = oneshot::channel();
+                let _ = to.send(None);
+                from
+            })
+            .collect::<Vec<_>>();
         // Together the lanes hold about half of what a spill holds: their
         // state is estimated from their input, which a hash table of small
         // keys can outgrow.
-        let limit = match job.schema().combiner {
-            true => memory.spill_bytes() / (2 * lanes as u64),
-            false => 0,
-        };
+        let limit = memory.spill_bytes() / (2 * handoffs.len() as u64);
         Lanes {
-            lanes: (0..lanes).map(|_| None).collect(),
+            handoffs,
             next: 0,
-            done: 0,
             limit,
         }
     }
 
-    /// The lane for the next piece: `None` when it has no mapper yet. Its
-    /// previous piece has been mapped, as at most `lanes` are in flight.
-    fn take(&mut self) -> LaneSlot {
-        let index = self.next % self.lanes.len();
+    fn folding(&self) -> bool {
+        !self.handoffs.is_empty()
+    }
+
+    fn take(&mut self) -> Handoff {
+        if !self.folding() {
+            return Handoff::Single;
+        }
+        let index = self.next % self.handoffs.len();
         self.next += 1;
-        LaneSlot {
-            lane: self.lanes[index].take(),
+        let (to, next) = oneshot::channel();
+        let from = std::mem::replace(&mut self.handoffs[index], next);
+        Handoff::Lane {
+            from,
+            to,
             limit: self.limit,
         }
     }
 
-    /// Returns the lane of the piece mapped next in order.
-    fn put(&mut self, lane: Option<Lane>) {
-        let index = self.done % self.lanes.len();
-        self.done += 1;
-        self.lanes[index] = lane;
-    }
-
-    /// Pieces handed out and not yet back.
-    fn in_flight(&self) -> usize {
-        self.next - self.done
-    }
-
-    /// The open lanes, in order, once every piece is back.
+    /// The open lanes, once every piece is mapped.
     fn drain(&mut self) -> Vec<Lane> {
-        let open: Vec<Lane> = (self.done..self.done + self.lanes.len())
-            .filter_map(|i| {
-                let index = i % self.lanes.len();
-                self.lanes[index].take()
-            })
-            .collect();
-        // Their outputs come back as pieces without a lane.
-        self.next += open.len();
-        open
+        self.handoffs
+            .iter_mut()
+            .filter_map(|handoff| handoff.try_recv().ok().flatten())
+            .collect()
     }
 }
 
-/// A piece's lane, as handed to [`map_piece`].
+/// Maps `piece` on the mapper its handoff gives, once the piece before it
+/// on the lane is done, and passes the mapper on.
+async fn map_on_lane(
+    job: Arc<dyn JobRuntime>,
+    decoder: Arc<ChunkDecoder>,
+    file: String,
+    piece: Piece,
+    handoff: Handoff,
+) -> Result<Mapped, TaskError> {
+    let (slot, to) = match handoff {
+        Handoff::Single => (LaneSlot::single(), None),
+        Handoff::Lane { from, to, limit } => {
+            // A closed handoff: the piece before failed, and so does the task.
+            let lane = from.await.map_err(|_| TaskError::Job {
+                during: "map",
+                source: JobError::job("the piece before this one on its mapper failed"),
+            })?;
+            (LaneSlot { lane, limit }, Some(to))
+        }
+    };
+    let mut mapped = run_cpu(map_piece(job, decoder, file, piece, slot))
+        .await
+        .map_err(TaskError::panic("panicked in map:"))??;
+    if let Some(to) = to {
+        let _ = to.send(mapped.lane.take());
+    }
+    Ok(mapped)
+}
+
+/// A piece's lane, as [`map_piece`] takes it.
 pub(crate) struct LaneSlot {
     lane: Option<Lane>,
     limit: u64,
@@ -712,4 +773,23 @@ fn sort_and_write(
     let segments = write_map_output(dir, stem, &schema, &per_partition)?;
     let bytes = segments.iter().map(|s| s.bytes).sum();
     Ok((segments, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_share_the_threads_among_the_maps_that_run_at_once() {
+        // A slot per thread: each map task folds in one hash table.
+        assert_eq!(lanes(2, 2, 10), 1);
+        assert_eq!(lanes(8, 8, 100), 1);
+        // A job of fewer maps than slots uses every thread all the same.
+        assert_eq!(lanes(8, 8, 1), 8);
+        assert_eq!(lanes(8, 8, 3), 3);
+        // More threads than slots; an unknown number of maps.
+        assert_eq!(lanes(8, 2, 0), 4);
+        assert_eq!(lanes(3, 2, 5), 2);
+        assert_eq!(lanes(1, 0, 0), 1);
+    }
 }

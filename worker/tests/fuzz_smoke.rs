@@ -91,6 +91,7 @@ fn wire_messages() {
                 end: 100,
                 file_size: 100,
             }),
+            job_maps: 4,
         })),
         input: Some(pb::InputSpec {
             format: "csv".into(),

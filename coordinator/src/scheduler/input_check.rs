@@ -152,7 +152,7 @@ mod tests {
         span: (u64, u64),
         bad_records: u64,
     ) {
-        let TaskSpec::Map { split } = &map.task else {
+        let TaskSpec::Map { split, .. } = &map.task else {
             panic!("not a map: {map:?}")
         };
         let samples = (0..bad_records)

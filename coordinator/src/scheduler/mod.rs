@@ -369,6 +369,7 @@ impl Scheduler {
         let spec = match &task.input {
             TaskInput::Split(split) => TaskSpec::Map {
                 split: split.clone(),
+                job_maps: job.maps.len() as u32,
             },
             TaskInput::Partition(partition) => TaskSpec::Reduce {
                 partition: *partition,
