@@ -8,6 +8,7 @@
 #   cargo run --release -p harrow-benches -- wordcount --size 1GiB
 #   benches/overhead.sh wordcount
 #   benches/overhead.sh parquet
+#   benches/overhead.sh terasort    # all of its input crosses the shuffle
 #
 # The shares are of CPU samples over the whole run, both cores included.
 set -euo pipefail
@@ -23,8 +24,12 @@ parquet)
     input="$(ls "$data"/groupby-*.parquet 2>/dev/null | head -1)"
     job=(aggregate --arg key=key --arg value=value)
     ;;
+terasort)
+    input="$(ls "$data"/terasort-*.txt 2>/dev/null | head -1)"
+    job=(terasort)
+    ;;
 *)
-    echo "usage: $0 wordcount|parquet" >&2
+    echo "usage: $0 wordcount|parquet|terasort" >&2
     exit 2
     ;;
 esac

@@ -2,11 +2,14 @@
 
     python peers.py SYSTEM WORKLOAD INPUT
 
-SYSTEM is duckdb or polars; WORKLOAD is wordcount or aggregate. Prints the
-answer as a JSON list, the same tuple Harrow's output is checked against:
-wordcount [distinct words, total words] (a word is a maximal run of
-letters); aggregate [keys, rows, sum of value] over a CSV with columns
-key,value,price or a Parquet file (by its extension) with key and value. Both engines use every core and stream the file.
+SYSTEM is duckdb, polars or pyspark; WORKLOAD is wordcount or aggregate.
+Prints the answer as a JSON list, the same tuple Harrow's output is checked
+against: wordcount [distinct words, total words] (a word is a maximal run
+of letters); aggregate [keys, rows, sum of value] over a CSV with columns
+key,value,price or a Parquet file (by its extension) with key and value.
+Every engine uses every core and streams the file; Spark runs the
+DataFrame API in local mode (`local[N]`, N the cores), its start-up
+included, as a user's `spark-submit` would.
 """
 
 import json
@@ -84,11 +87,62 @@ def polars_aggregate(path):
     return [groups[0, 0], int(groups[0, 1]), int(groups[0, 2])]
 
 
+def spark_session():
+    import os
+
+    from pyspark.sql import SparkSession
+
+    cores = os.cpu_count() or 1
+    return (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("harrow-bench")
+        .config("spark.driver.memory", "8g")
+        # A few shuffle partitions per core, not the default 200.
+        .config("spark.sql.shuffle.partitions", str(4 * cores))
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+
+
+def pyspark_wordcount(path):
+    from pyspark.sql import functions as F
+
+    spark = spark_session()
+    words = spark.read.text(path).select(
+        F.explode(F.regexp_extract_all("value", F.lit(r"\p{L}+"), 0)).alias("w")
+    )
+    counts = words.groupBy("w").count()
+    row = counts.agg(F.count("*"), F.sum("count")).collect()[0]
+    spark.stop()
+    return [row[0], int(row[1])]
+
+
+def pyspark_aggregate(path):
+    from pyspark.sql import functions as F
+
+    spark = spark_session()
+    if path.endswith(".parquet"):
+        table = spark.read.parquet(path)
+    else:
+        table = spark.read.csv(path, header=True, schema="key STRING, value LONG, price DOUBLE")
+    groups = table.groupBy("key").agg(
+        F.count("value").alias("c"),
+        F.sum("value").alias("s"),
+        F.min("value"),
+        F.max("value"),
+    )
+    row = groups.agg(F.count("*"), F.sum("c"), F.sum("s")).collect()[0]
+    spark.stop()
+    return [row[0], int(row[1]), int(row[2])]
+
+
 SYSTEMS = {
     ("duckdb", "wordcount"): duckdb_wordcount,
     ("polars", "wordcount"): polars_wordcount,
     ("duckdb", "aggregate"): duckdb_aggregate,
     ("polars", "aggregate"): polars_aggregate,
+    ("pyspark", "wordcount"): pyspark_wordcount,
+    ("pyspark", "aggregate"): pyspark_aggregate,
 }
 
 if __name__ == "__main__":

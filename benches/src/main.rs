@@ -98,8 +98,9 @@ struct Options {
     /// Harrow's memory budget (default: `harrow run`'s, half the memory).
     #[arg(long, value_parser = parse_bytes)]
     memory_budget: Option<u64>,
-    /// Also run DuckDB and Polars where the workload has them (wordcount,
-    /// aggregate), from the environment `benches/peers/setup.sh` makes.
+    /// Also run DuckDB, Polars and Spark where the workload has them
+    /// (wordcount, aggregate, parquet), from the environment
+    /// `benches/peers/setup.sh` makes.
     #[arg(long)]
     peers: bool,
 }
@@ -108,6 +109,8 @@ struct Options {
 type WorkloadFn = fn(u64, &Options) -> Result<()>;
 
 fn main() -> Result<()> {
+    // As the harrow binary does; the baselines in this process share it.
+    harrow_worker::memory::limit_malloc_arenas();
     let (workload, size, o): (WorkloadFn, _, _) = match Cli::parse().workload {
         Workload::Wordcount { size, options } => (wordcount, size, options),
         Workload::Aggregate { size, options } => (aggregate, size, options),

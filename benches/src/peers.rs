@@ -1,4 +1,4 @@
-//! Peer systems (DuckDB, Polars) as optional baselines: with `--peers`, each
+//! Peer systems (DuckDB, Polars, Spark) as optional baselines: with `--peers`, each
 //! runs `benches/peers/peers.py` in the virtual environment that
 //! `benches/peers/setup.sh` creates, timed from the harness (the Python
 //! interpreter's start and imports included) and checked like any baseline.
@@ -17,8 +17,9 @@ const SCRIPT: &str = "benches/peers/peers.py";
 /// A peer baseline: its label and how to run it.
 pub type Peer<T> = (String, Box<dyn Fn() -> Result<Produced<T>>>);
 
-/// DuckDB and Polars on `workload` over `input` when `wanted` and
-/// installed; none (with a message saying how to install them) otherwise.
+/// DuckDB, Polars and Spark (PySpark, local mode) on `workload` over
+/// `input` when `wanted` and installed; a peer that is not (Spark without
+/// a Java runtime) is skipped with a message saying how to install it.
 pub fn peers<T: DeserializeOwned + 'static>(
     wanted: bool,
     workload: &str,
@@ -32,15 +33,24 @@ pub fn peers<T: DeserializeOwned + 'static>(
         eprintln!("--peers: {VENV_PYTHON} is missing; run benches/peers/setup.sh first");
         return Vec::new();
     }
-    ["duckdb", "polars"]
+    ["duckdb", "polars", "pyspark"]
         .into_iter()
-        .map(|system| {
-            let label = format!("{} {} (peer)", system, version(&python, system));
+        .filter_map(|system| {
+            let version = version(&python, system);
+            let java = system != "pyspark" || Command::new("java").arg("-version").output().is_ok();
+            if version.is_empty() || !java {
+                eprintln!(
+                    "--peers: skipping {system}: not installed{} (see benches/peers/setup.sh)",
+                    if java { "" } else { ", or no java on the PATH" }
+                );
+                return None;
+            }
+            let label = format!("{system} {version} (peer)");
             let (workload, input, python) =
                 (workload.to_string(), input.to_path_buf(), python.clone());
             let run: Box<dyn Fn() -> Result<Produced<T>>> =
                 Box::new(move || run(&python, system, &workload, &input));
-            (label, run)
+            Some((label, run))
         })
         .collect()
 }

@@ -14,6 +14,7 @@ use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
 use harrow_core::security::{Connector, Token, check_listen};
 
 fn main() -> ExitCode {
+    harrow_worker::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -12,6 +12,28 @@ const MIB: u64 = 1 << 20;
 pub const MIN_CHUNK_BYTES: u64 = MIB;
 pub const MAX_CHUNK_BYTES: u64 = 32 * MIB;
 
+/// Caps glibc's malloc arenas at one per CPU (at least two), from its
+/// default of eight per CPU. Tokio and rayon threads each allocate from an
+/// arena of their own, and memory freed into one is not reused by another,
+/// so a map task that sorts and spills buffers of the same size again and
+/// again grew well past its budget: TeraSort of 1 GiB under a 128 MiB
+/// budget in 512 MiB splits peaked at 345 MB of RSS by default and 255 MB
+/// capped, at the same speed. Call it first thing in `main`, before any
+/// thread exists. Other C libraries: nothing to do.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arenas = libc::c_int::try_from(cpus.max(2)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets a tunable of the allocator; it is
+        // called before any other thread runs.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 /// The budget when nothing says how much memory there is.
 const FALLBACK_BUDGET: u64 = 1 << 30;
 
