@@ -8,7 +8,7 @@
 //!
 //! Written against the batch-level API. The map folds each row into its
 //! group's partial aggregate (count, sum, min, max) in a hash table of
-//! typed keys ([`GroupIds`]), so a mapper's output is one row per key it
+//! typed keys ([`GroupTable`]), so a mapper's output is one row per key it
 //! saw; the combiner folds partial rows again with Arrow's aggregate
 //! kernels, and the reduce folds them a last time and adds the mean.
 
@@ -24,7 +24,7 @@ use harrow_sdk::arrow::datatypes::{
     ArrowNativeTypeOp, DataType, Field, Fields, Float64Type, Int64Type, Schema,
 };
 use harrow_sdk::arrow::error::ArrowError;
-use harrow_sdk::table::{GroupIds, KeyColumns};
+use harrow_sdk::table::{GroupTable, KeyColumns};
 use harrow_sdk::{
     ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, Mapper,
 };
@@ -208,10 +208,9 @@ impl BatchJob for Aggregate {
     }
 
     fn mapper(&self) -> Option<Box<dyn Mapper + '_>> {
-        let groups = GroupIds::new(self.key.clone());
         Some(match self.numeric {
-            Numeric::Integer => Box::new(Folding::<Int64Type>::new(self, groups)),
-            Numeric::Float => Box::new(Folding::<Float64Type>::new(self, groups)),
+            Numeric::Integer => Box::new(Folding::<Int64Type>::new(self)),
+            Numeric::Float => Box::new(Folding::<Float64Type>::new(self)),
         })
     }
 
@@ -242,12 +241,11 @@ impl BatchJob for Aggregate {
     }
 }
 
-/// The map side: each group's partial aggregate, indexed by its id in a
-/// hash table of the keys, updated in place row by row.
+/// The map side: each group's partial aggregate, updated in place in a
+/// hash table of the keys.
 struct Folding<'a, T: ArrowPrimitiveType> {
     job: &'a Aggregate,
-    groups: GroupIds,
-    partials: Vec<Partial<T::Native>>,
+    groups: GroupTable<Partial<T::Native>>,
 }
 
 /// A group's count of non-null values and, when it is not 0, their sum,
@@ -260,15 +258,19 @@ struct Partial<N> {
     max: N,
 }
 
-impl<N: ArrowNativeTypeOp> Partial<N> {
-    const EMPTY: Self = Partial {
-        count: 0,
-        sum: N::ZERO,
-        min: N::ZERO,
-        max: N::ZERO,
-    };
+impl<N: ArrowNativeTypeOp> Default for Partial<N> {
+    fn default() -> Self {
+        Partial {
+            count: 0,
+            sum: N::ZERO,
+            min: N::ZERO,
+            max: N::ZERO,
+        }
+    }
+}
 
-    fn add(&mut self, value: N) -> Result<(), ArrowError> {
+impl<N: ArrowNativeTypeOp> Partial<N> {
+    fn add(&mut self, value: N) -> Result<(), JobError> {
         if self.count == 0 {
             *self = Partial {
                 count: 1,
@@ -279,7 +281,7 @@ impl<N: ArrowNativeTypeOp> Partial<N> {
             return Ok(());
         }
         self.count += 1;
-        self.sum = self.sum.add_checked(value)?;
+        self.sum = self.sum.add_checked(value).map_err(overflow)?;
         if value.is_lt(self.min) {
             self.min = value;
         }
@@ -294,11 +296,10 @@ impl<'a, T: ArrowPrimitiveType> Folding<'a, T>
 where
     T::Native: ArrowNativeTypeOp,
 {
-    fn new(job: &'a Aggregate, groups: GroupIds) -> Self {
+    fn new(job: &'a Aggregate) -> Self {
         Folding {
             job,
-            groups,
-            partials: Vec::new(),
+            groups: GroupTable::new(job.key.clone()),
         }
     }
 }
@@ -316,26 +317,22 @@ where
             })?;
         let values = cast(values, &T::DATA_TYPE).map_err(arrow_error)?;
         let values = values.as_primitive::<T>();
-        self.groups.assign(input)?;
-        self.partials.resize(self.groups.len(), Partial::EMPTY);
-        let (ids, partials) = (self.groups.ids(), &mut self.partials);
-        let mut add = |id: u32, value| partials[id as usize].add(value).map_err(overflow);
-        if values.null_count() == 0 {
-            for (&id, &value) in ids.iter().zip(values.values()) {
-                add(id, value)?;
-            }
-        } else {
-            for (&id, value) in ids.iter().zip(values) {
-                if let Some(value) = value {
-                    add(id, value)?;
-                }
-            }
+        let data = values.values();
+        match values.nulls().filter(|nulls| nulls.null_count() > 0) {
+            None => self
+                .groups
+                .update(input, |partial, row| partial.add(data[row])),
+            Some(nulls) => self
+                .groups
+                .update(input, |partial, row| match nulls.is_valid(row) {
+                    true => partial.add(data[row]),
+                    false => Ok(()),
+                }),
         }
-        Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
-        let partials = &self.partials;
+        let (keys, partials) = self.groups.finish()?;
         let statistic = |of: fn(&Partial<T::Native>) -> T::Native| -> ArrayRef {
             Arc::new(
                 partials
@@ -354,7 +351,6 @@ where
         ];
         let values =
             StructArray::try_new(self.job.partial.clone(), columns, None).map_err(arrow_error)?;
-        let keys = self.groups.keys()?;
         let batch = RecordBatch::try_new(
             self.job.schema.key_value(),
             vec![Arc::new(keys), Arc::new(values)],

@@ -2,7 +2,7 @@
 //! combination of the values of the named columns (nulls included), once.
 //!
 //! Batch-level: the map keeps each key once in a hash table of typed keys
-//! ([`GroupIds`]) and emits them when it finishes; the combiner and the
+//! ([`GroupTable`]) and emits them when it finishes; the combiner and the
 //! reduce keep the first row of each group again, and the reduce decodes
 //! the key back to the columns.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use harrow_sdk::arrow::array::{Array, NullArray, RecordBatch};
 use harrow_sdk::arrow::datatypes::{DataType, Schema};
 use harrow_sdk::arrow::error::ArrowError;
-use harrow_sdk::table::{GroupIds, KeyColumns};
+use harrow_sdk::table::{GroupTable, KeyColumns};
 use harrow_sdk::{
     ArgSpec, BatchJob, Counters, JobArgs, JobDefinition, JobError, JobSchema, KeyGroups, Mapper,
 };
@@ -70,7 +70,7 @@ impl BatchJob for Distinct {
     fn mapper(&self) -> Option<Box<dyn Mapper + '_>> {
         Some(Box::new(Keys {
             schema: &self.schema,
-            groups: GroupIds::new(self.key.clone()),
+            groups: GroupTable::new(self.key.clone()),
         }))
     }
 
@@ -92,16 +92,16 @@ impl BatchJob for Distinct {
 /// The map side: the distinct keys seen.
 struct Keys<'a> {
     schema: &'a JobSchema,
-    groups: GroupIds,
+    groups: GroupTable<()>,
 }
 
 impl Mapper for Keys<'_> {
     fn map(&mut self, input: &RecordBatch) -> Result<(), JobError> {
-        self.groups.assign(input)
+        self.groups.update(input, |_, _| Ok::<_, JobError>(()))
     }
 
     fn finish(self: Box<Self>) -> Result<(RecordBatch, Counters), JobError> {
-        let keys = self.groups.keys()?;
+        let (keys, _) = self.groups.finish()?;
         let rows = keys.len();
         let batch = RecordBatch::try_new(
             self.schema.key_value(),

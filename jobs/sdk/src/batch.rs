@@ -30,7 +30,7 @@ pub trait BatchJob: Send + Sync + 'static {
     /// A mapper of the job's own, for a job that keeps state across the
     /// batches of a share of a map task: typically a hash table folding
     /// the rows of each key as they arrive (see
-    /// [`crate::table::GroupIds`]), so map output holds one row per key
+    /// [`crate::table::GroupTable`]), so map output holds one row per key
     /// and share instead of one per input row. The engine keeps a share's
     /// mapper for many batches and finishes it when the input ends or its
     /// memory share is used. `None` (the default): every batch goes

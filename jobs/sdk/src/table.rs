@@ -7,10 +7,10 @@
 //! and partitioning work on it unchanged, and the reduce decodes it back to
 //! the typed columns.
 //!
-//! [`GroupIds`] is the map-side hash table of such a job: it gives each
-//! distinct key of a task's batches a dense id, hashing typed values, so a
-//! job folds its rows into per-id state and makes Arrow rows only once per
-//! distinct key, when the mapper finishes.
+//! [`GroupTable`] is the map-side hash table of such a job: a state per
+//! distinct key of a mapper's batches, hashed by typed values and updated
+//! in place, so Arrow rows are made only once per distinct key, when the
+//! mapper finishes.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -114,36 +114,29 @@ impl KeyColumns {
     }
 }
 
-/// Dense ids for the distinct group keys of a task's batches, from 0 in the
-/// order keys first appear: a job keeps its per-group state in a `Vec`
-/// indexed by id and asks [`GroupIds::keys`] for the encoded keys when it
-/// is done. A key of one integer column is hashed as an `i64`, a key of
-/// one string or binary column as its bytes, and any other key as its
-/// Arrow row format; in every case the keys come out exactly as
-/// [`KeyColumns::encode`] encodes them.
+/// The map-side hash table of a table job: a state `S` per distinct group
+/// key of a mapper's batches, updated row by row in place, and the keys
+/// encoded once, when the mapper finishes, exactly as
+/// [`KeyColumns::encode`] encodes them. A key of one integer column is
+/// hashed as an `i64` with the state beside it (one memory access per
+/// row); a key of one string or binary column is hashed as its bytes, and
+/// any other key as its Arrow row format, with the states in a `Vec`.
 #[derive(Debug)]
-pub struct GroupIds {
+pub struct GroupTable<S> {
     columns: KeyColumns,
-    table: Table,
-    /// The id of the null key (one-column tables only).
-    null: Option<u32>,
-    len: u32,
-    /// The ids of the last batch's rows.
-    ids: Vec<u32>,
+    table: Table<S>,
+    /// The state of the null key (one-column tables only).
+    null: Option<S>,
 }
 
 #[derive(Debug)]
-enum Table {
-    /// One integer column: its values as `i64` (lossless for every type
-    /// this takes), indexed by id (0 at the null key's id).
-    Integer {
-        ids: hashbrown::HashMap<i64, u32, FxBuildHasher>,
-        keys: Vec<i64>,
-    },
+enum Table<S> {
+    /// One integer column, as `i64` (lossless for every type this takes).
+    Integer(hashbrown::HashMap<i64, S, FxBuildHasher>),
     /// One string or binary column, by its bytes.
-    Bytes(ByteKeys),
+    Bytes(ByteKeys, Vec<S>),
     /// Anything else, by the row format of its columns.
-    Rows(ByteKeys),
+    Rows(ByteKeys, Vec<S>),
 }
 
 /// Byte string keys in one buffer, and a hash table of their ids.
@@ -156,27 +149,28 @@ struct ByteKeys {
 }
 
 impl ByteKeys {
-    fn get(&self, id: u32) -> &[u8] {
-        key_at(&self.data, &self.ends, id)
+    fn get(&self, id: usize) -> &[u8] {
+        key_at(&self.data, &self.ends, id as u32)
     }
 
-    /// The id of `key`, `next` if it is new.
-    fn id(&mut self, key: &[u8], next: u32) -> u32 {
+    /// The state of `key`, a new one if it is new.
+    fn state<'s, S: Default>(&mut self, states: &'s mut Vec<S>, key: &[u8]) -> &'s mut S {
         let hash = FxBuildHasher.hash_one(key);
         let ByteKeys { ids, data, ends } = self;
-        if let Some(&id) = ids.find(hash, |&id| key_at(data, ends, id) == key) {
-            return id;
-        }
-        ids.insert_unique(hash, next, |&id| {
-            FxBuildHasher.hash_one(key_at(data, ends, id))
-        });
-        self.push(key);
-        next
-    }
-
-    fn push(&mut self, key: &[u8]) {
-        self.data.extend_from_slice(key);
-        self.ends.push(self.data.len());
+        let id = match ids.find(hash, |&id| key_at(data, ends, id) == key) {
+            Some(&id) => id as usize,
+            None => {
+                let id = states.len();
+                ids.insert_unique(hash, id as u32, |&id| {
+                    FxBuildHasher.hash_one(key_at(data, ends, id))
+                });
+                data.extend_from_slice(key);
+                ends.push(data.len());
+                states.push(S::default());
+                id
+            }
+        };
+        &mut states[id]
     }
 }
 
@@ -186,170 +180,169 @@ fn key_at<'a>(data: &'a [u8], ends: &[usize], id: u32) -> &'a [u8] {
     &data[start..ends[id]]
 }
 
-/// The id of each of `values` in a table of byte keys with `len` keys so
-/// far, `null` the null key's id.
-fn byte_ids<'a, T: AsRef<[u8]> + ?Sized + 'a>(
+/// Calls `update` with the state of each of `values`' keys and its row.
+fn update_bytes<'a, T, S, E>(
     keys: &mut ByteKeys,
-    len: &mut u32,
-    null: &mut Option<u32>,
+    states: &mut Vec<S>,
+    null: &mut Option<S>,
     values: impl Iterator<Item = Option<&'a T>>,
-    ids: &mut Vec<u32>,
-) {
-    for value in values {
-        let next = *len;
-        let id = match value {
-            Some(value) => keys.id(value.as_ref(), next),
-            None => *null.get_or_insert_with(|| {
-                keys.push(&[]);
-                next
-            }),
+    update: &mut impl FnMut(&mut S, usize) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: AsRef<[u8]> + ?Sized + 'a,
+    S: Default,
+{
+    for (row, value) in values.enumerate() {
+        let state = match value {
+            Some(value) => keys.state(states, value.as_ref()),
+            None => null.get_or_insert_with(S::default),
         };
-        *len += u32::from(id == next);
-        ids.push(id);
+        update(state, row)?;
     }
+    Ok(())
 }
 
-impl GroupIds {
-    pub fn new(columns: KeyColumns) -> GroupIds {
+impl<S: Default> GroupTable<S> {
+    pub fn new(columns: KeyColumns) -> GroupTable<S> {
         use DataType::*;
         let table = match columns.fields.as_slice() {
             [field] => match field.data_type() {
-                Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 => Table::Integer {
-                    ids: Default::default(),
-                    keys: Vec::new(),
-                },
-                Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => {
-                    Table::Bytes(ByteKeys::default())
+                Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 => {
+                    Table::Integer(Default::default())
                 }
-                _ => Table::Rows(ByteKeys::default()),
+                Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => {
+                    Table::Bytes(ByteKeys::default(), Vec::new())
+                }
+                _ => Table::Rows(ByteKeys::default(), Vec::new()),
             },
-            _ => Table::Rows(ByteKeys::default()),
+            _ => Table::Rows(ByteKeys::default(), Vec::new()),
         };
-        GroupIds {
+        GroupTable {
             columns,
             table,
             null: None,
-            len: 0,
-            ids: Vec::new(),
         }
     }
 
     /// The number of distinct keys seen.
     pub fn len(&self) -> usize {
-        self.len as usize
+        let keys = match &self.table {
+            Table::Integer(states) => states.len(),
+            Table::Bytes(_, states) | Table::Rows(_, states) => states.len(),
+        };
+        keys + usize::from(self.null.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Gives each row of `batch` the id of its key, new keys the next
-    /// ids; [`GroupIds::ids`] returns them.
-    pub fn assign(&mut self, batch: &RecordBatch) -> Result<(), JobError> {
-        let GroupIds {
-            columns: key,
-            table,
-            null,
-            len,
-            ids,
-        } = self;
-        let columns = key.columns(batch)?;
-        ids.clear();
-        ids.reserve(batch.num_rows());
-        match table {
-            Table::Integer { ids: table, keys } => {
+    /// Calls `update` with the state of each row's key (a new key starts
+    /// from `S::default()`) and the row's index in `batch`, in row order.
+    /// Stops at the first error `update` returns.
+    pub fn update<E: From<JobError>>(
+        &mut self,
+        batch: &RecordBatch,
+        mut update: impl FnMut(&mut S, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let columns = self.columns.columns(batch)?;
+        let null = &mut self.null;
+        match &mut self.table {
+            Table::Integer(states) => {
                 let values = cast(&columns[0], &DataType::Int64)
                     .map_err(JobError::arrow("hashing group keys"))?;
                 let values = values.as_primitive::<Int64Type>();
-                let mut id_of = |value: Option<i64>| {
-                    let next = *len;
-                    let id = match value {
-                        Some(value) => *table.entry(value).or_insert(next),
-                        None => *null.get_or_insert(next),
-                    };
-                    if id == next {
-                        keys.push(value.unwrap_or_default());
-                        *len += 1;
-                    }
-                    id
-                };
                 if values.null_count() == 0 {
-                    ids.extend(values.values().iter().map(|&v| id_of(Some(v))));
+                    for (row, &value) in values.values().iter().enumerate() {
+                        update(states.entry(value).or_default(), row)?;
+                    }
                 } else {
-                    ids.extend(values.iter().map(id_of));
+                    for (row, value) in values.iter().enumerate() {
+                        let state = match value {
+                            Some(value) => states.entry(value).or_default(),
+                            None => null.get_or_insert_with(S::default),
+                        };
+                        update(state, row)?;
+                    }
                 }
             }
-            Table::Bytes(keys) => {
+            Table::Bytes(keys, states) => {
                 let column = &columns[0];
+                let update = &mut update;
                 match column.data_type() {
                     DataType::Utf8 => {
-                        byte_ids(keys, len, null, column.as_string::<i32>().iter(), ids)
+                        let values = column.as_string::<i32>().iter();
+                        update_bytes(keys, states, null, values, update)?
                     }
                     DataType::LargeUtf8 => {
-                        byte_ids(keys, len, null, column.as_string::<i64>().iter(), ids)
+                        let values = column.as_string::<i64>().iter();
+                        update_bytes(keys, states, null, values, update)?
                     }
                     DataType::Utf8View => {
-                        byte_ids(keys, len, null, column.as_string_view().iter(), ids)
+                        let values = column.as_string_view().iter();
+                        update_bytes(keys, states, null, values, update)?
                     }
                     DataType::Binary => {
-                        byte_ids(keys, len, null, column.as_binary::<i32>().iter(), ids)
+                        let values = column.as_binary::<i32>().iter();
+                        update_bytes(keys, states, null, values, update)?
                     }
                     DataType::LargeBinary => {
-                        byte_ids(keys, len, null, column.as_binary::<i64>().iter(), ids)
+                        let values = column.as_binary::<i64>().iter();
+                        update_bytes(keys, states, null, values, update)?
                     }
-                    _ => byte_ids(keys, len, null, column.as_binary_view().iter(), ids),
+                    _ => {
+                        let values = column.as_binary_view().iter();
+                        update_bytes(keys, states, null, values, update)?
+                    }
                 }
             }
-            Table::Rows(keys) => {
-                let rows = key
+            Table::Rows(keys, states) => {
+                let rows = self
+                    .columns
                     .converter()?
                     .convert_columns(&columns)
                     .map_err(JobError::arrow("encoding group keys"))?;
-                for row in rows.iter() {
-                    let id = keys.id(row.data(), *len);
-                    *len += u32::from(id == *len);
-                    ids.push(id);
+                for (row, key) in rows.iter().enumerate() {
+                    update(keys.state(states, key.data()), row)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// The group id of each row of the batch last assigned.
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
-    }
-
-    /// The encoded key of each group, by id, as [`KeyColumns::encode`]
-    /// encodes them.
-    pub fn keys(&self) -> Result<BinaryArray, JobError> {
-        let present = |id: u32| self.null != Some(id);
-        let data_type = self.columns.fields[0].data_type();
-        let column = match &self.table {
-            Table::Integer { keys, .. } => {
-                let values: Int64Array = (0..self.len)
-                    .map(|id| present(id).then(|| keys[id as usize]))
-                    .collect();
-                cast(&values, data_type)
+    /// The encoded key of every group, as [`KeyColumns::encode`] encodes
+    /// them, and the groups' states in the same order.
+    pub fn finish(self) -> Result<(BinaryArray, Vec<S>), JobError> {
+        let data_type = self.columns.fields[0].data_type().clone();
+        let (column, mut states): (ArrayRef, Vec<S>) = match self.table {
+            Table::Integer(table) => {
+                let (keys, states): (Vec<i64>, Vec<S>) = table.into_iter().unzip();
+                let mut keys: Vec<Option<i64>> = keys.into_iter().map(Some).collect();
+                keys.extend(self.null.is_some().then_some(None));
+                (Arc::new(Int64Array::from(keys)), states)
             }
-            Table::Bytes(keys) => {
-                let values: BinaryArray = (0..self.len)
-                    .map(|id| present(id).then(|| keys.get(id)))
-                    .collect();
-                // To a string type through Utf8, which checks the bytes.
-                match data_type {
-                    DataType::LargeUtf8 | DataType::Utf8View => {
-                        cast(&values, &DataType::Utf8).and_then(|utf8| cast(&utf8, data_type))
-                    }
-                    _ => cast(&values, data_type),
-                }
+            Table::Bytes(keys, states) => {
+                let mut values: Vec<Option<&[u8]>> =
+                    (0..states.len()).map(|id| Some(keys.get(id))).collect();
+                values.extend(self.null.is_some().then_some(None));
+                (Arc::new(BinaryArray::from(values)), states)
             }
-            Table::Rows(keys) => {
-                return Ok((0..self.len).map(|id| Some(keys.get(id))).collect());
+            Table::Rows(keys, states) => {
+                let encoded = (0..states.len()).map(|id| Some(keys.get(id))).collect();
+                return Ok((encoded, states));
             }
+        };
+        states.extend(self.null);
+        // Back to the column's type; to a string type through Utf8, which
+        // checks the bytes.
+        let column = match data_type {
+            DataType::LargeUtf8 | DataType::Utf8View if column.data_type() == &DataType::Binary => {
+                cast(&column, &DataType::Utf8).and_then(|utf8| cast(&utf8, &data_type))
+            }
+            _ => cast(&column, &data_type),
         }
         .map_err(JobError::arrow("building group keys"))?;
-        self.columns.encode_columns(&[column])
+        Ok((self.columns.encode_columns(&[column])?, states))
     }
 }
 
@@ -379,11 +372,11 @@ mod tests {
     use arrow::array::{Int8Array, Int64Array, StringArray, UInt32Array};
     use arrow::datatypes::Field;
 
-    /// For keys of every kind, over two batches: the ids are dense, in the
-    /// order keys first appear, equal keys share one, and `keys` encodes
-    /// each id's key as `encode` does.
+    /// For keys of every kind, over two batches: each group's state sees
+    /// exactly the rows of its key, and `finish` encodes each group's key
+    /// as `encode` does.
     #[test]
-    fn group_ids_agree_with_the_encoding_for_every_kind_of_key() {
+    fn group_tables_agree_with_the_encoding_for_every_kind_of_key() {
         let strings = || {
             Arc::new(StringArray::from(vec![
                 Some("b"),
@@ -458,37 +451,29 @@ mod tests {
         keys.push(vec!["int8".into(), "utf8".into()]);
         for names in keys {
             let columns = KeyColumns::new(&schema, &names).unwrap();
-            let mut groups = GroupIds::new(columns.clone());
-            let mut all = Vec::new();
-            for part in [batch.slice(0, 3), batch.slice(3, 3)] {
-                groups.assign(&part).unwrap();
-                all.extend_from_slice(groups.ids());
+            let mut table = GroupTable::<Vec<usize>>::new(columns.clone());
+            for (offset, part) in [(0, batch.slice(0, 3)), (3, batch.slice(3, 3))] {
+                table
+                    .update(&part, |rows, row| {
+                        rows.push(offset + row);
+                        Ok::<_, JobError>(())
+                    })
+                    .unwrap();
             }
+            let groups = table.len();
+            let (keys, rows) = table.finish().unwrap();
+            assert_eq!((keys.len(), rows.len()), (groups, groups), "{names:?}");
             let encoded = columns.encode(&batch).unwrap();
-            let mut firsts: Vec<usize> = Vec::new();
-            for (row, &id) in all.iter().enumerate() {
-                match firsts.get(id as usize) {
-                    Some(&first) => assert_eq!(encoded.value(first), encoded.value(row)),
-                    None => {
-                        assert_eq!(id as usize, firsts.len(), "{names:?}: ids are dense");
-                        assert!(
-                            firsts
-                                .iter()
-                                .all(|&f| encoded.value(f) != encoded.value(row)),
-                            "{names:?}: row {row} has a key seen before"
-                        );
-                        firsts.push(row);
-                    }
+            let mut seen: Vec<usize> = rows.concat();
+            seen.sort();
+            assert_eq!(seen, (0..batch.num_rows()).collect::<Vec<_>>(), "{names:?}");
+            for (key, rows) in keys.iter().zip(&rows) {
+                for &row in rows {
+                    assert_eq!(key, Some(encoded.value(row)), "{names:?}: row {row}");
                 }
             }
-            assert_eq!(groups.len(), firsts.len());
-            let expected: Vec<&[u8]> = firsts.iter().map(|&row| encoded.value(row)).collect();
-            let found = groups.keys().unwrap();
-            assert_eq!(
-                found.iter().flatten().collect::<Vec<_>>(),
-                expected,
-                "{names:?}"
-            );
+            let distinct: std::collections::HashSet<_> = keys.iter().collect();
+            assert_eq!(distinct.len(), groups, "{names:?}: a key in two groups");
         }
     }
 
