@@ -270,6 +270,7 @@ impl<N: ArrowNativeTypeOp> Default for Partial<N> {
 }
 
 impl<N: ArrowNativeTypeOp> Partial<N> {
+    #[inline]
     fn add(&mut self, value: N) -> Result<(), JobError> {
         if self.count == 0 {
             *self = Partial {
