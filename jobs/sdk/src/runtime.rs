@@ -198,8 +198,10 @@ pub trait JobRuntime: Send + Sync {
     /// Called once per task before any data, on the task's thread.
     fn start_task(&self, task: &TaskInfo) -> Result<(), JobError>;
 
-    /// A mapper for one share of a map task's input. The engine creates
-    /// several per task and runs them in parallel.
+    /// A mapper for one share of a map task's input. The engine runs
+    /// several per task in parallel; for a job with a combiner it keeps
+    /// each for many batches, in a fixed order, and finishes it when the
+    /// input ends or it has mapped its share of the task's memory.
     fn mapper(&self) -> Box<dyn Mapper + '_>;
 
     /// Folds each group of a grouped key/value batch into one key/value
