@@ -17,7 +17,7 @@ pub const MAX_CHUNK_BYTES: u64 = 32 * MIB;
 /// arena of their own, and memory freed into one is not reused by another,
 /// so a map task that sorts and spills buffers of the same size again and
 /// again grew well past its budget: TeraSort of 1 GiB under a 128 MiB
-/// budget in 512 MiB splits peaked at 345 MB of RSS by default and 255 MB
+/// budget in 512 MiB splits peaked at 337 MiB of RSS by default and 250 MiB
 /// capped, at the same speed. Call it first thing in `main`, before any
 /// thread exists. Other C libraries: nothing to do.
 pub fn limit_malloc_arenas() {
