@@ -462,8 +462,6 @@ fn row_batches(rows: Range<u64>) -> Vec<RecordBatch> {
 pub(crate) struct Lane {
     mapper: Box<OwnedMapper>,
     mapped: u64,
-    /// Finished once `mapped` reaches this.
-    limit: u64,
 }
 
 /// The lanes of a map attempt. For each lane, where its next piece gets
@@ -572,7 +570,8 @@ async fn map_on_lane(
     Ok(mapped)
 }
 
-/// A piece's lane, as [`map_piece`] takes it.
+/// A piece's lane, as [`map_piece`] takes it: the lane's mapper is
+/// finished once it has mapped `limit` bytes.
 pub(crate) struct LaneSlot {
     lane: Option<Lane>,
     limit: u64,
@@ -638,7 +637,6 @@ pub(crate) fn map_piece(
         let mut lane = slot.lane.unwrap_or_else(|| Lane {
             mapper: Box::new(OwnedMapper::new(job)),
             mapped: 0,
-            limit: slot.limit,
         });
         let mut records = 0;
         for batch in &decoded.batches {
@@ -646,7 +644,7 @@ pub(crate) fn map_piece(
             lane.mapped += batch.get_array_memory_size() as u64;
             lane.mapper.map(batch).map_err(TaskError::job("map"))?;
         }
-        let mut mapped = match lane.mapped >= lane.limit {
+        let mut mapped = match lane.mapped >= slot.limit {
             true => finish_lane(lane)?,
             false => Mapped {
                 records: 0,
