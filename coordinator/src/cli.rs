@@ -207,19 +207,39 @@ pub struct FaultOptions {
     /// A job with work to do and no live worker this long fails.
     #[arg(long, env = "HARROW_NO_WORKER_TIMEOUT", default_value = "5m", value_parser = parse_duration_ms)]
     pub no_worker_timeout: u64,
+    /// A worker that a reducer could not reach is suspect: it gets no new
+    /// tasks and its map output is re-run, unless it answers a health
+    /// check and heartbeats within this long (default: three heartbeat
+    /// intervals). Otherwise it is dead.
+    #[arg(long, env = "HARROW_SUSPECT_TIMEOUT", value_parser = parse_duration_ms)]
+    pub suspect_timeout: Option<u64>,
+    /// Failed fetches of one map output, from a worker that stays alive,
+    /// after which its job fails.
+    #[arg(long, env = "HARROW_MAX_FETCH_FAILURES", default_value_t = 4)]
+    pub max_fetch_failures: u32,
 }
 
 impl FaultOptions {
-    pub fn scheduler_config(&self) -> crate::scheduler::SchedulerConfig {
+    pub fn scheduler_config(
+        &self,
+        heartbeat_interval_ms: u64,
+    ) -> crate::scheduler::SchedulerConfig {
         crate::scheduler::SchedulerConfig {
             max_attempts: self.max_attempts,
             worker_timeout_ms: self.worker_timeout,
             stall_timeout_ms: self.stall_timeout,
             no_worker_timeout_ms: self.no_worker_timeout,
+            suspect_timeout_ms: self
+                .suspect_timeout
+                .unwrap_or(SUSPECT_HEARTBEATS * heartbeat_interval_ms),
+            max_fetch_failures: self.max_fetch_failures,
             ..crate::scheduler::SchedulerConfig::default()
         }
     }
 }
+
+/// The default suspect timeout, in heartbeat intervals.
+pub const SUSPECT_HEARTBEATS: u64 = 3;
 
 /// Parses a duration in milliseconds: `250ms`, `10s`, `5m`, `1h`.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {

@@ -10,7 +10,11 @@ use harrow_core::security::{Connector, Token};
 use crate::builtin_jobs;
 use crate::client::{Client, Submission};
 use crate::report::JobReport;
+use crate::scheduler::SchedulerConfig;
 use crate::server::{CoordinatorConfig, start_coordinator};
+
+/// How often the in-process workers heartbeat.
+const LOCAL_HEARTBEAT_MS: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -48,7 +52,11 @@ pub async fn run_local(
     let coordinator = start_coordinator(
         CoordinatorConfig {
             listen: loopback,
-            heartbeat_interval_ms: 200,
+            heartbeat_interval_ms: LOCAL_HEARTBEAT_MS,
+            scheduler: SchedulerConfig {
+                suspect_timeout_ms: crate::cli::SUSPECT_HEARTBEATS * LOCAL_HEARTBEAT_MS,
+                ..SchedulerConfig::default()
+            },
             plugin_dir: work_root.join("plugins"),
             executable: config.executable.clone(),
             client_token: Some(client_token.clone()),

@@ -189,12 +189,16 @@ async fn run(command: Command) -> Result<ExitCode> {
             guard_listen(listen, client_token.is_some(), &insecure)?;
             anyhow::ensure!(faults.max_attempts > 0, "--max-attempts must be at least 1");
             anyhow::ensure!(
+                faults.max_fetch_failures > 0,
+                "--max-fetch-failures must be at least 1"
+            );
+            anyhow::ensure!(
                 faults.worker_timeout > heartbeat_interval_ms,
                 "--worker-timeout must be longer than --heartbeat-interval-ms"
             );
             let config = CoordinatorConfig {
                 listen,
-                scheduler: faults.scheduler_config(),
+                scheduler: faults.scheduler_config(heartbeat_interval_ms),
                 heartbeat_interval_ms,
                 plugin_dir: plugin_dir.unwrap_or(CoordinatorConfig::default().plugin_dir),
                 executable: executable()?,
@@ -386,6 +390,9 @@ async fn run(command: Command) -> Result<ExitCode> {
                         w.running_attempts,
                         w.last_heartbeat_ms
                     );
+                    if !w.reason.is_empty() && w.state != "dead" {
+                        println!("  {}", w.reason);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -420,6 +427,12 @@ fn print_status(report: &JobReport) {
     println!("output:  {} ({})", report.output, report.output_format);
     if let Some(plugin) = &report.plugin {
         println!("plugin:  {} (sha256 {})", plugin.file_name, plugin.sha256);
+    }
+    if !report.suspect_workers.is_empty() {
+        println!(
+            "suspect: {} (their map output is re-run unless they answer)",
+            report.suspect_workers.join(", ")
+        );
     }
     for (name, phase) in [("map", &report.map), ("reduce", &report.reduce)] {
         println!(
@@ -466,7 +479,11 @@ fn print_status(report: &JobReport) {
     );
     let f = &report.faults;
     println!(
-        "faults:  max {} failed attempts per task; worker timeout {} ms, stall timeout {} ms, no-worker timeout {} ms",
-        f.max_attempts, f.worker_timeout_ms, f.stall_timeout_ms, f.no_worker_timeout_ms
+        "faults:  max {} failed attempts per task; worker timeout {} ms, suspect timeout {} ms, stall timeout {} ms, no-worker timeout {} ms",
+        f.max_attempts,
+        f.worker_timeout_ms,
+        f.suspect_timeout_ms,
+        f.stall_timeout_ms,
+        f.no_worker_timeout_ms
     );
 }

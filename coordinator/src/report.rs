@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use harrow_core::ids::WorkerId;
 use harrow_core::task::BadRecord;
 use harrow_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::scheduler::input_check;
+use crate::scheduler::task::SuspendedOutput;
 use crate::scheduler::{
-    Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskState, Worker,
-    WorkerState,
+    Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskOutput, TaskState,
+    Worker, WorkerState,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +32,7 @@ pub struct FaultReport {
     pub worker_timeout_ms: u64,
     pub stall_timeout_ms: u64,
     pub no_worker_timeout_ms: u64,
+    pub suspect_timeout_ms: u64,
 }
 
 /// A job's attempts by state.
@@ -138,6 +141,9 @@ pub struct JobReport {
     /// The plugin the job came from: file name and SHA-256.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginReport>,
+    /// Suspect workers whose map output of this job is set aside.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspect_workers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskReport>,
 }
@@ -163,15 +169,16 @@ pub struct WorkerReport {
     pub last_heartbeat_ms: u64,
     pub registered_at_ms: u64,
     pub state: String,
+    /// Why a suspect or dead worker is so.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub dead_reason: String,
+    pub reason: String,
 }
 
 fn attempt_report(attempt: &Attempt) -> AttemptReport {
     let state = attempt.state.name();
     let error = match &attempt.state {
-        AttemptState::Failed { error } => error.as_str(),
-        AttemptState::Lost { reason } => reason.as_str(),
+        AttemptState::Failed { error, .. } => error.as_str(),
+        AttemptState::Lost { reason, .. } => reason.as_str(),
         AttemptState::Running | AttemptState::Succeeded | AttemptState::Killed => "",
     };
     AttemptReport {
@@ -205,6 +212,22 @@ fn phase_report(tasks: &[Task]) -> PhaseReport {
 }
 
 /// The winning attempt's counters of every succeeded task.
+/// The workers holding the job's set-aside map output, in id order.
+fn suspect_holders(job: &Job) -> Vec<String> {
+    let holders: std::collections::BTreeSet<WorkerId> = job
+        .maps
+        .iter()
+        .filter_map(|task| match &task.suspended {
+            Some(SuspendedOutput {
+                output: TaskOutput::Map { worker, .. },
+                ..
+            }) => Some(*worker),
+            _ => None,
+        })
+        .collect();
+    holders.iter().map(ToString::to_string).collect()
+}
+
 fn winning_counters(tasks: &[Task]) -> impl Iterator<Item = &harrow_core::task::AttemptCounters> {
     tasks.iter().filter_map(|task| match &task.state {
         TaskState::Succeeded { attempt, .. } => task.attempt(*attempt).map(|a| &a.counters),
@@ -265,6 +288,7 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
         output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
         output_files: winning_counters(&job.reduces).count() as u32,
         spilled_records: winning_counters(&job.maps).map(|c| c.spilled_records).sum(),
+        suspect_workers: suspect_holders(job),
         plugin: job.plan.plugin.as_ref().map(|p| PluginReport {
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
@@ -283,6 +307,7 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
             worker_timeout_ms: config.worker_timeout_ms,
             stall_timeout_ms: config.stall_timeout_ms,
             no_worker_timeout_ms: config.no_worker_timeout_ms,
+            suspect_timeout_ms: config.suspect_timeout_ms,
         },
         attempts: attempt_counts(job),
         input_format: job.plan.input.format.name().to_string(),
@@ -318,8 +343,10 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
             last_heartbeat_ms: worker.last_heartbeat_ms,
             registered_at_ms: worker.registered_at_ms,
             state: worker.state.name().to_string(),
-            dead_reason: match &worker.state {
-                WorkerState::Dead { reason, .. } => reason.clone(),
+            reason: match &worker.state {
+                WorkerState::Dead { reason, .. } | WorkerState::Suspect { reason, .. } => {
+                    reason.clone()
+                }
                 WorkerState::Alive | WorkerState::Draining => String::new(),
             },
         })
@@ -384,11 +411,13 @@ impl From<JobReport> for pb::JobStatus {
             output_records: r.output_records,
             output_files: r.output_files,
             spilled_records: r.spilled_records,
+            suspect_workers: r.suspect_workers,
             faults: Some(pb::FaultSettings {
                 max_attempts: r.faults.max_attempts,
                 worker_timeout_ms: r.faults.worker_timeout_ms,
                 stall_timeout_ms: r.faults.stall_timeout_ms,
                 no_worker_timeout_ms: r.faults.no_worker_timeout_ms,
+                suspect_timeout_ms: r.faults.suspect_timeout_ms,
             }),
             attempts: Some(pb::AttemptCounts {
                 total: r.attempts.total,
@@ -473,6 +502,7 @@ impl From<pb::JobStatus> for JobReport {
             output_records: s.output_records,
             output_files: s.output_files,
             spilled_records: s.spilled_records,
+            suspect_workers: s.suspect_workers,
             faults: s
                 .faults
                 .map(|f| FaultReport {
@@ -480,6 +510,7 @@ impl From<pb::JobStatus> for JobReport {
                     worker_timeout_ms: f.worker_timeout_ms,
                     stall_timeout_ms: f.stall_timeout_ms,
                     no_worker_timeout_ms: f.no_worker_timeout_ms,
+                    suspect_timeout_ms: f.suspect_timeout_ms,
                 })
                 .unwrap_or_default(),
             attempts: s
@@ -562,7 +593,7 @@ impl From<WorkerReport> for pb::WorkerStatus {
             last_heartbeat_ms: w.last_heartbeat_ms,
             registered_at_ms: w.registered_at_ms,
             state: w.state,
-            dead_reason: w.dead_reason,
+            reason: w.reason,
         }
     }
 }
@@ -577,7 +608,7 @@ impl From<pb::WorkerStatus> for WorkerReport {
             last_heartbeat_ms: w.last_heartbeat_ms,
             registered_at_ms: w.registered_at_ms,
             state: w.state,
-            dead_reason: w.dead_reason,
+            reason: w.reason,
         }
     }
 }

@@ -137,6 +137,8 @@ pub async fn start_coordinator(
             executable: config.executable.clone(),
         },
         config.heartbeat_interval_ms,
+        // Probes ask only for health, which needs no token.
+        security::Connector::new(None, config.tls.clone()),
     );
     let (shutdown, stopped) = watch::channel(false);
     let ticking = coordinator.clone();

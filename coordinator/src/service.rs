@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
+use harrow_core::health::probe_shuffle;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::{JobRegistry, RegistryError};
-use harrow_core::security::Token;
+use harrow_core::security::{Connector, Token};
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
     InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat,
@@ -52,6 +53,8 @@ pub struct Coordinator {
     registry: Arc<JobRegistry>,
     plugins: PluginSettings,
     heartbeat_interval_ms: u64,
+    /// How the coordinator reaches workers to probe a suspect one.
+    connector: Connector,
     /// Woken whenever work may have become available.
     work_available: Notify,
     /// Bumped on every state change, for status watchers.
@@ -65,6 +68,7 @@ impl Coordinator {
         registry: Arc<JobRegistry>,
         plugins: PluginSettings,
         heartbeat_interval_ms: u64,
+        connector: Connector,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
             scheduler: Mutex::new(scheduler),
@@ -72,6 +76,7 @@ impl Coordinator {
             registry,
             plugins,
             heartbeat_interval_ms,
+            connector,
             work_available: Notify::new(),
             version: watch::Sender::new(0),
         })
@@ -108,6 +113,9 @@ impl Coordinator {
                 }
                 Action::JobFinished { job, state } => {
                     tracing::info!(%job, state = state.name(), "job finished")
+                }
+                Action::ProbeWorker { worker, address } => {
+                    self.spawn_probe(*worker, address.clone())
                 }
                 Action::JobAccepted { .. }
                 | Action::JobRejected { .. }
@@ -202,6 +210,23 @@ impl Coordinator {
             .job(job)
             .map(|j| j.plan.storage.clone())
             .unwrap_or_default()
+    }
+
+    /// Checks a suspect worker's shuffle service, then tells the scheduler.
+    fn spawn_probe(self: &Arc<Self>, worker: WorkerId, address: String) {
+        tracing::warn!(%worker, %address, "worker suspect: a reducer could not reach it; probing");
+        let coordinator = self.clone();
+        let timeout = {
+            let scheduler = self.scheduler.lock().expect("scheduler lock");
+            Duration::from_millis(scheduler.config().suspect_timeout_ms)
+        };
+        tokio::spawn(async move {
+            let result = probe_shuffle(&coordinator.connector, &address, timeout).await;
+            if let Err(error) = &result {
+                tracing::warn!(%worker, %error, "suspect worker's probe failed");
+            }
+            coordinator.apply(Event::ProbeEnded { worker, result });
+        });
     }
 
     /// Writes `_SUCCESS` and clears `_temporary`, then tells the scheduler.

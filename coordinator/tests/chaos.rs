@@ -173,7 +173,7 @@ fn sigstop_a_worker_past_the_timeout_then_sigcont_it() {
         .unwrap();
     assert_eq!(old["state"], "dead");
     assert!(
-        old["dead_reason"]
+        old["reason"]
             .as_str()
             .unwrap()
             .contains("sent no heartbeat"),
@@ -284,7 +284,7 @@ fn sigterm_drains_a_worker_without_losing_its_work() {
         .iter()
         .find(|w| w["worker_id"] == leaving.as_str())
         .unwrap();
-    assert_eq!(gone["dead_reason"], format!("{leaving} left the cluster"));
+    assert_eq!(gone["reason"], format!("{leaving} left the cluster"));
     let status = assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
     let mine: Vec<&Value> = attempts(&status, "m")
         .into_iter()

@@ -6,14 +6,21 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use harrow_proto::v1::shuffle_service_server;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus as Answer;
+use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 pub use tonic_health::ServingStatus;
+
+use crate::security::{Connector, describe_status};
 
 /// The name of the process as a whole, as probes ask for it.
 pub const OVERALL: &str = "";
@@ -78,5 +85,29 @@ impl Health {
             }
         });
         Ok(bound)
+    }
+}
+
+/// Asks the worker at `address` (`host:port`) whether its shuffle service
+/// is serving, within `timeout`: how the coordinator checks a worker that a
+/// reducer could not reach.
+pub async fn probe_shuffle(
+    connector: &Connector,
+    address: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let channel = connector
+        .worker_channel(address)
+        .map_err(|e| e.to_string())?;
+    let request = HealthCheckRequest {
+        service: shuffle_service_server::SERVICE_NAME.to_string(),
+    };
+    let answer = tokio::time::timeout(timeout, HealthClient::new(channel).check(request))
+        .await
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+        .map_err(|status| describe_status(&status))?;
+    match answer.into_inner().status() {
+        Answer::Serving => Ok(()),
+        other => Err(format!("it reports {}", other.as_str_name())),
     }
 }

@@ -336,16 +336,54 @@ pub enum AttemptOutcome {
         segments: Vec<SegmentInfo>,
         input: InputReport,
     },
-    /// The attempt failed by itself: job code, bad input, a local error.
-    Failed { message: String },
+    /// The attempt failed; `kind` says whose fault it was.
+    Failed { message: String, kind: FailureKind },
     /// A reduce attempt could not fetch, or could not verify, the segment
     /// of `map_attempt`: the map output's fault, not the reducer's.
     FetchFailed {
         map_attempt: AttemptId,
         message: String,
+        cause: FetchFailure,
     },
     /// A shutting-down worker gave the attempt back unfinished.
     HandedBack { message: String },
+}
+
+/// Whose fault a failed attempt was, which decides what it counts toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The job's: its code, its input, an object store refusing its
+    /// request (auth, not found). Counts toward `--max-attempts`.
+    Job,
+    /// The worker's: a full disk, a local I/O error. Counts toward the
+    /// worker's exclusion from the job only.
+    Worker,
+    /// Nobody's: a coordinator call that did not get through, an object
+    /// store timeout or 5xx. Retried after a backoff, within a budget of
+    /// its own per task.
+    Transient,
+}
+
+impl FailureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Job => "job",
+            FailureKind::Worker => "worker",
+            FailureKind::Transient => "transient",
+        }
+    }
+}
+
+/// Why a reduce attempt could not use a map output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The map output's worker did not answer (connection refused or
+    /// reset, a timeout, UNAVAILABLE, TLS): evidence about the whole
+    /// worker, not one file.
+    Unreachable,
+    /// The worker answered, but this segment was missing or failed its
+    /// size or CRC32C check: it concerns this one map output.
+    Corrupt,
 }
 
 /// The name of a reduce partition's committed output file.

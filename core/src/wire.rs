@@ -13,8 +13,8 @@ use crate::ids::{AttemptId, IdError};
 use crate::security::Token;
 use crate::storage::StorageOptions;
 use crate::task::{
-    Assignment, AttemptCounters, AttemptOutcome, BadRecord, InputReport, InputSpec, MapOutput,
-    Partitioner, PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
+    Assignment, AttemptCounters, AttemptOutcome, BadRecord, FailureKind, FetchFailure, InputReport,
+    InputSpec, MapOutput, Partitioner, PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
 };
 
 /// A wire message with a missing or malformed field.
@@ -342,11 +342,19 @@ pub fn attempt_report(
                     .collect(),
             })
         }
-        AttemptOutcome::Failed { message } => failed(pb::FailureKind::Task, message, None),
+        AttemptOutcome::Failed { message, kind } => {
+            let kind = match kind {
+                FailureKind::Job => pb::FailureKind::Task,
+                FailureKind::Worker => pb::FailureKind::Worker,
+                FailureKind::Transient => pb::FailureKind::Transient,
+            };
+            failed(kind, message, None)
+        }
         AttemptOutcome::FetchFailed {
             map_attempt,
             message,
-        } => failed(pb::FailureKind::Fetch, message, Some(map_attempt)),
+            cause,
+        } => failed(pb::FailureKind::Fetch, message, Some((map_attempt, cause))),
         AttemptOutcome::HandedBack { message } => {
             failed(pb::FailureKind::HandedBack, message, None)
         }
@@ -359,15 +367,17 @@ pub fn attempt_report(
     }
 }
 
+/// A failure's report; a fetch failure names the map attempt and why.
 fn failed(
     kind: pb::FailureKind,
     message: String,
-    map_attempt: Option<AttemptId>,
+    fetch: Option<(AttemptId, FetchFailure)>,
 ) -> pb::attempt_report::Outcome {
     pb::attempt_report::Outcome::Failed(pb::AttemptFailed {
         message,
         kind: kind.into(),
-        map_attempt_id: map_attempt.map(|a| a.to_string()).unwrap_or_default(),
+        map_attempt_id: fetch.map(|(a, _)| a.to_string()).unwrap_or_default(),
+        worker_unreachable: fetch.is_some_and(|(_, cause)| cause == FetchFailure::Unreachable),
     })
 }
 
@@ -388,11 +398,27 @@ pub fn attempt_outcome(
             Ok(pb::FailureKind::Fetch) => AttemptOutcome::FetchFailed {
                 map_attempt: f.map_attempt_id.parse()?,
                 message: f.message,
+                cause: if f.worker_unreachable {
+                    FetchFailure::Unreachable
+                } else {
+                    FetchFailure::Corrupt
+                },
             },
             Ok(pb::FailureKind::HandedBack) => AttemptOutcome::HandedBack { message: f.message },
+            Ok(pb::FailureKind::Worker) => AttemptOutcome::Failed {
+                message: f.message,
+                kind: FailureKind::Worker,
+            },
+            Ok(pb::FailureKind::Transient) => AttemptOutcome::Failed {
+                message: f.message,
+                kind: FailureKind::Transient,
+            },
             // Unknown kinds from a newer worker count as the attempt's own failure.
             Ok(pb::FailureKind::Task | pb::FailureKind::Unspecified) | Err(_) => {
-                AttemptOutcome::Failed { message: f.message }
+                AttemptOutcome::Failed {
+                    message: f.message,
+                    kind: FailureKind::Job,
+                }
             }
         },
     })

@@ -616,11 +616,17 @@ async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<Atom
             tracing::warn!(%attempt, %error, "attempt failed");
             let message = error.to_string();
             let outcome = match error {
-                TaskError::Fetch { map_attempt, .. } => AttemptOutcome::FetchFailed {
+                TaskError::Fetch {
+                    map_attempt, cause, ..
+                } => AttemptOutcome::FetchFailed {
                     map_attempt,
                     message,
+                    cause,
                 },
-                _ => AttemptOutcome::Failed { message },
+                error => AttemptOutcome::Failed {
+                    message,
+                    kind: error.kind(),
+                },
             };
             (AttemptCounters::default(), outcome)
         }

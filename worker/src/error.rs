@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use harrow_core::ids::AttemptId;
 use harrow_core::registry::RegistryError;
 use harrow_core::storage::LocationError;
+use harrow_core::task::{FailureKind, FetchFailure};
 use harrow_sdk::JobError;
 
 use crate::cpu::CpuPanic;
@@ -63,7 +64,13 @@ pub enum TaskError {
         map_attempt: AttemptId,
         address: String,
         reason: String,
+        /// The worker at `address` did not answer, rather than this one
+        /// segment being missing or corrupt.
+        cause: FetchFailure,
     },
+    /// A local output path the job cannot write through.
+    #[error("{path}: {reason}")]
+    OutputPath { path: PathBuf, reason: String },
     #[error("writing output {location}: {source}")]
     Output {
         location: String,
@@ -80,6 +87,38 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// Whose fault the failure is: the one place that decides what a
+    /// failure counts toward (the README's "Fault tolerance" lists it).
+    /// A fetch failure is reported as such and is not classified here.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            TaskError::Registry(_)
+            | TaskError::Location(_)
+            | TaskError::Job { .. }
+            | TaskError::Panic { .. }
+            | TaskError::Arrow { .. }
+            | TaskError::Partition(_)
+            | TaskError::CommitRefused { .. }
+            | TaskError::OutputPath { .. }
+            | TaskError::Fetch { .. } => FailureKind::Job,
+            TaskError::Plugin(error) => plugin_kind(error),
+            TaskError::Input(InputError::Read { source, .. })
+            | TaskError::Output { source, .. } => store_kind(source),
+            TaskError::Input(_) => FailureKind::Job,
+            TaskError::Segment(SegmentError::Encode { .. }) => FailureKind::Job,
+            TaskError::Segment(SegmentError::Io { .. } | SegmentError::CorruptIndex { .. })
+            | TaskError::SegmentRead { .. } => FailureKind::Worker,
+            // A path the job named that this process may not use.
+            TaskError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                FailureKind::Job
+            }
+            TaskError::Io { .. } => FailureKind::Worker,
+            TaskError::Coordinator { .. } => FailureKind::Transient,
+        }
+    }
+
     pub fn job(during: &'static str) -> impl FnOnce(JobError) -> TaskError {
         move |source| TaskError::Job { during, source }
     }
@@ -95,5 +134,38 @@ impl TaskError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TaskError {
         let path = path.into();
         move |source| TaskError::Io { path, source }
+    }
+}
+
+/// An object store's error: its refusals are the job's (a missing object,
+/// bad credentials, a path it cannot hold); anything else is what is left
+/// after `object_store`'s own retries of timeouts and 5xx answers.
+fn store_kind(error: &object_store::Error) -> FailureKind {
+    use object_store::Error;
+    match error {
+        Error::NotFound { .. }
+        | Error::InvalidPath { .. }
+        | Error::PermissionDenied { .. }
+        | Error::Unauthenticated { .. }
+        | Error::NotSupported { .. }
+        | Error::NotImplemented { .. }
+        | Error::AlreadyExists { .. }
+        | Error::Precondition { .. }
+        | Error::NotModified { .. }
+        | Error::UnknownConfigurationKey { .. } => FailureKind::Job,
+        Error::JoinError { .. } => FailureKind::Worker,
+        _ => FailureKind::Transient,
+    }
+}
+
+fn plugin_kind(error: &crate::plugin::PluginError) -> FailureKind {
+    use crate::plugin::PluginError;
+    match error {
+        PluginError::Fetch { status, .. } if status.code() == tonic::Code::NotFound => {
+            FailureKind::Job
+        }
+        PluginError::Fetch { .. } | PluginError::HashMismatch { .. } => FailureKind::Transient,
+        PluginError::Cache { .. } => FailureKind::Worker,
+        PluginError::BadHash(_) | PluginError::Host(_) => FailureKind::Job,
     }
 }

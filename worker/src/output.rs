@@ -153,16 +153,16 @@ fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> TaskError
 /// outside it. `root` itself is the user's and is created as is.
 pub fn create_below(root: &Path, dir: &Path) -> Result<(), TaskError> {
     std::fs::create_dir_all(root).map_err(TaskError::io(root))?;
-    let relative = dir.strip_prefix(root).map_err(|_| TaskError::Io {
+    let relative = dir.strip_prefix(root).map_err(|_| TaskError::OutputPath {
         path: dir.to_path_buf(),
-        source: std::io::Error::other(format!("not below {}", root.display())),
+        reason: format!("not below {}", root.display()),
     })?;
     let mut path = root.to_path_buf();
     for component in relative.components() {
         path.push(component);
-        let refuse = |what: &str| TaskError::Io {
+        let refuse = |what: &str| TaskError::OutputPath {
             path: path.clone(),
-            source: std::io::Error::other(format!("{what}; refusing to write through it")),
+            reason: format!("{what}; refusing to write through it"),
         };
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {

@@ -8,11 +8,14 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use harrow_core::ids::{AttemptId, JobId, Phase};
-use harrow_core::security::{AuthChannel, Connector, Token};
-use harrow_core::task::MapOutput;
+use harrow_core::security::{
+    AuthChannel, Connector, Token, describe_status, is_certificate_refused,
+};
+use harrow_core::task::{FetchFailure, MapOutput};
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
 use harrow_proto::v1::shuffle_service_server::ShuffleService;
 use harrow_proto::v1::{FetchSegmentRequest, SegmentChunk};
@@ -31,6 +34,11 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub const FETCH_CONCURRENCY: usize = 4;
 /// The largest message either end accepts.
 pub const MAX_MESSAGE_BYTES: usize = 4 * CHUNK_BYTES;
+/// How long a fetch waits for the serving worker's answer or its next
+/// chunk. A stopped worker (SIGSTOP, a frozen VM) keeps its connections
+/// open and answers nothing; past this it counts as unreachable. A live
+/// worker sends a 1 MiB chunk far sooner, even on a loaded machine.
+pub const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The directory holding a job's map output on this worker.
 pub fn job_dir(work_dir: &Path, job: harrow_core::ids::JobId) -> PathBuf {
@@ -211,7 +219,7 @@ pub async fn fetch_segments(
                 let channel = own
                     .connector
                     .worker_channel(&output.shuffle_address)
-                    .map_err(|e| fetch_error(output, e.to_string()))?;
+                    .map_err(|e| unreachable(output, e.to_string()))?;
                 channels.insert(&output.shuffle_address, channel.clone());
                 channel
             }
@@ -267,8 +275,8 @@ async fn check_own(
         })
     })
     .await
-    .map_err(|e| fetch_error(output, e.to_string()))?
-    .map_err(|reason| fetch_error(output, reason))?;
+    .map_err(|e| corrupt(output, e.to_string()))?
+    .map_err(|reason| corrupt(output, reason))?;
     progress.fetch_add(expected.bytes, Ordering::Relaxed);
     Ok(checked)
 }
@@ -288,20 +296,23 @@ async fn fetch_one(
         partition,
         shuffle_key: shuffle_key.expose().to_string(),
     };
-    let mut stream = client
-        .fetch_segment(request)
+    let mut stream = tokio::time::timeout(FETCH_IDLE_TIMEOUT, client.fetch_segment(request))
         .await
-        .map_err(|status| fetch_error(output, status.message().to_string()))?
+        .map_err(|_| idle(output))?
+        .map_err(|status| status_error(output, &status))?
         .into_inner();
     let mut out = tokio::fs::File::create(&file)
         .await
         .map_err(TaskError::io(&file))?;
     let (mut bytes, mut crc) = (0u64, 0u32);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|status| fetch_error(output, status.message().to_string()))?;
+    while let Some(chunk) = tokio::time::timeout(FETCH_IDLE_TIMEOUT, stream.next())
+        .await
+        .map_err(|_| idle(output))?
+    {
+        let chunk = chunk.map_err(|status| status_error(output, &status))?;
         bytes += chunk.data.len() as u64;
         if bytes > output.segment.bytes {
-            return Err(fetch_error(
+            return Err(corrupt(
                 output,
                 format!("more than the {} bytes reported", output.segment.bytes),
             ));
@@ -314,7 +325,7 @@ async fn fetch_one(
     }
     out.flush().await.map_err(TaskError::io(&file))?;
     if bytes != output.segment.bytes || crc != output.segment.crc32c {
-        return Err(fetch_error(
+        return Err(corrupt(
             output,
             format!(
                 "got {bytes} bytes with CRC32C {crc:08x}, expected {} bytes with {:08x}",
@@ -325,11 +336,46 @@ async fn fetch_one(
     Run::file(&file)
 }
 
-fn fetch_error(output: &MapOutput, reason: String) -> TaskError {
+/// The serving worker answered, but this segment is missing or wrong.
+fn corrupt(output: &MapOutput, reason: String) -> TaskError {
+    fetch_error(output, reason, FetchFailure::Corrupt)
+}
+
+/// The serving worker did not answer at all.
+fn unreachable(output: &MapOutput, reason: String) -> TaskError {
+    fetch_error(output, reason, FetchFailure::Unreachable)
+}
+
+fn idle(output: &MapOutput) -> TaskError {
+    let reason = format!(
+        "no answer for {} s (a stopped or overloaded worker)",
+        FETCH_IDLE_TIMEOUT.as_secs()
+    );
+    unreachable(output, reason)
+}
+
+/// A failed call: the connection's failures (refused, reset, a timeout,
+/// TLS, a server going away) say the worker is unreachable; an answer of
+/// the shuffle service's own (no such segment, a wrong key) concerns this
+/// segment only.
+fn status_error(output: &MapOutput, status: &Status) -> TaskError {
+    use tonic::Code;
+    let reason = describe_status(status);
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled => {
+            unreachable(output, reason)
+        }
+        _ if is_certificate_refused(status) => unreachable(output, reason),
+        _ => corrupt(output, reason),
+    }
+}
+
+fn fetch_error(output: &MapOutput, reason: String, cause: FetchFailure) -> TaskError {
     TaskError::Fetch {
         map_attempt: output.map_attempt,
         address: output.shuffle_address.clone(),
         reason,
+        cause,
     }
 }
 
@@ -419,9 +465,11 @@ mod tests {
             TaskError::Fetch {
                 map_attempt,
                 reason,
+                cause,
                 ..
             } => {
                 assert_eq!(map_attempt, attempt);
+                assert_eq!(cause, FetchFailure::Corrupt);
                 assert!(reason.contains("CRC32C"), "{reason}");
             }
             other => panic!("expected a fetch failure, got {other}"),

@@ -6,24 +6,40 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
-use harrow_core::task::{Assignment, AttemptOutcome, InputReport, TaskSpec};
+use harrow_core::task::{Assignment, AttemptOutcome, FetchFailure, InputReport, TaskSpec};
 use proptest::prelude::*;
 
 use super::tests::{Harness, phases};
 use super::*;
 
+/// A reducer's report that one segment of `map` was missing or corrupt.
 fn fetch_failed(
     h: &mut Harness,
     worker: WorkerId,
     reduce: AttemptId,
     map: AttemptId,
 ) -> Vec<Action> {
+    fetch_failed_as(h, worker, reduce, map, FetchFailure::Corrupt)
+}
+
+fn fetch_failed_as(
+    h: &mut Harness,
+    worker: WorkerId,
+    reduce: AttemptId,
+    map: AttemptId,
+    cause: FetchFailure,
+) -> Vec<Action> {
+    let message = match cause {
+        FetchFailure::Corrupt => "CRC32C mismatch",
+        FetchFailure::Unreachable => "tcp connect error: connection refused",
+    };
     h.report(
         worker,
         reduce,
         AttemptOutcome::FetchFailed {
             map_attempt: map,
-            message: "connection refused".into(),
+            message: message.into(),
+            cause,
         },
     )
 }
@@ -194,7 +210,7 @@ fn repeated_fetch_failures_fail_the_job_with_the_map_task_named() {
         "{error}"
     );
     assert!(
-        error.contains("could not be fetched 4 times") && error.contains("connection refused"),
+        error.contains("could not be fetched 4 times") && error.contains("CRC32C mismatch"),
         "{error}"
     );
 }
@@ -260,7 +276,7 @@ fn an_attempt_without_progress_for_twice_the_stall_timeout_fails_as_hung() {
     h.advance(0);
     let states = attempt_states(&h, first[0].attempt.task);
     assert!(
-        matches!(&states[..], [AttemptState::Failed { error }] if error.contains("no progress")),
+        matches!(&states[..], [AttemptState::Failed { error, .. }] if error.contains("no progress")),
         "{states:?}"
     );
     assert_eq!(
@@ -423,18 +439,62 @@ fn a_worker_registering_in_time_saves_the_job() {
 }
 
 #[test]
-fn a_task_whose_workers_keep_dying_fails_its_job_eventually() {
+fn a_task_whose_workers_die_while_others_stay_alive_is_poison() {
     let mut h = Harness::new(4);
-    let job = h.submit(1, 1);
-    for _ in 0..task::MAX_LOST_ATTEMPTS {
+    let bystander = h.worker();
+    let job = h.submit(2, 1);
+    let other = h.request(bystander, 1);
+    h.succeed(bystander, &other[0]);
+    let mut victims = Vec::new();
+    for round in 0..3 {
+        assert_eq!(h.state(job), JobState::Running, "round {round}");
         let w = h.worker();
+        victims.push(w);
         assert_eq!(h.request(w, 1).len(), 1);
-        h.advance(1_100);
+        // Its worker goes silent; the bystander heartbeats on.
+        for _ in 0..3 {
+            h.heartbeat(bystander, &[], 0);
+            h.advance(400);
+        }
     }
     let JobState::Failed { error } = h.state(job) else {
         panic!("{:?}", h.state(job))
     };
-    assert!(error.contains("attempts were lost"), "{error}");
+    let names: Vec<String> = victims.iter().map(ToString::to_string).collect();
+    assert!(
+        error.contains("map task job-000001/m-00001")
+            && error.contains(&names.join(", "))
+            && error.contains("may be what kills them"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_task_caught_in_deaths_of_many_workers_is_not_poison() {
+    let mut h = Harness::new(4);
+    let bystander = h.worker();
+    let job = h.submit(1, 1);
+    // Workers die all around (churn); the task is on three of them.
+    for round in 0..3 {
+        let others: Vec<WorkerId> = (0..2).map(|_| h.worker()).collect();
+        let w = h.worker();
+        assert_eq!(h.request(w, 1).len(), 1, "round {round}");
+        for _ in 0..3 {
+            h.heartbeat(bystander, &[], 0);
+            h.advance(400);
+        }
+        assert!(
+            others
+                .iter()
+                .all(|o| !h.scheduler.workers().any(|w| w.id == *o && w.is_alive()))
+        );
+    }
+    assert_eq!(h.state(job), JobState::Running);
+    let last = h.request(bystander, 1);
+    h.succeed(bystander, &last[0]);
+    let reduce = h.request(bystander, 1);
+    h.succeed(bystander, &reduce[0]);
+    assert_eq!(h.state(job), JobState::Committing);
 }
 
 /// A simulated worker of the property test.

@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use harrow_core::ids::{JobId, Phase, TaskId};
+use harrow_core::ids::{JobId, Phase, TaskId, WorkerId};
 use harrow_core::security::Token;
 use harrow_core::storage::StorageOptions;
-use harrow_core::task::{InputSpec, OutputFormat, Partitioner, PluginRef, Split};
+use harrow_core::task::{FetchFailure, InputSpec, OutputFormat, Partitioner, PluginRef, Split};
 
 use super::task::{Task, TaskInput, TaskState};
 
@@ -77,6 +77,13 @@ impl JobState {
     }
 }
 
+/// A reducer's failure to fetch a map task's output from `holder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchFailureRecord {
+    pub holder: WorkerId,
+    pub cause: FetchFailure,
+}
+
 /// What happens to a job as a whole.
 #[derive(Debug, Clone)]
 pub enum JobEvent {
@@ -96,8 +103,9 @@ pub struct Job {
     pub reduces: Vec<Task>,
     pub submitted_at_ms: u64,
     pub finished_at_ms: Option<u64>,
-    /// Fetch failures reported against each map task's output.
-    pub fetch_failures: BTreeMap<TaskId, u32>,
+    /// Fetch failures reported against each map task's outputs, with the
+    /// worker that held each; those a worker's death explains are dropped.
+    pub fetch_failures: BTreeMap<TaskId, Vec<FetchFailureRecord>>,
 }
 
 impl Job {
@@ -142,11 +150,19 @@ impl Job {
         }
     }
 
-    /// Counts one more fetch failure of the task's output; returns the count.
-    pub fn record_fetch_failure(&mut self, task: TaskId) -> u32 {
-        let count = self.fetch_failures.entry(task).or_default();
-        *count += 1;
-        *count
+    /// Counts one more fetch failure of a map task's output; returns the
+    /// count.
+    pub fn record_fetch_failure(&mut self, task: TaskId, record: FetchFailureRecord) -> u32 {
+        let records = self.fetch_failures.entry(task).or_default();
+        records.push(record);
+        records.len() as u32
+    }
+
+    /// Forgets the failures to reach `worker`: it died, which explains them.
+    pub fn forget_fetch_failures_of(&mut self, worker: WorkerId) {
+        for records in self.fetch_failures.values_mut() {
+            records.retain(|r| !(r.holder == worker && r.cause == FetchFailure::Unreachable));
+        }
     }
 
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {

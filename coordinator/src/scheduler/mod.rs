@@ -8,6 +8,8 @@ mod fault_tests;
 pub mod input_check;
 pub mod job;
 mod placement;
+#[cfg(test)]
+mod suspect_tests;
 pub mod task;
 #[cfg(test)]
 mod tests;
@@ -16,13 +18,15 @@ mod workers;
 use std::collections::BTreeMap;
 
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
-use harrow_core::task::{Assignment, AttemptCounters, AttemptOutcome, MapOutput, TaskSpec};
-
-pub use job::{Job, JobEvent, JobPlan, JobState};
-pub use task::{
-    Attempt, AttemptState, Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState,
+use harrow_core::task::{
+    Assignment, AttemptCounters, AttemptOutcome, FailureKind, FetchFailure, MapOutput, TaskSpec,
 };
-pub use workers::{AttemptProgress, Worker, WorkerState};
+
+pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
+pub use task::{
+    Attempt, AttemptState, LostCause, Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState,
+};
+pub use workers::{AttemptProgress, UnreachableReport, Worker, WorkerState};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -37,8 +41,12 @@ pub struct SchedulerConfig {
     /// Failed attempts of one job on one worker after which the worker gets
     /// no more of that job's tasks.
     pub exclude_after_failures: u32,
-    /// Fetch failures of one map task's output after which its job fails.
+    /// Fetch failures of one map output (one attempt's) after which its
+    /// job fails: it keeps failing while its worker stays alive.
     pub max_fetch_failures: u32,
+    /// A suspect worker that does not answer a probe and heartbeat within
+    /// this long is dead.
+    pub suspect_timeout_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -50,6 +58,7 @@ impl Default for SchedulerConfig {
             stall_timeout_ms: 60_000,
             exclude_after_failures: 3,
             max_fetch_failures: 4,
+            suspect_timeout_ms: 3_000,
         }
     }
 }
@@ -92,6 +101,12 @@ pub enum Event {
         attempt: AttemptId,
         counters: AttemptCounters,
         outcome: AttemptOutcome,
+    },
+    /// A [`Action::ProbeWorker`] ended: the worker's shuffle service
+    /// answered a health check, or the error.
+    ProbeEnded {
+        worker: WorkerId,
+        result: Result<(), String>,
     },
     /// The I/O of a [`Action::CommitJob`] finished.
     JobCommitEnded {
@@ -143,6 +158,12 @@ pub enum Action {
     MayExit {
         worker: WorkerId,
     },
+    /// The worker is suspect: check its shuffle service (gRPC health) at
+    /// `address`, then send [`Event::ProbeEnded`].
+    ProbeWorker {
+        worker: WorkerId,
+        address: String,
+    },
     /// Every reduce committed: write `_SUCCESS`, clear `_temporary`, then
     /// send [`Event::JobCommitEnded`].
     CommitJob {
@@ -158,6 +179,16 @@ pub enum Action {
         job: JobId,
         state: JobState,
     },
+}
+
+/// A reduce attempt's report that it could not fetch a map output.
+struct FetchReport {
+    /// The reducer's worker.
+    reducer: WorkerId,
+    attempt: AttemptId,
+    map_attempt: AttemptId,
+    message: String,
+    cause: FetchFailure,
 }
 
 #[derive(Debug, Default)]
@@ -245,6 +276,7 @@ impl Scheduler {
                 counters,
                 outcome,
             } => self.attempt_ended(worker, attempt, counters, outcome, now_ms),
+            Event::ProbeEnded { worker, result } => self.probe_ended(worker, result, now_ms),
             Event::JobCommitEnded { job, error } => self.job_commit_ended(job, error, now_ms),
             Event::Tick => self.tick(now_ms),
         }
@@ -284,7 +316,7 @@ impl Scheduler {
     fn assign(&mut self, worker: WorkerId, free_slots: u32, now_ms: u64) -> Vec<Action> {
         match self.workers.get(&worker).map(|w| &w.state) {
             Some(WorkerState::Alive) => {}
-            Some(WorkerState::Draining) => return Vec::new(),
+            Some(WorkerState::Draining | WorkerState::Suspect { .. }) => return Vec::new(),
             Some(WorkerState::Dead { .. }) | None => return vec![Action::UnknownWorker { worker }],
         }
         let mut free = free_slots as usize;
@@ -309,7 +341,7 @@ impl Scheduler {
                 let candidates = if backups {
                     placement::backup_candidates(job, phase, worker, now_ms, &self.config)
                 } else {
-                    placement::pending(job, phase)
+                    placement::pending(job, phase, now_ms)
                 };
                 for index in candidates.into_iter().take(free) {
                     let assignment = self.start_attempt(job_id, phase, index, worker, now_ms);
@@ -324,13 +356,23 @@ impl Scheduler {
         actions
     }
 
-    /// Whether the job's tasks failed too often on this worker, while other
-    /// live workers could run them.
+    /// Whether the job's tasks failed too often on this worker (by their
+    /// own or the worker's fault; passing failures do not count), while
+    /// other live workers could run them.
     fn excluded(&self, job: &Job, worker: WorkerId) -> bool {
         let failures_on = |w: WorkerId| {
             job.tasks()
                 .flat_map(|t| &t.attempts)
-                .filter(|a| a.worker == w && matches!(a.state, AttemptState::Failed { .. }))
+                .filter(|a| {
+                    a.worker == w
+                        && matches!(
+                            a.state,
+                            AttemptState::Failed {
+                                kind: FailureKind::Job | FailureKind::Worker,
+                                ..
+                            }
+                        )
+                })
                 .count() as u32
         };
         let limit = self.config.exclude_after_failures;
@@ -451,8 +493,13 @@ impl Scheduler {
                 // own, and its coming failure report is fenced.
                 let reason = format!("{holder} holds the commit");
                 let refused = refuse(&reason);
+                let cause = LostCause::CommitHeldElsewhere;
                 task.apply(
-                    TaskEvent::Lost { attempt, reason },
+                    TaskEvent::Lost {
+                        attempt,
+                        reason,
+                        cause,
+                    },
                     now_ms,
                     self.config.max_attempts,
                 );
@@ -479,16 +526,23 @@ impl Scheduler {
             AttemptOutcome::FetchFailed {
                 map_attempt,
                 message,
+                cause,
             } => {
-                actions.extend(self.map_output_unfetchable(map_attempt, &message, now_ms));
-                TaskEvent::Lost {
+                let fetch = FetchReport {
+                    reducer: worker,
                     attempt,
-                    reason: format!("could not fetch the output of {map_attempt}: {message}"),
-                }
+                    map_attempt,
+                    message,
+                    cause,
+                };
+                let (event, effects) = self.fetch_failed(fetch, now_ms);
+                actions.extend(effects);
+                event
             }
             AttemptOutcome::HandedBack { message } => TaskEvent::Lost {
                 attempt,
                 reason: format!("handed back by its worker: {message}"),
+                cause: LostCause::HandedBack,
             },
             outcome => self.outcome_event(attempt, worker, counters, outcome),
         };
@@ -537,7 +591,14 @@ impl Scheduler {
             (AttemptOutcome::Succeeded { .. }, Phase::Reduce) => {
                 "reported success without holding the commit".to_string()
             }
-            (AttemptOutcome::Failed { message }, _) => message,
+            (AttemptOutcome::Failed { message, kind }, _) => {
+                return TaskEvent::Failed {
+                    attempt,
+                    error: message,
+                    kind,
+                    counters,
+                };
+            }
             (AttemptOutcome::FetchFailed { .. } | AttemptOutcome::HandedBack { .. }, _) => {
                 unreachable!("handled by the caller")
             }
@@ -545,6 +606,7 @@ impl Scheduler {
         TaskEvent::Failed {
             attempt,
             error,
+            kind: FailureKind::Job,
             counters,
         }
     }
@@ -597,37 +659,130 @@ impl Scheduler {
         }
     }
 
-    /// A reducer could not fetch `map_attempt`'s output: re-run that map
-    /// task, or fail the job when its output keeps failing.
-    fn map_output_unfetchable(
-        &mut self,
-        map_attempt: AttemptId,
-        message: &str,
-        now_ms: u64,
-    ) -> Vec<Action> {
-        let limit = self.config.max_fetch_failures;
-        let Some(job) = self.jobs.get_mut(&map_attempt.task.job) else {
-            return Vec::new();
+    /// A reducer could not fetch a map output. The reduce attempt is lost
+    /// (it counts toward nothing) unless its own worker is to blame. What
+    /// happens to the map output depends on the cause:
+    /// - the holder did not answer: the holder becomes suspect, and all
+    ///   its needed output is set aside at once (not one file at a time);
+    /// - the segment was missing or corrupt: that one map task runs again.
+    ///
+    /// Either way the failure is counted against the map task: one whose
+    /// output keeps failing fails the job. Failures to reach a worker that
+    /// then dies are forgotten: its death explains them.
+    fn fetch_failed(&mut self, fetch: FetchReport, now_ms: u64) -> (TaskEvent, Vec<Action>) {
+        let FetchReport {
+            reducer,
+            attempt,
+            map_attempt,
+            message,
+            cause,
+        } = fetch;
+        let reason = format!("could not fetch the output of {map_attempt}: {message}");
+        let lost = |reason: String| TaskEvent::Lost {
+            attempt,
+            reason,
+            cause: LostCause::Fetch,
         };
-        let Some(task) = job.task_mut(map_attempt.task) else {
-            return Vec::new();
+        // A location already replaced (its worker suspect or dead, or a
+        // re-run) tells nothing new.
+        let Some(holder) = self.holder(map_attempt) else {
+            return (lost(reason), Vec::new());
         };
-        // Only the output reducers are told about counts; an older attempt's
-        // output was already replaced.
-        if !matches!(&task.state, TaskState::Succeeded { attempt, .. } if *attempt == map_attempt) {
-            return Vec::new();
+        if cause == FetchFailure::Unreachable {
+            if let Some(others) = self.blames_reducer(reducer, holder, now_ms) {
+                let error = format!(
+                    "{reducer} could not reach {holder} nor {others}, which other workers reach: {reason}"
+                );
+                let event = TaskEvent::Failed {
+                    attempt,
+                    error,
+                    kind: FailureKind::Worker,
+                    counters: AttemptCounters::default(),
+                };
+                return (event, Vec::new());
+            }
+            let report = UnreachableReport {
+                target: holder,
+                at_ms: now_ms,
+            };
+            let record = self.workers.get_mut(&reducer).expect("reporter is alive");
+            record.unreachable_reports.push(report);
         }
-        let failures = job.record_fetch_failure(map_attempt.task);
-        let task = job.task_mut(map_attempt.task).expect("task exists");
+        let limit = self.config.max_fetch_failures;
+        let job = self
+            .jobs
+            .get_mut(&map_attempt.task.job)
+            .expect("holder has a job");
+        let record = FetchFailureRecord { holder, cause };
+        let failures = job.record_fetch_failure(map_attempt.task, record);
         if failures >= limit {
+            let task = job.task(map_attempt.task).expect("task exists");
             let error = format!(
-                "the output of map task {} ({}) could not be fetched {failures} times; last error: {message}",
+                "the output of map task {} ({}) could not be fetched {failures} times (--max-fetch-failures) from workers that stayed alive; last error: {message}",
                 map_attempt.task, task.input
             );
-            return self.end_job(map_attempt.task.job, JobEvent::TaskFailed { error }, now_ms);
+            let ended = self.end_job(map_attempt.task.job, JobEvent::TaskFailed { error }, now_ms);
+            return (lost(reason), ended);
         }
-        task.apply(TaskEvent::OutputLost, now_ms, self.config.max_attempts);
-        Vec::new()
+        let effects = match cause {
+            FetchFailure::Unreachable => {
+                let suspicion = format!("a reducer on {reducer} could not reach it: {message}");
+                self.suspect(holder, suspicion, now_ms)
+            }
+            FetchFailure::Corrupt => {
+                let task = job.task_mut(map_attempt.task).expect("task exists");
+                task.apply(TaskEvent::OutputLost, now_ms, self.config.max_attempts);
+                Vec::new()
+            }
+        };
+        (lost(reason), effects)
+    }
+
+    /// The worker holding `map_attempt`'s output, if that is still the
+    /// output reducers are given.
+    fn holder(&self, map_attempt: AttemptId) -> Option<WorkerId> {
+        let task = self
+            .jobs
+            .get(&map_attempt.task.job)?
+            .task(map_attempt.task)?;
+        match &task.state {
+            TaskState::Succeeded {
+                attempt,
+                output: TaskOutput::Map { worker, .. },
+            } if *attempt == map_attempt => Some(*worker),
+            _ => None,
+        }
+    }
+
+    /// Whether a reducer on `reducer` that cannot reach `target` is itself
+    /// to blame: lately it also could not reach another worker which is
+    /// alive and not suspect (cleared, or reached by everyone else). Names
+    /// those others.
+    fn blames_reducer(&self, reducer: WorkerId, target: WorkerId, now_ms: u64) -> Option<String> {
+        let window = 2 * self
+            .config
+            .worker_timeout_ms
+            .max(self.config.suspect_timeout_ms);
+        let mut others: Vec<WorkerId> = self.workers[&reducer]
+            .unreachable_reports
+            .iter()
+            .filter(|r| r.target != target && now_ms.saturating_sub(r.at_ms) <= window)
+            .map(|r| r.target)
+            .filter(|w| {
+                self.workers
+                    .get(w)
+                    .is_some_and(|w| w.state == WorkerState::Alive)
+            })
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        (!others.is_empty()).then(|| {
+            others
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 
     fn cancel(&mut self, job: JobId, now_ms: u64) -> Vec<Action> {

@@ -18,12 +18,13 @@ fn tasks(job: &Job, phase: Phase) -> &[Task] {
     }
 }
 
-/// Indexes of the phase's pending tasks, in order.
-pub fn pending(job: &Job, phase: Phase) -> Vec<usize> {
+/// Indexes of the phase's pending tasks that may start now (not waiting
+/// out a backoff), in order.
+pub fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
     tasks(job, phase)
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.state == TaskState::Pending)
+        .filter(|(_, t)| t.is_runnable(now_ms))
         .map(|(i, _)| i)
         .collect()
 }

@@ -3,25 +3,47 @@
 //! ```text
 //!            assign            an attempt succeeded
 //!  Pending ─────────▶ Running ──────────────────────▶ Succeeded
-//!     ▲     (backups join      │ last running attempt      │ map output lost
-//!     │      a running task)   │ failed with attempts left,│ (its worker died,
-//!     ├────────────────────────┤ or was lost               │  a fetch failed)
-//!     └────────────────────────┼───────────────────────────┘
-//!                              │ failed max attempts
+//!     ▲     (backups join      │ last running attempt      │ map output lost (its
+//!     │      a running task)   │ ended without success,    │ worker died, a fetch
+//!     ├────────────────────────┤ within its limits         │ failed) or suspended
+//!     └────────────────────────┼───────────────────────────┤ (its worker suspect)
+//!                              │                           │
+//!  Pending | Running ── suspect worker cleared ────────────▶ Succeeded (restored)
+//!                              │ a limit reached
 //!                              └──────────────────────────▶ Failed
 //!  Pending | Running ── job ended ──▶ Cancelled
 //! ```
 //!
-//! Only attempts that failed by themselves (job code, bad input) count
-//! toward the attempt limit; attempts lost with their worker, killed as the
-//! losing backup, or ended by a fetch failure do not.
+//! What an attempt's end counts toward depends on its cause, never on
+//! other tasks' failures:
+//! - a failure of the job's own (`FailureKind::Job`) toward
+//!   `--max-attempts`;
+//! - a failure of the worker's (`FailureKind::Worker`) toward that worker's
+//!   exclusion from the job, and toward [`MAX_WORKER_FAILURES`];
+//! - a passing failure (`FailureKind::Transient`) toward
+//!   [`MAX_TRANSIENT_FAILURES`], retried after a growing backoff;
+//! - an attempt lost with its worker, to a fetch failure or handed back
+//!   toward nothing; the scheduler's poison rule and the per-output fetch
+//!   failure bound keep those from looping.
+//!
+//! A map task whose output sits on a suspect worker goes back to pending
+//! with that output kept aside (`suspended`): if the worker is cleared,
+//! the output is restored (`OutputRestored`) and a re-run that started
+//! meanwhile is killed, since the original reported first.
 
 use harrow_core::ids::{AttemptId, TaskId, WorkerId};
-use harrow_core::task::{AttemptCounters, InputReport, SegmentInfo, Split};
+use harrow_core::task::{AttemptCounters, FailureKind, InputReport, SegmentInfo, Split};
 
-/// Lost attempts after which a task fails its job anyway, so a task whose
-/// workers keep dying cannot loop forever.
-pub const MAX_LOST_ATTEMPTS: usize = 16;
+/// Failures of the worker's own kind (a full disk, local I/O) after which
+/// a task fails anyway: every worker failing it says the task is at fault.
+pub const MAX_WORKER_FAILURES: u32 = 10;
+/// Passing failures (a coordinator call, an object store timeout) after
+/// which a task fails.
+pub const MAX_TRANSIENT_FAILURES: u32 = 10;
+/// The first retry after a passing failure waits this long; each next one
+/// twice as long, up to [`MAX_TRANSIENT_BACKOFF_MS`].
+pub const TRANSIENT_BACKOFF_MS: u64 = 250;
+pub const MAX_TRANSIENT_BACKOFF_MS: u64 = 30_000;
 
 /// What a task reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,14 +111,15 @@ pub enum TaskOutput {
 pub enum AttemptState {
     Running,
     Succeeded,
-    /// Failed by itself; counts toward the attempt limit.
+    /// Failed; `kind` says what the failure counts toward.
     Failed {
         error: String,
+        kind: FailureKind,
     },
-    /// Ended through no fault of its own: its worker died, or it could not
-    /// fetch its input. Does not count.
+    /// Ended through no fault of its own. Does not count.
     Lost {
         reason: String,
+        cause: LostCause,
     },
     /// Stopped by the coordinator: a backup won, or the job ended.
     Killed,
@@ -131,6 +154,26 @@ pub struct Attempt {
     pub counters: AttemptCounters,
 }
 
+/// Why an attempt was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostCause {
+    /// Its worker died (or left) while it ran.
+    WorkerDied,
+    /// A reduce attempt could not fetch a map output.
+    Fetch,
+    /// A shutting-down worker gave it back.
+    HandedBack,
+    /// Another attempt of its task holds the commit.
+    CommitHeldElsewhere,
+}
+
+/// A map output set aside while its worker is suspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspendedOutput {
+    pub attempt: AttemptId,
+    pub output: TaskOutput,
+}
+
 /// What happens to a task.
 #[derive(Debug, Clone)]
 pub enum TaskEvent {
@@ -146,14 +189,22 @@ pub enum TaskEvent {
     Failed {
         attempt: AttemptId,
         error: String,
+        kind: FailureKind,
         counters: AttemptCounters,
     },
     Lost {
         attempt: AttemptId,
         reason: String,
+        cause: LostCause,
     },
-    /// A succeeded map task's output is gone.
+    /// A succeeded map task's output is gone (its worker died, or it failed
+    /// to be fetched); a suspended one is forgotten.
     OutputLost,
+    /// A succeeded map task's worker is suspect: run it again unless the
+    /// worker is cleared first.
+    OutputSuspended,
+    /// The suspect worker was cleared: its output stands again.
+    OutputRestored,
     Cancelled,
 }
 
@@ -163,7 +214,8 @@ pub enum TaskChange {
     Started {
         attempt: AttemptId,
     },
-    /// The task succeeded; these other attempts were killed.
+    /// The task succeeded (or its output was restored); these other
+    /// attempts were killed.
     Succeeded {
         killed: Vec<AttemptId>,
     },
@@ -186,6 +238,10 @@ pub struct Task {
     pub attempts: Vec<Attempt>,
     /// The one attempt allowed to make its output visible.
     pub committer: Option<AttemptId>,
+    /// The output of a map task whose worker is suspect.
+    pub suspended: Option<SuspendedOutput>,
+    /// A task retried after a passing failure waits until then.
+    pub not_before_ms: u64,
 }
 
 impl Task {
@@ -196,6 +252,8 @@ impl Task {
             state: TaskState::Pending,
             attempts: Vec::new(),
             committer: None,
+            suspended: None,
+            not_before_ms: 0,
         }
     }
 
@@ -215,12 +273,35 @@ impl Task {
         }
     }
 
-    pub fn failed_attempts(&self) -> u32 {
-        self.count(|s| matches!(s, AttemptState::Failed { .. })) as u32
+    /// Failed attempts of this kind.
+    pub fn failures(&self, kind: FailureKind) -> u32 {
+        self.count(|s| matches!(s, AttemptState::Failed { kind: k, .. } if *k == kind)) as u32
     }
 
-    pub fn lost_attempts(&self) -> usize {
-        self.count(|s| matches!(s, AttemptState::Lost { .. }))
+    /// The distinct workers that died while running one of its attempts.
+    pub fn workers_died_running(&self) -> Vec<WorkerId> {
+        let mut workers: Vec<WorkerId> = self
+            .attempts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    AttemptState::Lost {
+                        cause: LostCause::WorkerDied,
+                        ..
+                    }
+                )
+            })
+            .map(|a| a.worker)
+            .collect();
+        workers.sort_unstable();
+        workers.dedup();
+        workers
+    }
+
+    /// Whether it is pending and may start at `now_ms`.
+    pub fn is_runnable(&self, now_ms: u64) -> bool {
+        self.state == TaskState::Pending && self.not_before_ms <= now_ms
     }
 
     fn count(&self, matches: impl Fn(&AttemptState) -> bool) -> usize {
@@ -266,6 +347,7 @@ impl Task {
                     self.end_attempt(*other, AttemptState::Killed, None, now_ms);
                 }
                 self.state = TaskState::Succeeded { attempt, output };
+                self.suspended = None;
                 TaskChange::Succeeded { killed }
             }
             (
@@ -273,54 +355,77 @@ impl Task {
                 TaskEvent::Failed {
                     attempt,
                     error,
+                    kind,
                     counters,
                 },
             ) if attempts.contains(&attempt) => {
                 attempts.retain(|a| *a != attempt);
-                self.end_attempt(
-                    attempt,
-                    AttemptState::Failed {
-                        error: error.clone(),
-                    },
-                    Some(counters),
-                    now_ms,
-                );
-                if self.failed_attempts() >= max_attempts {
+                let failed = AttemptState::Failed {
+                    error: error.clone(),
+                    kind,
+                };
+                self.end_attempt(attempt, failed, Some(counters), now_ms);
+                let failures = self.failures(kind);
+                let limit = match kind {
+                    FailureKind::Job => max_attempts,
+                    FailureKind::Worker => MAX_WORKER_FAILURES,
+                    FailureKind::Transient => MAX_TRANSIENT_FAILURES,
+                };
+                if failures >= limit {
                     self.end_running(now_ms);
+                    let error = match kind {
+                        FailureKind::Job => error,
+                        kind => format!("{failures} {} failures; last: {error}", kind.name()),
+                    };
                     self.state = TaskState::Failed {
                         error: error.clone(),
                     };
-                    TaskChange::Failed { error }
-                } else {
-                    self.after_attempt_ended()
+                    return TaskChange::Failed { error };
                 }
+                if kind == FailureKind::Transient {
+                    let backoff = TRANSIENT_BACKOFF_MS
+                        .saturating_mul(1 << (failures - 1).min(16))
+                        .min(MAX_TRANSIENT_BACKOFF_MS);
+                    self.not_before_ms = now_ms + backoff;
+                }
+                self.after_attempt_ended()
             }
-            (TaskState::Running { attempts }, TaskEvent::Lost { attempt, reason })
-                if attempts.contains(&attempt) =>
-            {
-                attempts.retain(|a| *a != attempt);
-                self.end_attempt(
+            (
+                TaskState::Running { attempts },
+                TaskEvent::Lost {
                     attempt,
-                    AttemptState::Lost {
-                        reason: reason.clone(),
-                    },
-                    None,
-                    now_ms,
-                );
-                if self.lost_attempts() >= MAX_LOST_ATTEMPTS {
-                    self.end_running(now_ms);
-                    let error = format!("{MAX_LOST_ATTEMPTS} attempts were lost; last: {reason}");
-                    self.state = TaskState::Failed {
-                        error: error.clone(),
-                    };
-                    TaskChange::Failed { error }
-                } else {
-                    self.after_attempt_ended()
-                }
+                    reason,
+                    cause,
+                },
+            ) if attempts.contains(&attempt) => {
+                attempts.retain(|a| *a != attempt);
+                self.end_attempt(attempt, AttemptState::Lost { reason, cause }, None, now_ms);
+                self.after_attempt_ended()
             }
             (TaskState::Succeeded { .. }, TaskEvent::OutputLost) => {
                 self.state = TaskState::Pending;
                 TaskChange::Retrying
+            }
+            (TaskState::Pending | TaskState::Running { .. }, TaskEvent::OutputLost) => {
+                self.suspended = None;
+                TaskChange::Ignored
+            }
+            (TaskState::Succeeded { attempt, output }, TaskEvent::OutputSuspended) => {
+                self.suspended = Some(SuspendedOutput {
+                    attempt: *attempt,
+                    output: output.clone(),
+                });
+                self.state = TaskState::Pending;
+                TaskChange::Retrying
+            }
+            (TaskState::Pending | TaskState::Running { .. }, TaskEvent::OutputRestored) => {
+                let Some(SuspendedOutput { attempt, output }) = self.suspended.take() else {
+                    return TaskChange::Ignored;
+                };
+                let killed = self.running().to_vec();
+                self.end_running(now_ms);
+                self.state = TaskState::Succeeded { attempt, output };
+                TaskChange::Succeeded { killed }
             }
             (TaskState::Running { .. }, TaskEvent::Cancelled) => {
                 self.end_running(now_ms);
@@ -334,7 +439,8 @@ impl Task {
             (TaskState::Running { .. }, TaskEvent::Succeeded { .. })
             | (TaskState::Running { .. }, TaskEvent::Failed { .. })
             | (TaskState::Running { .. }, TaskEvent::Lost { .. })
-            | (TaskState::Running { .. } | TaskState::Pending, TaskEvent::OutputLost)
+            | (TaskState::Pending | TaskState::Running { .. }, TaskEvent::OutputSuspended)
+            | (TaskState::Succeeded { .. }, TaskEvent::OutputRestored)
             | (TaskState::Pending, TaskEvent::Succeeded { .. })
             | (TaskState::Pending, TaskEvent::Failed { .. })
             | (TaskState::Pending, TaskEvent::Lost { .. })

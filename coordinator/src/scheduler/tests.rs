@@ -15,17 +15,21 @@ use super::*;
 pub(super) struct Harness {
     pub scheduler: Scheduler,
     pub now_ms: u64,
+    /// How far each event moves the clock.
+    pub ms_per_event: u64,
 }
 
 /// Timeouts of the test scheduler: a worker dies after 1 s of silence, an
 /// attempt without progress for 5 s gets a backup, jobs without workers
-/// fail after 10 s. Every event advances the fake clock by 10 ms.
+/// fail after 10 s. Every event advances the fake clock by 10 ms (unless a
+/// test sets `ms_per_event`).
 pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
     SchedulerConfig {
         max_attempts,
         worker_timeout_ms: 1_000,
         stall_timeout_ms: 5_000,
         no_worker_timeout_ms: 10_000,
+        suspect_timeout_ms: 500,
         ..SchedulerConfig::default()
     }
 }
@@ -35,11 +39,12 @@ impl Harness {
         Harness {
             scheduler: Scheduler::new(test_config(max_attempts)),
             now_ms: 1_000,
+            ms_per_event: 10,
         }
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
-        self.now_ms += 10;
+        self.now_ms += self.ms_per_event;
         self.scheduler.handle(event, self.now_ms)
     }
 
@@ -68,8 +73,13 @@ impl Harness {
     }
 
     pub fn worker(&mut self) -> WorkerId {
+        self.worker_at("127.0.0.1:1")
+    }
+
+    /// A worker serving its map output at `address`.
+    pub fn worker_at(&mut self, address: &str) -> WorkerId {
         match self.handle(Event::RegisterWorker {
-            shuffle_address: "127.0.0.1:1".into(),
+            shuffle_address: address.into(),
             slots: 2,
         })[..]
         {
@@ -155,12 +165,24 @@ impl Harness {
         self.report(worker, assignment.attempt, outcome)
     }
 
+    /// A failure of the job's own kind.
     pub fn fail(&mut self, worker: WorkerId, attempt: AttemptId, message: &str) -> Vec<Action> {
+        self.fail_as(worker, attempt, message, FailureKind::Job)
+    }
+
+    pub fn fail_as(
+        &mut self,
+        worker: WorkerId,
+        attempt: AttemptId,
+        message: &str,
+        kind: FailureKind,
+    ) -> Vec<Action> {
         self.report(
             worker,
             attempt,
             AttemptOutcome::Failed {
                 message: message.into(),
+                kind,
             },
         )
     }
@@ -442,7 +464,7 @@ fn a_map_reporting_the_wrong_number_of_segments_fails_its_attempt() {
     let task = &h.scheduler.job(job).unwrap().maps[0];
     assert_eq!(task.state, TaskState::Pending);
     assert!(
-        matches!(&task.attempts[0].state, AttemptState::Failed { error } if error.contains("0 segments for 3 partitions"))
+        matches!(&task.attempts[0].state, AttemptState::Failed { error, .. } if error.contains("0 segments for 3 partitions"))
     );
 }
 

@@ -3,24 +3,47 @@
 //! output on their disk run again) and jobs left without any worker.
 
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
+use harrow_core::task::FailureKind;
 
+use super::task::LostCause;
 use super::{
     Action, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput, TaskState,
 };
 
+/// Distinct workers that must die while running a task's attempts before
+/// the task is taken for what kills them (see `Scheduler::poison`).
+pub const POISON_WORKER_DEATHS: usize = 3;
+
 /// A worker's lifecycle.
 ///
 /// ```text
-///  Alive ── no heartbeat for the worker timeout ──────────────▶ Dead
+///          a reducer could not reach       probe answered and a
+///          its shuffle service             heartbeat arrived
+///  Alive ─────────────────────────▶ Suspect ─────────────────▶ Alive
+///    │                                 │ probe refused, or the
+///    │                                 │ suspect timeout passed
+///    ├── no heartbeat for the worker timeout ─────────────────▶ Dead
 ///    │                                                          ▲
-///    └─ SIGTERM ─▶ Draining (no new tasks) ── leaves or silent ─┘
+///    └─ SIGTERM ─▶ Draining (no new tasks) ── leaves, silent ───┘
+///                           or unreachable
 /// ```
 ///
-/// A dead worker that comes back is told it is unknown and registers anew,
-/// under a new id; nothing it reports under the old id counts.
+/// A suspect worker gets no new tasks and reducers are not pointed at its
+/// map output (which is re-run meanwhile); what it runs goes on, and its
+/// reports count. A dead worker that comes back is told it is unknown and
+/// registers anew, under a new id; nothing it reports under the old id
+/// counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerState {
     Alive,
+    /// A reducer could not reach it. Cleared once a probe of its shuffle
+    /// service answers and it heartbeats, both after `since_ms`.
+    Suspect {
+        since_ms: u64,
+        reason: String,
+        probed: bool,
+        heartbeat: bool,
+    },
     /// Shutting down: finishes what it runs and serves its map output, but
     /// gets no new tasks.
     Draining,
@@ -32,15 +55,23 @@ pub enum WorkerState {
 
 impl WorkerState {
     /// Every state's `name`.
-    pub const NAMES: [&'static str; 3] = ["alive", "draining", "dead"];
+    pub const NAMES: [&'static str; 4] = ["alive", "suspect", "draining", "dead"];
 
     pub fn name(&self) -> &'static str {
         match self {
             WorkerState::Alive => "alive",
+            WorkerState::Suspect { .. } => "suspect",
             WorkerState::Draining => "draining",
             WorkerState::Dead { .. } => "dead",
         }
     }
+}
+
+/// A reducer's report that it could not reach `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreachableReport {
+    pub target: WorkerId,
+    pub at_ms: u64,
 }
 
 /// A registered worker.
@@ -52,14 +83,24 @@ pub struct Worker {
     pub registered_at_ms: u64,
     pub last_heartbeat_ms: u64,
     pub state: WorkerState,
+    /// Reducers on this worker could not reach these workers, lately.
+    pub unreachable_reports: Vec<UnreachableReport>,
 }
 
 impl Worker {
-    /// Alive or draining: its attempts and map output count.
+    /// Alive, suspect or draining: its attempts count.
     pub fn is_alive(&self) -> bool {
         match self.state {
-            WorkerState::Alive | WorkerState::Draining => true,
+            WorkerState::Alive | WorkerState::Suspect { .. } | WorkerState::Draining => true,
             WorkerState::Dead { .. } => false,
+        }
+    }
+
+    /// The reason it is suspect, if it is.
+    pub fn suspect_reason(&self) -> Option<&str> {
+        match &self.state {
+            WorkerState::Suspect { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 }
@@ -89,6 +130,7 @@ impl Scheduler {
                 registered_at_ms: now_ms,
                 last_heartbeat_ms: now_ms,
                 state: WorkerState::Alive,
+                unreachable_reports: Vec::new(),
             },
         );
         self.no_workers_since_ms = None;
@@ -110,6 +152,11 @@ impl Scheduler {
             return vec![Action::UnknownWorker { worker }];
         };
         record.last_heartbeat_ms = now_ms;
+        let mut actions = Vec::new();
+        if let WorkerState::Suspect { heartbeat, .. } = &mut record.state {
+            *heartbeat = true;
+            actions.extend(self.clear_if_answered(worker, now_ms));
+        }
         let mut kill = Vec::new();
         for progress in running {
             let attempt = self
@@ -133,7 +180,6 @@ impl Scheduler {
             .filter(|job| self.jobs.get(job).is_none_or(|j| j.state.is_terminal()))
             .copied()
             .collect();
-        let mut actions = Vec::new();
         if !kill.is_empty() {
             actions.push(Action::KillAttempts {
                 worker,
@@ -176,17 +222,124 @@ impl Scheduler {
         self.running_on(worker) == 0 && !self.jobs.values().any(holds_needed_output)
     }
 
+    /// A reducer on `reporter` could not reach `worker`'s shuffle service:
+    /// it becomes suspect, and every map output on it that unfinished
+    /// reducers need is run again unless it is cleared first. The
+    /// coordinator probes it ([`Action::ProbeWorker`]). A draining worker
+    /// that cannot be reached has left.
+    pub(super) fn suspect(&mut self, worker: WorkerId, reason: String, now_ms: u64) -> Vec<Action> {
+        let record = self.workers.get_mut(&worker).expect("worker exists");
+        match record.state {
+            WorkerState::Alive => {}
+            WorkerState::Draining => return self.declare_dead(worker, reason, now_ms),
+            WorkerState::Suspect { .. } | WorkerState::Dead { .. } => return Vec::new(),
+        }
+        record.state = WorkerState::Suspect {
+            since_ms: now_ms,
+            reason,
+            probed: false,
+            heartbeat: false,
+        };
+        let address = record.shuffle_address.clone();
+        self.set_aside_outputs(worker, TaskEvent::OutputSuspended, now_ms);
+        vec![Action::ProbeWorker { worker, address }]
+    }
+
+    /// A probe of a suspect worker's shuffle service ended.
+    pub(super) fn probe_ended(
+        &mut self,
+        worker: WorkerId,
+        result: Result<(), String>,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let Some(record) = self.workers.get_mut(&worker) else {
+            return Vec::new();
+        };
+        let WorkerState::Suspect { probed, .. } = &mut record.state else {
+            return Vec::new();
+        };
+        match result {
+            Ok(()) => {
+                *probed = true;
+                self.clear_if_answered(worker, now_ms)
+            }
+            Err(error) => {
+                let address = record.shuffle_address.clone();
+                let reason = format!(
+                    "{worker} was suspect and its shuffle service at {address} did not answer a health check: {error}"
+                );
+                self.declare_dead(worker, reason, now_ms)
+            }
+        }
+    }
+
+    /// A suspect worker that answered the probe and heartbeat is alive
+    /// again: the map output set aside stands (a re-run of it that started
+    /// meanwhile is killed; the original reported first).
+    fn clear_if_answered(&mut self, worker: WorkerId, now_ms: u64) -> Vec<Action> {
+        let record = self.workers.get_mut(&worker).expect("worker exists");
+        let WorkerState::Suspect {
+            probed: true,
+            heartbeat: true,
+            ..
+        } = record.state
+        else {
+            return Vec::new();
+        };
+        record.state = WorkerState::Alive;
+        self.set_aside_outputs(worker, TaskEvent::OutputRestored, now_ms);
+        Vec::new()
+    }
+
+    /// Applies `event` (`OutputSuspended`, `OutputRestored` or
+    /// `OutputLost`) to every map task of a running job whose output lies
+    /// on `worker` (succeeded there, or set aside from there) while
+    /// reducers still need it.
+    fn set_aside_outputs(&mut self, worker: WorkerId, event: TaskEvent, now_ms: u64) {
+        let max_attempts = self.config.max_attempts;
+        let on_worker = |output: &TaskOutput| matches!(output, TaskOutput::Map { worker: w, .. } if *w == worker);
+        for job in self.jobs.values_mut() {
+            if job.state != JobState::Running || job.reduces_done() {
+                continue;
+            }
+            for task in &mut job.maps {
+                let holds = match (&task.state, &task.suspended) {
+                    (TaskState::Succeeded { output, .. }, _) => on_worker(output),
+                    (_, Some(suspended)) => on_worker(&suspended.output),
+                    (_, None) => false,
+                };
+                if holds {
+                    task.apply(event.clone(), now_ms, max_attempts);
+                }
+            }
+        }
+    }
+
     pub(super) fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         let timeout = self.config.worker_timeout_ms;
-        let silent: Vec<WorkerId> = self
+        let suspect_timeout = self.config.suspect_timeout_ms;
+        let overdue: Vec<(WorkerId, String)> = self
             .workers
             .values()
-            .filter(|w| w.is_alive() && now_ms.saturating_sub(w.last_heartbeat_ms) > timeout)
-            .map(|w| w.id)
+            .filter_map(|w| match &w.state {
+                _ if !w.is_alive() => None,
+                _ if now_ms.saturating_sub(w.last_heartbeat_ms) > timeout => {
+                    Some((w.id, format!("{} sent no heartbeat for {timeout} ms", w.id)))
+                }
+                WorkerState::Suspect {
+                    since_ms, reason, ..
+                } if now_ms.saturating_sub(*since_ms) > suspect_timeout => Some((
+                    w.id,
+                    format!(
+                        "{} was suspect for {suspect_timeout} ms (--suspect-timeout) without answering: {reason}",
+                        w.id
+                    ),
+                )),
+                _ => None,
+            })
             .collect();
-        for worker in silent {
-            let reason = format!("{worker} sent no heartbeat for {timeout} ms");
+        for (worker, reason) in overdue {
             actions.extend(self.declare_dead(worker, reason, now_ms));
         }
         actions.extend(self.fail_hung_attempts(now_ms));
@@ -218,6 +371,7 @@ impl Scheduler {
                     "made no progress for {} s (twice --stall-timeout); killed as hung",
                     limit / 1000
                 ),
+                kind: FailureKind::Job,
                 counters: Default::default(),
             };
             actions.extend(self.apply_to_task(attempt, event, now_ms));
@@ -240,7 +394,6 @@ impl Scheduler {
             reason: reason.clone(),
         };
         let mut actions = Vec::new();
-        let max_attempts = self.config.max_attempts;
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for job_id in job_ids {
             let job = &self.jobs[&job_id];
@@ -257,23 +410,58 @@ impl Scheduler {
                 let event = TaskEvent::Lost {
                     attempt,
                     reason: format!("worker lost: {reason}"),
+                    cause: LostCause::WorkerDied,
                 };
                 actions.extend(self.apply_to_task(attempt, event, now_ms));
-            }
-            let job = self.jobs.get_mut(&job_id).expect("job exists");
-            if job.state == JobState::Running && !job.reduces_done() {
-                for task in &mut job.maps {
-                    if matches!(&task.state, TaskState::Succeeded { output: TaskOutput::Map { worker: w, .. }, .. } if *w == worker)
-                    {
-                        task.apply(TaskEvent::OutputLost, now_ms, max_attempts);
-                    }
+                if let Some(error) = self.poison(attempt) {
+                    let event = JobEvent::TaskFailed { error };
+                    actions.extend(self.end_job(job_id, event, now_ms));
                 }
             }
+        }
+        self.set_aside_outputs(worker, TaskEvent::OutputLost, now_ms);
+        for job in self.jobs.values_mut() {
+            job.forget_fetch_failures_of(worker);
         }
         if !self.workers.values().any(Worker::is_alive) {
             self.no_workers_since_ms = Some(now_ms);
         }
         actions
+    }
+
+    /// Whether `attempt`'s task looks like what kills its workers: its
+    /// attempts were running on [`POISON_WORKER_DEATHS`] distinct workers
+    /// as each died, no other worker died since its first attempt started
+    /// (the others stayed alive: this is not a cluster losing workers to
+    /// something else), and a worker is still alive. Then its job fails,
+    /// naming it, instead of the task taking the cluster down one worker
+    /// at a time.
+    fn poison(&self, attempt: AttemptId) -> Option<String> {
+        let job = self.jobs.get(&attempt.task.job)?;
+        if !matches!(job.state, JobState::Queued | JobState::Running) {
+            return None;
+        }
+        let task = job.task(attempt.task)?;
+        let died = task.workers_died_running();
+        let since = task.attempts.first()?.started_at_ms;
+        let others_died = self.workers.values().any(|w| {
+            matches!(w.state, WorkerState::Dead { at_ms, .. } if at_ms >= since)
+                && !died.contains(&w.id)
+        });
+        let poisoned = died.len() >= POISON_WORKER_DEATHS
+            && !others_died
+            && self.workers.values().any(Worker::is_alive);
+        poisoned.then(|| {
+            let workers: Vec<String> = died.iter().map(ToString::to_string).collect();
+            format!(
+                "{} task {} ({}) was running on {} workers as each of them died ({}), while other workers stayed alive: it may be what kills them",
+                super::phase_name(attempt.task.phase),
+                attempt.task,
+                task.input,
+                died.len(),
+                workers.join(", ")
+            )
+        })
     }
 
     /// Fails every job with work to do once no worker has been alive for

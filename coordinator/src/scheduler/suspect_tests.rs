@@ -1,0 +1,587 @@
+//! Failures as they come: a dead or stopped worker makes every fetch of its
+//! output fail at once. Suspect workers, their probes and clearing, the
+//! blamed reducer, failure kinds, and a simulation of jobs of hundreds of
+//! map tasks per worker under correlated faults.
+
+use std::collections::BTreeMap;
+
+use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
+use harrow_core::task::{
+    Assignment, AttemptOutcome, FailureKind, FetchFailure, InputReport, MapOutput, SegmentInfo,
+    TaskSpec,
+};
+use proptest::prelude::*;
+
+use super::tests::Harness;
+use super::*;
+
+fn unreachable(
+    h: &mut Harness,
+    reducer: WorkerId,
+    reduce: AttemptId,
+    map: AttemptId,
+) -> Vec<Action> {
+    h.report(
+        reducer,
+        reduce,
+        AttemptOutcome::FetchFailed {
+            map_attempt: map,
+            message: "tcp connect error: connection refused".into(),
+            cause: FetchFailure::Unreachable,
+        },
+    )
+}
+
+fn map_outputs(assignment: &Assignment) -> &[MapOutput] {
+    match &assignment.task {
+        TaskSpec::Reduce { map_outputs, .. } => map_outputs,
+        TaskSpec::Map { .. } => panic!("not a reduce: {assignment:?}"),
+    }
+}
+
+fn address(index: usize) -> String {
+    format!("127.0.0.1:{}", 1000 + index)
+}
+
+fn worker_state(h: &Harness, worker: WorkerId) -> WorkerState {
+    h.scheduler
+        .workers()
+        .find(|w| w.id == worker)
+        .unwrap()
+        .state
+        .clone()
+}
+
+fn task(h: &Harness, id: TaskId) -> Task {
+    h.scheduler.job(id.job).unwrap().task(id).unwrap().clone()
+}
+
+/// Three workers at distinct addresses, each having run two of a job's
+/// six map tasks; the job has two reducers, none started.
+fn mapped(h: &mut Harness) -> (Vec<WorkerId>, JobId) {
+    let workers: Vec<WorkerId> = (0..3).map(|i| h.worker_at(&address(i))).collect();
+    let job = h.submit(6, 2);
+    for &w in &workers {
+        for map in h.request(w, 2) {
+            h.succeed(w, &map);
+        }
+    }
+    (workers, job)
+}
+
+/// The map outputs of `reduce` held at `worker`'s address.
+fn held_at(reduce: &Assignment, index: usize) -> Vec<AttemptId> {
+    map_outputs(reduce)
+        .iter()
+        .filter(|m| m.shuffle_address == address(index))
+        .map(|m| m.map_attempt)
+        .collect()
+}
+
+#[test]
+fn a_worker_a_reducer_cannot_reach_is_suspect_and_all_its_needed_output_runs_again_at_once() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    let r1 = h.request(w[1], 1);
+    let r2 = h.request(w[2], 1);
+    let on_w0 = held_at(&r1[0], 0);
+    assert_eq!(on_w0.len(), 2);
+
+    let actions = unreachable(&mut h, w[1], r1[0].attempt, on_w0[0]);
+    assert_eq!(
+        actions,
+        [Action::ProbeWorker {
+            worker: w[0],
+            address: address(0)
+        }]
+    );
+    assert_eq!(worker_state(&h, w[0]).name(), "suspect");
+    // Both of its outputs are pending in the same step, not one per report.
+    for map in &on_w0 {
+        assert_eq!(task(&h, map.task).state, TaskState::Pending);
+    }
+    assert!(matches!(
+        task(&h, r1[0].attempt.task).attempts[0].state,
+        AttemptState::Lost {
+            cause: LostCause::Fetch,
+            ..
+        }
+    ));
+    assert!(
+        h.request(w[0], 2).is_empty(),
+        "a suspect worker gets no tasks"
+    );
+    let report =
+        crate::report::job_report(h.scheduler.job(job).unwrap(), h.scheduler.config(), false);
+    assert_eq!(report.suspect_workers, [w[0].to_string()]);
+
+    // The other reducer finds the same: its attempt ends, nothing is counted.
+    assert!(unreachable(&mut h, w[2], r2[0].attempt, on_w0[1]).is_empty());
+    assert!(h.scheduler.job(job).unwrap().fetch_failures[&on_w0[0].task].len() == 1);
+
+    // The probe is refused: dead. Its output runs again elsewhere, and the
+    // reducers get the new locations; max_attempts 1 was never touched.
+    h.handle(Event::ProbeEnded {
+        worker: w[0],
+        result: Err("connection refused".into()),
+    });
+    assert_eq!(worker_state(&h, w[0]).name(), "dead");
+    let again = h.request(w[1], 2);
+    assert_eq!(again.len(), 2);
+    for map in &again {
+        h.succeed(w[1], map);
+    }
+    let reduces: Vec<Assignment> = [w[1], w[2]].iter().flat_map(|&x| h.request(x, 1)).collect();
+    assert_eq!(reduces.len(), 2);
+    for reduce in &reduces {
+        assert!(held_at(reduce, 0).is_empty());
+    }
+    h.succeed(w[1], &reduces[0]);
+    h.succeed(w[2], &reduces[1]);
+    assert_eq!(h.state(job), JobState::Committing);
+    assert!(
+        h.scheduler
+            .job(job)
+            .unwrap()
+            .fetch_failures
+            .values()
+            .all(Vec::is_empty)
+    );
+}
+
+#[test]
+fn a_suspect_worker_that_answers_is_cleared_and_its_output_stands() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    let r1 = h.request(w[1], 1);
+    let on_w0 = held_at(&r1[0], 0);
+    unreachable(&mut h, w[1], r1[0].attempt, on_w0[0]);
+    // One of its outputs starts running again elsewhere; the other waits.
+    let rerun = h.request(w[2], 1);
+    assert_eq!(rerun.len(), 1);
+    assert_eq!(rerun[0].attempt.task, on_w0[0].task);
+
+    // The probe answers, but clearing also needs a heartbeat.
+    h.handle(Event::ProbeEnded {
+        worker: w[0],
+        result: Ok(()),
+    });
+    assert_eq!(worker_state(&h, w[0]).name(), "suspect");
+    h.heartbeat(w[0], &[], 0);
+    assert_eq!(worker_state(&h, w[0]), WorkerState::Alive);
+    for map in &on_w0 {
+        let TaskState::Succeeded { attempt, .. } = task(&h, map.task).state else {
+            panic!("{:?}", task(&h, map.task).state)
+        };
+        assert_eq!(attempt, *map, "the original output stands");
+    }
+    // The re-run that started is killed; its worker learns at a heartbeat.
+    assert_eq!(
+        h.heartbeat(w[2], &[rerun[0].attempt], 1),
+        [Action::KillAttempts {
+            worker: w[2],
+            attempts: vec![rerun[0].attempt]
+        }]
+    );
+    let reduce = h.request(w[1], 2);
+    assert_eq!(reduce.len(), 2);
+    assert_eq!(held_at(&reduce[0], 0), on_w0);
+    for r in &reduce {
+        h.succeed(w[1], r);
+    }
+    assert_eq!(h.state(job), JobState::Committing);
+}
+
+#[test]
+fn a_suspect_worker_that_does_not_answer_within_the_suspect_timeout_is_dead() {
+    let mut h = Harness::new(1);
+    let (w, _) = mapped(&mut h);
+    let r1 = h.request(w[1], 1);
+    unreachable(&mut h, w[1], r1[0].attempt, held_at(&r1[0], 0)[0]);
+    // It heartbeats (a stopped shuffle server, a live agent), but the probe
+    // never answers.
+    for _ in 0..4 {
+        h.heartbeat(w[0], &[], 0);
+        h.advance(100);
+    }
+    assert_eq!(worker_state(&h, w[0]).name(), "suspect");
+    h.heartbeat(w[0], &[], 0);
+    h.advance(200);
+    let WorkerState::Dead { reason, .. } = worker_state(&h, w[0]) else {
+        panic!()
+    };
+    assert!(reason.contains("--suspect-timeout"), "{reason}");
+}
+
+#[test]
+fn a_reducer_that_cannot_reach_workers_others_reach_is_blamed_not_them() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    let r = h.request(w[2], 1);
+    unreachable(&mut h, w[2], r[0].attempt, held_at(&r[0], 0)[0]);
+    // w0 answers the probe and heartbeats: the coordinator reaches it.
+    h.handle(Event::ProbeEnded {
+        worker: w[0],
+        result: Ok(()),
+    });
+    h.heartbeat(w[0], &[], 0);
+    assert_eq!(worker_state(&h, w[0]), WorkerState::Alive);
+    // Now w2's reducers cannot reach w1 either: w2 is to blame.
+    for round in 0..3 {
+        let r = h.request(w[2], 1);
+        assert_eq!(r.len(), 1, "round {round}");
+        let on_w1 = held_at(&r[0], 1)[0];
+        assert!(unreachable(&mut h, w[2], r[0].attempt, on_w1).is_empty());
+        assert_eq!(worker_state(&h, w[1]), WorkerState::Alive);
+        assert_eq!(task(&h, on_w1.task).state.name(), "succeeded");
+        let AttemptState::Failed { error, kind } = task(&h, r[0].attempt.task)
+            .attempt(r[0].attempt)
+            .unwrap()
+            .state
+            .clone()
+        else {
+            panic!()
+        };
+        assert_eq!(kind, FailureKind::Worker);
+        assert!(
+            error.contains(&format!("{} could not reach {}", w[2], w[1])),
+            "{error}"
+        );
+    }
+    // Three failures of its own: w2 gets no more of the job's tasks.
+    assert!(h.request(w[2], 1).is_empty());
+    let reduces = h.request(w[1], 2);
+    assert_eq!(reduces.len(), 2);
+    for r in &reduces {
+        h.succeed(w[1], r);
+    }
+    assert_eq!(h.state(job), JobState::Committing);
+}
+
+#[test]
+fn an_output_that_keeps_failing_from_a_live_worker_fails_the_job() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    for round in 0..4 {
+        assert_eq!(h.state(job), JobState::Running, "round {round}");
+        let r = h.request(w[1], 1);
+        assert_eq!(phases(&r), [Phase::Reduce], "round {round}");
+        unreachable(&mut h, w[1], r[0].attempt, held_at(&r[0], 0)[0]);
+        h.handle(Event::ProbeEnded {
+            worker: w[0],
+            result: Ok(()),
+        });
+        h.heartbeat(w[0], &[], 0);
+    }
+    let JobState::Failed { error } = h.state(job) else {
+        panic!("{:?}", h.state(job))
+    };
+    assert!(
+        error.contains("could not be fetched 4 times") && error.contains("stayed alive"),
+        "{error}"
+    );
+}
+
+#[test]
+fn passing_failures_are_retried_after_a_backoff_without_counting() {
+    let mut h = Harness::new(1);
+    let w = h.worker();
+    let job = h.submit(1, 1);
+    for failure in 1..task::MAX_TRANSIENT_FAILURES {
+        let a = h.request(w, 1);
+        assert_eq!(a.len(), 1, "failure {failure}");
+        h.fail_as(w, a[0].attempt, "object store: 503", FailureKind::Transient);
+        assert!(h.request(w, 1).is_empty(), "backing off after {failure}");
+        let backoff = task::TRANSIENT_BACKOFF_MS << (failure - 1).min(16);
+        h.now_ms += backoff.min(task::MAX_TRANSIENT_BACKOFF_MS);
+    }
+    assert_eq!(h.state(job), JobState::Running);
+    let a = h.request(w, 1);
+    h.fail_as(w, a[0].attempt, "object store: 503", FailureKind::Transient);
+    let JobState::Failed { error } = h.state(job) else {
+        panic!()
+    };
+    assert!(
+        error.contains("10 transient failures; last: object store: 503"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_workers_own_failure_counts_toward_its_exclusion_not_the_task() {
+    let mut h = Harness::new(1);
+    let (bad, good) = (h.worker(), h.worker());
+    let job = h.submit(1, 1);
+    for _ in 0..3 {
+        let a = h.request(bad, 1);
+        h.fail_as(
+            bad,
+            a[0].attempt,
+            "No space left on device",
+            FailureKind::Worker,
+        );
+    }
+    assert_eq!(h.state(job), JobState::Running, "max_attempts 1 untouched");
+    assert!(h.request(bad, 1).is_empty(), "excluded");
+    assert_eq!(h.request(good, 1).len(), 1);
+}
+
+fn phases(assignments: &[Assignment]) -> Vec<Phase> {
+    super::tests::phases(assignments)
+}
+
+/// How a simulated worker process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Up,
+    /// SIGSTOP: no heartbeats, no answers, no fetches served.
+    Stopped,
+    /// SIGKILL: gone with its disk.
+    Dead,
+}
+
+/// A simulated worker: one registration of one process, at an address of
+/// its own (a process that registers again gets a new one).
+struct Sim {
+    id: WorkerId,
+    address: String,
+    life: Life,
+    running: Vec<Assignment>,
+}
+
+struct World {
+    h: Harness,
+    sims: Vec<Sim>,
+    next_address: usize,
+    probes: Vec<WorkerId>,
+    granted: BTreeMap<TaskId, Vec<AttemptId>>,
+}
+
+impl World {
+    fn register(&mut self) -> Sim {
+        self.next_address += 1;
+        let address = address(self.next_address);
+        Sim {
+            id: self.h.worker_at(&address),
+            address,
+            life: Life::Up,
+            running: Vec::new(),
+        }
+    }
+
+    /// Whether a fetch from `address` gets an answer.
+    fn serves(&self, address: &str) -> bool {
+        self.sims
+            .iter()
+            .any(|s| s.address == address && s.life == Life::Up)
+    }
+
+    fn note(&mut self, actions: &[Action]) {
+        for action in actions {
+            if let Action::ProbeWorker { worker, .. } = action {
+                self.probes.push(*worker);
+            }
+        }
+    }
+
+    fn request(&mut self, i: usize) {
+        let sim = &self.sims[i];
+        if sim.life != Life::Up || sim.running.len() >= 2 {
+            return;
+        }
+        let free = 2 - sim.running.len() as u32;
+        let id = sim.id;
+        for action in self.h.handle(Event::RequestTasks {
+            worker: id,
+            free_slots: free,
+        }) {
+            match action {
+                Action::Assign { assignment, .. } => self.sims[i].running.push(*assignment),
+                Action::UnknownWorker { .. } => self.sims[i] = self.register(),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// Ends one running attempt of worker `i` as a real one would: a map
+    /// succeeds; a reduce succeeds if every map output it needs is served,
+    /// else reports the first it cannot reach.
+    fn finish(&mut self, i: usize, pick: usize) {
+        let sim = &mut self.sims[i];
+        if sim.life != Life::Up || sim.running.is_empty() {
+            return;
+        }
+        let a = sim.running.remove(pick % sim.running.len());
+        let id = sim.id;
+        let reducers = a.reducers;
+        let outcome = match &a.task {
+            TaskSpec::Map { .. } => AttemptOutcome::Succeeded {
+                segments: (0..reducers)
+                    .map(|partition| SegmentInfo {
+                        partition,
+                        bytes: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                input: InputReport::default(),
+            },
+            TaskSpec::Reduce { map_outputs, .. } => {
+                match map_outputs
+                    .iter()
+                    .find(|m| !self.serves(&m.shuffle_address))
+                {
+                    Some(missing) => {
+                        let actions = unreachable(&mut self.h, id, a.attempt, missing.map_attempt);
+                        self.note(&actions);
+                        return;
+                    }
+                    None => {
+                        let reply = self.h.handle(Event::RequestCommit {
+                            worker: id,
+                            attempt: a.attempt,
+                        });
+                        if reply != [Action::CommitGranted { attempt: a.attempt }] {
+                            return;
+                        }
+                        self.granted
+                            .entry(a.attempt.task)
+                            .or_default()
+                            .push(a.attempt);
+                        AttemptOutcome::Succeeded {
+                            segments: Vec::new(),
+                            input: InputReport::default(),
+                        }
+                    }
+                }
+            }
+        };
+        let actions = self.h.report(id, a.attempt, outcome);
+        self.note(&actions);
+    }
+
+    /// Time passes: live processes heartbeat, probes get their answers (a
+    /// stopped worker's never comes), the scheduler ticks.
+    fn pass(&mut self, ms: u64) {
+        self.h.now_ms += ms;
+        for i in 0..self.sims.len() {
+            if self.sims[i].life != Life::Up {
+                continue;
+            }
+            let running: Vec<AttemptId> = self.sims[i].running.iter().map(|a| a.attempt).collect();
+            let now = self.h.now_ms;
+            for action in self.h.heartbeat(self.sims[i].id, &running, now) {
+                match action {
+                    Action::KillAttempts { attempts, .. } => self.sims[i]
+                        .running
+                        .retain(|a| !attempts.contains(&a.attempt)),
+                    Action::UnknownWorker { .. } => self.sims[i] = self.register(),
+                    Action::ReleaseJobs { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        for worker in std::mem::take(&mut self.probes) {
+            let life = self.sims.iter().find(|s| s.id == worker).map(|s| s.life);
+            let result = match life {
+                Some(Life::Up) => Ok(()),
+                Some(Life::Stopped) => continue,
+                Some(Life::Dead) | None => Err("connection refused".to_string()),
+            };
+            self.h.handle(Event::ProbeEnded { worker, result });
+        }
+        self.h.handle(Event::Tick);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Jobs of hundreds of map tasks per worker, more reducers than slots,
+    /// workers killed, stopped and resumed, and replaced at random; a dead
+    /// or stopped worker's every output is unreachable, as in a real
+    /// cluster. While worker 0 stays up, every job succeeds without a
+    /// single failure counted (max_attempts is 1), every partition commits
+    /// once, and each fault costs each reduce task at most a couple of
+    /// attempts, not one per map output it held.
+    #[test]
+    fn jobs_survive_correlated_worker_faults(
+        worker_count in 2usize..6,
+        maps_per_worker in 100usize..300,
+        extra_reducers in 0u32..4,
+        map_faults in 0u32..16,
+        reduce_faults in 1u32..6,
+        seed in any::<u64>(),
+    ) {
+        // Attempts end far faster than heartbeats come, as in a cluster.
+        let mut h = Harness::new(1);
+        h.ms_per_event = 1;
+        let mut world = World {
+            h,
+            sims: Vec::new(),
+            next_address: 0,
+            probes: Vec::new(),
+            granted: BTreeMap::new(),
+        };
+        for _ in 0..worker_count {
+            let sim = world.register();
+            world.sims.push(sim);
+        }
+        let reducers = 2 * worker_count as u32 + extra_reducers;
+        let job = world.h.submit(maps_per_worker * worker_count, reducers);
+        let mut random = seed | 1;
+        let mut faults = 0u32;
+        let mut last_pass = world.h.now_ms;
+        let deadline = world.h.now_ms + 3_600_000;
+        // Faults strike all through the job until each phase's budget is
+        // spent, thickest while reducers fetch; worker 0 is never touched.
+        while !world.h.state(job).is_terminal() && world.h.state(job) != JobState::Committing {
+            prop_assert!(world.h.now_ms < deadline, "the job did not end: {:?}", world.h.state(job));
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            let (mut dice, pick) = (random % 1000, (random >> 20) as usize);
+            let i = pick % world.sims.len();
+            let reducing = world.h.scheduler.job(job).unwrap().maps_done();
+            let budget = if reducing { map_faults + reduce_faults } else { map_faults };
+            let faulty = i != 0 && faults < budget;
+            if reducing && faulty && dice % 20 == 0 {
+                dice = 990 + dice % 6;
+            }
+            match dice {
+                0..=399 => world.request(i),
+                400..=989 => world.finish(i, pick),
+                990..=992 if faulty && world.sims[i].life == Life::Up => {
+                    world.sims[i].life = Life::Dead;
+                    faults += 1;
+                }
+                993..=995 if faulty && world.sims[i].life == Life::Up => {
+                    world.sims[i].life = Life::Stopped;
+                    faults += 1;
+                }
+                993..=995 if world.sims[i].life == Life::Stopped => world.sims[i].life = Life::Up,
+                996..=998 if world.sims[i].life == Life::Dead => {
+                    world.sims[i] = world.register();
+                }
+                _ => world.pass((pick % 400) as u64),
+            }
+            // Heartbeats keep coming while the scheduler is busy.
+            if world.h.now_ms - last_pass >= 300 {
+                world.pass(0);
+                last_pass = world.h.now_ms;
+            }
+        }
+        if world.h.state(job) == JobState::Committing {
+            world.h.handle(Event::JobCommitEnded { job, error: None });
+        }
+        prop_assert_eq!(world.h.state(job), JobState::Succeeded);
+        let job = world.h.scheduler.job(job).unwrap();
+        eprintln!("STATS maps {} reducers {} faults {faults} attempts {} lost {}", job.maps.len(), job.reduces.len(), job.tasks().map(|t| t.attempts.len()).sum::<usize>(), job.tasks().flat_map(|t| &t.attempts).filter(|a| matches!(a.state, AttemptState::Lost{..})).count());
+        for task in &job.reduces {
+            let TaskState::Succeeded { attempt, .. } = task.state else { panic!() };
+            prop_assert_eq!(task.attempts.iter().filter(|a| a.state == AttemptState::Succeeded).count(), 1);
+            prop_assert_eq!(&world.granted[&task.id], &vec![attempt]);
+            let fetch_losses = task.attempts.iter().filter(|a| matches!(a.state, AttemptState::Lost { cause: LostCause::Fetch, .. })).count() as u32;
+            prop_assert!(fetch_losses <= 2 * faults, "{} lost {fetch_losses} attempts to fetch failures over {faults} faults", task.id);
+        }
+    }
+}
