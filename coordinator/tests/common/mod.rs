@@ -142,6 +142,11 @@ impl Cluster {
         child.wait().unwrap();
     }
 
+    /// Whether the worker process is still running.
+    pub fn worker_running(&mut self, index: usize) -> bool {
+        self.workers[index].child.try_wait().unwrap().is_none()
+    }
+
     /// Waits for a worker process to exit.
     pub fn wait_worker(&mut self, index: usize) -> std::process::ExitStatus {
         self.workers[index].child.wait().unwrap()
@@ -536,4 +541,66 @@ pub fn text_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Writes `files` text files of about `bytes_per_file` each into `dir`:
+/// lines of 5 to 15 lowercase words drawn from a vocabulary of 20,000 with
+/// a skewed (Zipf-like) frequency, as prose has. Returns the sequential
+/// word count of it (sorted `word\tcount` lines), tallied as it is written.
+pub fn write_large_corpus(dir: &Path, files: usize, bytes_per_file: usize) -> Vec<String> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(0x0053_4341_4c45);
+    let vocabulary: Vec<String> = (0..20_000)
+        .map(|_| {
+            let len = 2 + rng.below(9);
+            (0..len)
+                .map(|_| (b'a' + rng.below(26) as u8) as char)
+                .collect()
+        })
+        .collect();
+    let mut counts = vec![0u64; vocabulary.len()];
+    for file in 0..files {
+        let mut out =
+            std::io::BufWriter::new(File::create(dir.join(format!("part-{file}.txt"))).unwrap());
+        let mut written = 0;
+        while written < bytes_per_file {
+            let words = 5 + rng.below(11);
+            for w in 0..words {
+                // u³ over the vocabulary: low indexes are far more common.
+                let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+                let index = (u * u * u * vocabulary.len() as f64) as usize;
+                counts[index] += 1;
+                let word = &vocabulary[index];
+                out.write_all(word.as_bytes()).unwrap();
+                out.write_all(if w + 1 == words { b"\n" } else { b" " })
+                    .unwrap();
+                written += word.len() + 1;
+            }
+        }
+        out.flush().unwrap();
+    }
+    let mut total: BTreeMap<&str, u64> = BTreeMap::new();
+    for (word, count) in vocabulary.iter().zip(counts) {
+        if count > 0 {
+            *total.entry(word).or_default() += count;
+        }
+    }
+    total
+        .into_iter()
+        .map(|(w, n)| format!("{w}\t{n}"))
+        .collect()
+}
+
+/// The bytes of each `part-r-*` file in `dir`, by name.
+pub fn part_files(dir: &str) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_str().unwrap().starts_with("part-r-"))
+        .map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
 }
