@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::scheduler::{AttemptState, JobState, Scheduler, TaskState, WorkerState, phase_name};
+use crate::scheduler::{AttemptState, JobState, Scheduler, TaskState, Worker, phase_name};
 use crate::service::Coordinator;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -127,7 +127,7 @@ pub fn render(scheduler: &Scheduler) -> String {
         &mut registry,
         "workers",
         "Workers by state",
-        WorkerState::NAMES.map(|s| vec![("state", s)]),
+        Worker::SHOWN_STATES.map(|s| vec![("state", s)]),
     );
     let slots = Gauge::<i64>::default();
     registry.register("worker_slots", "Task slots of live workers", slots.clone());
@@ -170,7 +170,7 @@ pub fn render(scheduler: &Scheduler) -> String {
     }
     for worker in scheduler.workers() {
         workers
-            .get_or_create(&vec![("state", worker.state.name())])
+            .get_or_create(&vec![("state", worker.shown_state())])
             .inc();
     }
     slots.set(scheduler.live_slots() as i64);

@@ -13,7 +13,7 @@ use crate::scheduler::input_check;
 use crate::scheduler::task::SuspendedOutput;
 use crate::scheduler::{
     Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskOutput, TaskState,
-    Worker, WorkerState,
+    Worker,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -342,13 +342,8 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
             running_attempts: scheduler.running_on(worker.id) as u32,
             last_heartbeat_ms: worker.last_heartbeat_ms,
             registered_at_ms: worker.registered_at_ms,
-            state: worker.state.name().to_string(),
-            reason: match &worker.state {
-                WorkerState::Dead { reason, .. } | WorkerState::Suspect { reason, .. } => {
-                    reason.clone()
-                }
-                WorkerState::Alive | WorkerState::Draining => String::new(),
-            },
+            state: worker.shown_state().to_string(),
+            reason: worker.reason().unwrap_or_default().to_string(),
         })
         .collect()
 }

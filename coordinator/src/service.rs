@@ -15,7 +15,8 @@ use harrow_core::registry::{JobRegistry, RegistryError};
 use harrow_core::security::{Connector, Token};
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
-    InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR, UnknownFormat,
+    FetchFailure, InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR,
+    UnknownFormat,
 };
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
@@ -93,7 +94,10 @@ impl Coordinator {
         // for unless they return actions. Ticks always wake waiting task
         // requests: time passing alone can make work available (a worker
         // declared dead, an attempt now stalled).
-        let is_poll = matches!(event, Event::RequestTasks { .. } | Event::Heartbeat { .. });
+        let is_poll = matches!(
+            event,
+            Event::RequestTasks { .. } | Event::Heartbeat { .. } | Event::WaitMapOutputs { .. }
+        );
         let actions = {
             let mut scheduler = self.scheduler.lock().expect("scheduler lock");
             scheduler.handle(event, self.clock.now_ms())
@@ -124,6 +128,9 @@ impl Coordinator {
                 | Action::Assign { .. }
                 | Action::CommitGranted { .. }
                 | Action::CommitRefused { .. }
+                | Action::WaitForMapOutputs { .. }
+                | Action::MapOutputs { .. }
+                | Action::StopAttempt { .. }
                 | Action::KillAttempts { .. }
                 | Action::ReleaseJobs { .. }
                 | Action::MayExit { .. } => {}
@@ -491,6 +498,67 @@ impl WorkerService for WorkerApi {
             other => unreachable!("commit request produced {other:?}"),
         };
         Ok(Response::new(response))
+    }
+
+    async fn report_fetch_failure(
+        &self,
+        request: Request<pb::FetchFailureReport>,
+    ) -> Result<Response<pb::FetchFailureResponse>, Status> {
+        let request = request.into_inner();
+        let cause = if request.worker_unreachable {
+            FetchFailure::Unreachable
+        } else {
+            FetchFailure::Corrupt
+        };
+        let event = Event::FetchFailed {
+            worker: parse_id(&request.worker_id)?,
+            attempt: parse_id(&request.attempt_id)?,
+            map_attempt: parse_id(&request.map_attempt_id)?,
+            message: request.message,
+            cause,
+        };
+        let mut response = pb::FetchFailureResponse::default();
+        for action in self.0.apply(event) {
+            match action {
+                Action::WaitForMapOutputs { .. } => response.wait = true,
+                Action::StopAttempt { reason, .. } => response.reason = reason,
+                _ => {}
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn wait_map_outputs(
+        &self,
+        request: Request<pb::WaitMapOutputsRequest>,
+    ) -> Result<Response<pb::WaitMapOutputsResponse>, Status> {
+        let request = request.into_inner();
+        let worker: WorkerId = parse_id(&request.worker_id)?;
+        let attempt: AttemptId = parse_id(&request.attempt_id)?;
+        let wait = Duration::from_millis(request.wait_ms).min(MAX_TASK_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.0.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut response = pb::WaitMapOutputsResponse::default();
+            for action in self.0.apply(Event::WaitMapOutputs { worker, attempt }) {
+                match action {
+                    Action::MapOutputs { outputs, .. } => {
+                        response.ready = true;
+                        response.map_outputs = outputs.into_iter().map(Into::into).collect();
+                    }
+                    Action::StopAttempt { .. } => response.stop = true,
+                    other => unreachable!("waiting for map outputs produced {other:?}"),
+                }
+            }
+            if response.ready || response.stop {
+                return Ok(Response::new(response));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Response::new(response));
+            }
+        }
     }
 
     async fn report_attempt(

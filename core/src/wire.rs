@@ -164,14 +164,7 @@ impl From<Assignment> for pb::TaskAssignment {
             } => pb::task_assignment::Task::Reduce(pb::ReduceTask {
                 partition,
                 output,
-                map_outputs: map_outputs
-                    .into_iter()
-                    .map(|m| pb::MapOutputLocation {
-                        map_attempt_id: m.map_attempt.to_string(),
-                        shuffle_address: m.shuffle_address,
-                        segment: Some(m.segment.into()),
-                    })
-                    .collect(),
+                map_outputs: map_outputs.into_iter().map(Into::into).collect(),
             }),
         };
         pb::TaskAssignment {
@@ -218,6 +211,30 @@ impl TryFrom<pb::InputSpec> for InputSpec {
     }
 }
 
+impl From<MapOutput> for pb::MapOutputLocation {
+    fn from(m: MapOutput) -> Self {
+        pb::MapOutputLocation {
+            map_attempt_id: m.map_attempt.to_string(),
+            shuffle_address: m.shuffle_address,
+            segment: Some(m.segment.into()),
+        }
+    }
+}
+
+/// Map output locations from the wire.
+pub fn map_outputs(locations: Vec<pb::MapOutputLocation>) -> Result<Vec<MapOutput>, WireError> {
+    locations
+        .into_iter()
+        .map(|m| {
+            Ok(MapOutput {
+                map_attempt: m.map_attempt_id.parse()?,
+                shuffle_address: m.shuffle_address,
+                segment: required(m.segment, "map_outputs.segment")?.into(),
+            })
+        })
+        .collect()
+}
+
 impl From<BadRecord> for pb::BadRecord {
     fn from(b: BadRecord) -> Self {
         pb::BadRecord {
@@ -257,17 +274,7 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             pb::task_assignment::Task::Reduce(reduce) => TaskSpec::Reduce {
                 partition: reduce.partition,
                 output: reduce.output,
-                map_outputs: reduce
-                    .map_outputs
-                    .into_iter()
-                    .map(|m| {
-                        Ok(MapOutput {
-                            map_attempt: m.map_attempt_id.parse()?,
-                            shuffle_address: m.shuffle_address,
-                            segment: required(m.segment, "map_outputs.segment")?.into(),
-                        })
-                    })
-                    .collect::<Result<_, WireError>>()?,
+                map_outputs: map_outputs(reduce.map_outputs)?,
             },
         };
         Ok(Assignment {

@@ -18,7 +18,7 @@ use harrow_core::registry::JobRegistry;
 use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
 use harrow_core::shutdown::signalled;
 use harrow_core::task::{
-    Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
+    Assignment, AttemptCounters, AttemptOutcome, FetchFailure, InputReport, SegmentInfo, TaskSpec,
 };
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
@@ -30,11 +30,12 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
+use crate::fetch::{Recovery, Relocation, ThisWorker};
 use crate::map_task::{MapInput, MapOutputSpec, lanes, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
-use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, ThisWorker, job_dir};
+use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, job_dir};
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;
@@ -705,6 +706,75 @@ async fn execute(
             let counters = task.run(shared).await?;
             Ok((counters, Vec::new(), InputReport::default()))
         }
+    }
+}
+
+/// How long a waiting reduce attempt's question may wait for an answer.
+const RELOCATE_WAIT: Duration = Duration::from_secs(20);
+
+impl Recovery for Shared {
+    async fn fetch_failed(
+        &self,
+        attempt: AttemptId,
+        error: &TaskError,
+    ) -> Result<Option<String>, TaskError> {
+        let TaskError::Fetch {
+            map_attempt, cause, ..
+        } = error
+        else {
+            unreachable!("only fetch failures are reported: {error}")
+        };
+        let request = pb::FetchFailureReport {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+            map_attempt_id: map_attempt.to_string(),
+            message: error.to_string(),
+            worker_unreachable: *cause == FetchFailure::Unreachable,
+        };
+        tracing::info!(%attempt, %error, "fetch failed; waiting for the map output");
+        let response = self
+            .coordinator
+            .clone()
+            .report_fetch_failure(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "ReportFetchFailure",
+                status,
+            })?
+            .into_inner();
+        Ok((!response.wait).then_some(response.reason))
+    }
+
+    async fn relocate(&self, attempt: AttemptId) -> Result<Relocation, TaskError> {
+        let request = pb::WaitMapOutputsRequest {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+            wait_ms: RELOCATE_WAIT.as_millis() as u64,
+        };
+        let response = self
+            .coordinator
+            .clone()
+            .wait_map_outputs(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "WaitMapOutputs",
+                status,
+            })?
+            .into_inner();
+        Ok(match response {
+            pb::WaitMapOutputsResponse { stop: true, .. } => Relocation::Stop,
+            pb::WaitMapOutputsResponse {
+                ready: true,
+                map_outputs,
+                ..
+            } => Relocation::Ready(wire::map_outputs(map_outputs).map_err(|e| {
+                TaskError::Coordinator {
+                    call: "WaitMapOutputs",
+                    status: e.into(),
+                }
+            })?),
+            _ => Relocation::NotYet,
+        })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod compressed;
 pub mod cpu;
 pub mod decode;
 pub mod error;
+pub mod fetch;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzz_targets;

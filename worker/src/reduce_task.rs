@@ -17,12 +17,14 @@ use tokio::io::AsyncReadExt;
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
+use crate::fetch::{Fetch, Recovery, ThisWorker};
 use crate::merge::merge_and_reduce;
 use crate::output::create_below;
-use crate::shuffle::{ThisWorker, fetch_segments};
 
-/// Asks the coordinator whether this attempt may make its output visible.
-pub trait CommitGate {
+/// The reduce attempt's link to the coordinator: where map outputs moved
+/// after a failed fetch ([`Recovery`]), and whether this attempt may make
+/// its output visible.
+pub trait CommitGate: Recovery {
     /// `Ok(None)` when granted, `Ok(Some(reason))` when refused.
     fn request_commit(
         &self,
@@ -72,15 +74,16 @@ impl ReduceTask<'_> {
             .map_err(TaskError::panic("panicked starting the reduce task:"))?
             .map_err(TaskError::job("start_task"))?;
         let fetch_started = std::time::Instant::now();
-        let segments = fetch_segments(
-            self.map_outputs,
-            self.shuffle_key,
-            self.partition,
-            &self.scratch,
-            &self.progress,
-            self.own,
-        )
-        .await?;
+        let fetch = Fetch {
+            attempt: self.attempt,
+            map_outputs: self.map_outputs,
+            shuffle_key: self.shuffle_key,
+            partition: self.partition,
+            dir: &self.scratch,
+            progress: &self.progress,
+            own: self.own,
+        };
+        let segments = fetch.run(gate).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
         let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
 

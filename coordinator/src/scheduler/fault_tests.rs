@@ -339,48 +339,6 @@ fn the_losing_backup_of_a_reduce_is_refused_the_commit_and_not_counted() {
 }
 
 #[test]
-fn stragglers_near_the_end_of_a_phase_get_at_most_ten_percent_backups() {
-    let mut h = Harness::new(4);
-    let workers: Vec<WorkerId> = (0..6).map(|_| h.worker()).collect();
-    h.submit(30, 1);
-    let mut running: Vec<(WorkerId, Assignment)> = Vec::new();
-    for &w in &workers {
-        for a in h.request(w, 5) {
-            running.push((w, a));
-        }
-    }
-    assert_eq!(running.len(), 30);
-    // 20 maps finish within 100 ms; 10 keep running (with progress).
-    h.now_ms += 100;
-    for (w, a) in running.drain(..20).collect::<Vec<_>>() {
-        h.succeed(w, &a);
-    }
-    let slow: Vec<AttemptId> = running.iter().map(|(_, a)| a.attempt).collect();
-    for &w in &workers {
-        h.heartbeat(w, &slow, 1);
-    }
-    assert!(
-        h.request(workers[0], 5)
-            .iter()
-            .all(|a| a.attempt.number == 1),
-        "not slow yet"
-    );
-    h.now_ms += 2_000;
-    for &w in &workers {
-        let mine: Vec<AttemptId> = running
-            .iter()
-            .filter(|(x, _)| *x == w)
-            .map(|(_, a)| a.attempt)
-            .collect();
-        h.heartbeat(w, &mine, 2);
-    }
-    let backups: Vec<Assignment> = workers.iter().flat_map(|&w| h.request(w, 5)).collect();
-    // 10 running tasks: at most one speculative backup.
-    assert_eq!(backups.len(), 1, "{backups:?}");
-    assert_eq!(backups[0].attempt.number, 2);
-}
-
-#[test]
 fn a_worker_where_a_job_keeps_failing_gets_no_more_of_its_tasks() {
     let mut h = Harness::new(10);
     let (bad, good) = (h.worker(), h.worker());

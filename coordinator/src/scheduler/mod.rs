@@ -8,6 +8,9 @@ mod fault_tests;
 pub mod input_check;
 pub mod job;
 mod placement;
+pub mod speed;
+#[cfg(test)]
+mod speed_tests;
 #[cfg(test)]
 mod suspect_tests;
 pub mod task;
@@ -102,6 +105,20 @@ pub enum Event {
         counters: AttemptCounters,
         outcome: AttemptOutcome,
     },
+    /// A running reduce attempt could not fetch a map output; it keeps
+    /// what it fetched and waits for new locations, unless told to stop.
+    FetchFailed {
+        worker: WorkerId,
+        attempt: AttemptId,
+        map_attempt: AttemptId,
+        message: String,
+        cause: FetchFailure,
+    },
+    /// A waiting reduce attempt asks where its map outputs are now.
+    WaitMapOutputs {
+        worker: WorkerId,
+        attempt: AttemptId,
+    },
     /// A [`Action::ProbeWorker`] ended: the worker's shuffle service
     /// answered a health check, or the error.
     ProbeEnded {
@@ -143,6 +160,21 @@ pub enum Action {
         attempt: AttemptId,
         reason: String,
     },
+    /// The reduce attempt should wait for its map outputs' new locations.
+    WaitForMapOutputs {
+        attempt: AttemptId,
+    },
+    /// Every map task succeeded again: where each output is, in order.
+    MapOutputs {
+        attempt: AttemptId,
+        outputs: Vec<MapOutput>,
+    },
+    /// The attempt must end now (it no longer runs, or its worker is to
+    /// blame for its fetch failures).
+    StopAttempt {
+        attempt: AttemptId,
+        reason: String,
+    },
     /// Attempts the worker runs that must stop.
     KillAttempts {
         worker: WorkerId,
@@ -179,6 +211,14 @@ pub enum Action {
         job: JobId,
         state: JobState,
     },
+}
+
+/// What a fetch failure means for the reduce attempt that reported it.
+enum FetchVerdict {
+    /// Not its fault: it may wait for the output's new location.
+    Wait,
+    /// Its own worker is to blame: it fails, as the worker's failure.
+    Blamed(String),
 }
 
 /// A reduce attempt's report that it could not fetch a map output.
@@ -276,6 +316,25 @@ impl Scheduler {
                 counters,
                 outcome,
             } => self.attempt_ended(worker, attempt, counters, outcome, now_ms),
+            Event::FetchFailed {
+                worker,
+                attempt,
+                map_attempt,
+                message,
+                cause,
+            } => {
+                let fetch = FetchReport {
+                    reducer: worker,
+                    attempt,
+                    map_attempt,
+                    message,
+                    cause,
+                };
+                self.fetch_failed_while_running(fetch, now_ms)
+            }
+            Event::WaitMapOutputs { worker, attempt } => {
+                self.wait_map_outputs(worker, attempt, now_ms)
+            }
             Event::ProbeEnded { worker, result } => self.probe_ended(worker, result, now_ms),
             Event::JobCommitEnded { job, error } => self.job_commit_ended(job, error, now_ms),
             Event::Tick => self.tick(now_ms),
@@ -314,13 +373,17 @@ impl Scheduler {
     /// job's map tasks before its reduce tasks; then backups for stalled
     /// attempts and stragglers.
     fn assign(&mut self, worker: WorkerId, free_slots: u32, now_ms: u64) -> Vec<Action> {
-        match self.workers.get(&worker).map(|w| &w.state) {
-            Some(WorkerState::Alive) => {}
-            Some(WorkerState::Draining | WorkerState::Suspect { .. }) => return Vec::new(),
-            Some(WorkerState::Dead { .. }) | None => return vec![Action::UnknownWorker { worker }],
+        match self.workers.get(&worker) {
+            Some(record) if !record.is_alive() => return vec![Action::UnknownWorker { worker }],
+            None => return vec![Action::UnknownWorker { worker }],
+            // Suspect, draining or slow: nothing new.
+            Some(record) if !record.takes_tasks() => return Vec::new(),
+            Some(_) => {}
         }
         let mut free = free_slots as usize;
         let mut actions = Vec::new();
+        let cap = (self.live_slots() as f64 * placement::SPECULATIVE_SHARE) as usize;
+        let cap = cap.max(placement::MIN_SPECULATIVE);
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for backups in [false, true] {
             for &job_id in &job_ids {
@@ -339,7 +402,7 @@ impl Scheduler {
                     Phase::Map
                 };
                 let candidates = if backups {
-                    placement::backup_candidates(job, phase, worker, now_ms, &self.config)
+                    placement::backup_candidates(job, phase, worker, now_ms, &self.config, cap)
                 } else {
                     placement::pending(job, phase, now_ms)
                 };
@@ -535,9 +598,26 @@ impl Scheduler {
                     message,
                     cause,
                 };
-                let (event, effects) = self.fetch_failed(fetch, now_ms);
+                let attempt = fetch.attempt;
+                let reason = format!(
+                    "could not fetch the output of {}: {}",
+                    fetch.map_attempt, fetch.message
+                );
+                let (verdict, effects) = self.note_fetch_failure(fetch, now_ms);
                 actions.extend(effects);
-                event
+                match verdict {
+                    FetchVerdict::Wait => TaskEvent::Lost {
+                        attempt,
+                        reason,
+                        cause: LostCause::Fetch,
+                    },
+                    FetchVerdict::Blamed(error) => TaskEvent::Failed {
+                        attempt,
+                        error,
+                        kind: FailureKind::Worker,
+                        counters: AttemptCounters::default(),
+                    },
+                }
             }
             AttemptOutcome::HandedBack { message } => TaskEvent::Lost {
                 attempt,
@@ -659,8 +739,9 @@ impl Scheduler {
         }
     }
 
-    /// A reducer could not fetch a map output. The reduce attempt is lost
-    /// (it counts toward nothing) unless its own worker is to blame. What
+    /// A reducer could not fetch a map output. Unless the reducer's own
+    /// worker is to blame, the reduce attempt may wait for the output's new
+    /// location (or, once ended, is lost: it counts toward nothing). What
     /// happens to the map output depends on the cause:
     /// - the holder did not answer: the holder becomes suspect, and all
     ///   its needed output is set aside at once (not one file at a time);
@@ -669,37 +750,30 @@ impl Scheduler {
     /// Either way the failure is counted against the map task: one whose
     /// output keeps failing fails the job. Failures to reach a worker that
     /// then dies are forgotten: its death explains them.
-    fn fetch_failed(&mut self, fetch: FetchReport, now_ms: u64) -> (TaskEvent, Vec<Action>) {
+    fn note_fetch_failure(
+        &mut self,
+        fetch: FetchReport,
+        now_ms: u64,
+    ) -> (FetchVerdict, Vec<Action>) {
         let FetchReport {
             reducer,
-            attempt,
             map_attempt,
             message,
             cause,
+            ..
         } = fetch;
         let reason = format!("could not fetch the output of {map_attempt}: {message}");
-        let lost = |reason: String| TaskEvent::Lost {
-            attempt,
-            reason,
-            cause: LostCause::Fetch,
-        };
         // A location already replaced (its worker suspect or dead, or a
         // re-run) tells nothing new.
         let Some(holder) = self.holder(map_attempt) else {
-            return (lost(reason), Vec::new());
+            return (FetchVerdict::Wait, Vec::new());
         };
         if cause == FetchFailure::Unreachable {
             if let Some(others) = self.blames_reducer(reducer, holder, now_ms) {
                 let error = format!(
                     "{reducer} could not reach {holder} nor {others}, which other workers reach: {reason}"
                 );
-                let event = TaskEvent::Failed {
-                    attempt,
-                    error,
-                    kind: FailureKind::Worker,
-                    counters: AttemptCounters::default(),
-                };
-                return (event, Vec::new());
+                return (FetchVerdict::Blamed(error), Vec::new());
             }
             let report = UnreachableReport {
                 target: holder,
@@ -722,7 +796,7 @@ impl Scheduler {
                 map_attempt.task, task.input
             );
             let ended = self.end_job(map_attempt.task.job, JobEvent::TaskFailed { error }, now_ms);
-            return (lost(reason), ended);
+            return (FetchVerdict::Wait, ended);
         }
         let effects = match cause {
             FetchFailure::Unreachable => {
@@ -735,7 +809,78 @@ impl Scheduler {
                 Vec::new()
             }
         };
-        (lost(reason), effects)
+        (FetchVerdict::Wait, effects)
+    }
+
+    /// A running reduce attempt's fetch failure: it waits for the new
+    /// locations, keeping what it fetched, unless it is to blame.
+    fn fetch_failed_while_running(&mut self, fetch: FetchReport, now_ms: u64) -> Vec<Action> {
+        let (worker, attempt) = (fetch.reducer, fetch.attempt);
+        if !self.is_running_on(attempt, worker) || !self.alive(worker) {
+            return vec![Action::StopAttempt {
+                attempt,
+                reason: "the attempt no longer runs".to_string(),
+            }];
+        }
+        let (verdict, mut actions) = self.note_fetch_failure(fetch, now_ms);
+        match verdict {
+            FetchVerdict::Wait if self.is_running_on(attempt, worker) => {
+                let record = self.attempt_mut(attempt).expect("running attempt exists");
+                record.waiting_since_ms.get_or_insert(now_ms);
+                actions.push(Action::WaitForMapOutputs { attempt });
+            }
+            // Its job just failed on this report.
+            FetchVerdict::Wait => actions.push(Action::StopAttempt {
+                attempt,
+                reason: "its job ended".to_string(),
+            }),
+            FetchVerdict::Blamed(error) => {
+                let event = TaskEvent::Failed {
+                    attempt,
+                    error: error.clone(),
+                    kind: FailureKind::Worker,
+                    counters: AttemptCounters::default(),
+                };
+                actions.extend(self.apply_to_task(attempt, event, now_ms));
+                actions.push(Action::StopAttempt {
+                    attempt,
+                    reason: error,
+                });
+            }
+        }
+        actions
+    }
+
+    /// A waiting reduce attempt's question: nothing while some map task is
+    /// still to run again, the locations once all have succeeded.
+    fn wait_map_outputs(
+        &mut self,
+        worker: WorkerId,
+        attempt: AttemptId,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        if !self.is_running_on(attempt, worker) || !self.alive(worker) {
+            return vec![Action::StopAttempt {
+                attempt,
+                reason: "the attempt no longer runs (killed to make room for maps, superseded, or its job ended)".to_string(),
+            }];
+        }
+        let job = &self.jobs[&attempt.task.job];
+        if job.state != JobState::Running || !job.maps_done() {
+            return Vec::new();
+        }
+        let outputs = self.map_outputs(attempt.task.job, attempt.task.index);
+        let record = self.attempt_mut(attempt).expect("running attempt exists");
+        record.waiting_since_ms = None;
+        record.progress_at_ms = now_ms;
+        vec![Action::MapOutputs { attempt, outputs }]
+    }
+
+    fn attempt_mut(&mut self, attempt: AttemptId) -> Option<&mut Attempt> {
+        self.jobs
+            .get_mut(&attempt.task.job)?
+            .task_mut(attempt.task)?
+            .attempt_mut(attempt)
     }
 
     /// The worker holding `map_attempt`'s output, if that is still the

@@ -3,13 +3,15 @@
 
 use harrow_core::ids::{Phase, WorkerId};
 
-use super::{AttemptState, Job, SchedulerConfig, Task, TaskState};
+use super::{AttemptState, Job, SchedulerConfig, Task, speed};
 
-/// A straggler runs at least this many times the phase's median duration.
-const STRAGGLER_FACTOR: u64 = 2;
-/// ... and at least this much longer than the median, so short tasks are
-/// never duplicated for noise.
-const STRAGGLER_MIN_EXTRA_MS: u64 = 1_000;
+/// Speculative backups a job may run at once: this share of the live
+/// slots (Hadoop's cap), but at least [`MIN_SPECULATIVE`].
+pub const SPECULATIVE_SHARE: f64 = 0.1;
+pub const MIN_SPECULATIVE: usize = 2;
+/// An attempt is a straggler only if it progresses slower than this share
+/// of the phase's attempts (LATE's slow-task threshold).
+const SLOW_TASK_QUANTILE: f64 = 0.25;
 
 fn tasks(job: &Job, phase: Phase) -> &[Task] {
     match phase {
@@ -29,48 +31,73 @@ pub fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Indexes of running tasks that should get a backup attempt on `worker`:
-/// those whose only attempt made no progress for the stall timeout, and,
-/// near the end of the phase, stragglers far slower than the finished
-/// tasks, at most 10% of the running tasks (at least one) having a backup.
+/// Indexes of running tasks that should get a backup attempt on `worker`,
+/// best first:
+/// - stalled ones, whose only attempt made no progress for the stall
+///   timeout;
+/// - once the phase has no task left to start, stragglers as LATE picks
+///   them: attempts progressing slower than most of the phase's
+///   (`SLOW_TASK_QUANTILE`), whose estimated time left exceeds what a fresh
+///   attempt takes (the median run time), those estimated to finish last
+///   first, while the job runs fewer than `cap` backups.
+///
+/// Waiting reducers are neither. The scheduler offers backups only to
+/// workers that are neither suspect nor slow.
 pub fn backup_candidates(
     job: &Job,
     phase: Phase,
     worker: WorkerId,
     now_ms: u64,
     config: &SchedulerConfig,
+    cap: usize,
 ) -> Vec<usize> {
     let tasks = tasks(job, phase);
-    let running = tasks.iter().filter(|t| !t.running().is_empty()).count();
-    let with_backups = tasks.iter().filter(|t| t.running().len() > 1).count();
-    let mut speculation_budget = (running / 10).max(1).saturating_sub(with_backups);
-    let median = median_duration_ms(tasks);
-    let pending = tasks.iter().any(|t| t.state == TaskState::Pending);
-    let succeeded = tasks
-        .iter()
-        .filter(|t| matches!(t.state, TaskState::Succeeded { .. }))
-        .count();
-    let near_end = !pending && succeeded * 2 >= tasks.len();
-
-    let mut candidates = Vec::new();
+    let startable = tasks.iter().any(|t| t.is_runnable(now_ms));
+    let mut stalled = Vec::new();
+    let mut running = Vec::new();
     for (index, task) in tasks.iter().enumerate() {
         let [only] = task.running() else { continue };
         let attempt = task.attempt(*only).expect("running attempt is recorded");
-        if attempt.worker == worker {
+        if attempt.worker == worker || attempt.waiting_since_ms.is_some() {
             continue;
         }
-        let stalled = now_ms.saturating_sub(attempt.progress_at_ms) > config.stall_timeout_ms;
-        let elapsed = now_ms.saturating_sub(attempt.started_at_ms);
-        let straggling = near_end
-            && median.is_some_and(|m| {
-                elapsed >= m * STRAGGLER_FACTOR && elapsed >= m + STRAGGLER_MIN_EXTRA_MS
-            });
-        if stalled {
-            candidates.push(index);
-        } else if straggling && speculation_budget > 0 {
-            speculation_budget -= 1;
-            candidates.push(index);
+        if now_ms.saturating_sub(attempt.progress_at_ms) > config.stall_timeout_ms {
+            stalled.push(index);
+        } else {
+            running.push((index, task, attempt));
         }
+    }
+    let with_backups = tasks.iter().filter(|t| t.running().len() > 1).count();
+    let mut budget = cap.saturating_sub(with_backups);
+    if startable || running.is_empty() || budget == 0 {
+        return stalled;
+    }
+    let sizes = speed::TaskSizes::of(job);
+    let (Some(median), Some(slow_rate)) = (
+        median_duration_ms(tasks),
+        speed::quantile(
+            &mut speed::phase_rates(job, &sizes, phase, now_ms),
+            SLOW_TASK_QUANTILE,
+        ),
+    ) else {
+        return stalled;
+    };
+    let mut stragglers: Vec<(f64, usize)> = running
+        .into_iter()
+        .filter_map(|(index, task, attempt)| {
+            let left = sizes.time_left_ms(task, attempt, now_ms)?;
+            let rate = sizes.rate(task, attempt, now_ms)?;
+            (rate <= slow_rate && left > median as f64).then_some((left, index))
+        })
+        .collect();
+    stragglers.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut candidates = stalled;
+    for (_, index) in stragglers {
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        candidates.push(index);
     }
     candidates
 }

@@ -31,6 +31,8 @@
 //! the output is restored (`OutputRestored`) and a re-run that started
 //! meanwhile is killed, since the original reported first.
 
+use std::collections::BTreeMap;
+
 use harrow_core::ids::{AttemptId, TaskId, WorkerId};
 use harrow_core::task::{AttemptCounters, FailureKind, InputReport, SegmentInfo, Split};
 
@@ -151,20 +153,27 @@ pub struct Attempt {
     pub progress_at_ms: u64,
     /// Input bytes processed, as last reported.
     pub progress_bytes: u64,
+    /// A reduce attempt waiting, since then, for map output to be run
+    /// again: not stalled, and the first to make room for those maps.
+    pub waiting_since_ms: Option<u64>,
     pub counters: AttemptCounters,
 }
 
 /// Why an attempt was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostCause {
-    /// Its worker died (or left) while it ran.
-    WorkerDied,
+    /// Its worker died (or left) while it ran, with `attempts` attempts
+    /// running in all (this one included).
+    WorkerDied { attempts: u32 },
     /// A reduce attempt could not fetch a map output.
     Fetch,
     /// A shutting-down worker gave it back.
     HandedBack,
     /// Another attempt of its task holds the commit.
     CommitHeldElsewhere,
+    /// Killed while waiting for map output, to give its slot to the maps
+    /// it waits for.
+    Preempted,
 }
 
 /// A map output set aside while its worker is suspect.
@@ -278,25 +287,19 @@ impl Task {
         self.count(|s| matches!(s, AttemptState::Failed { kind: k, .. } if *k == kind)) as u32
     }
 
-    /// The distinct workers that died while running one of its attempts.
-    pub fn workers_died_running(&self) -> Vec<WorkerId> {
-        let mut workers: Vec<WorkerId> = self
-            .attempts
+    /// The distinct workers that died while running one of its attempts,
+    /// each with how many attempts it was running then.
+    pub fn workers_died_running(&self) -> BTreeMap<WorkerId, u32> {
+        self.attempts
             .iter()
-            .filter(|a| {
-                matches!(
-                    a.state,
-                    AttemptState::Lost {
-                        cause: LostCause::WorkerDied,
-                        ..
-                    }
-                )
+            .filter_map(|a| match a.state {
+                AttemptState::Lost {
+                    cause: LostCause::WorkerDied { attempts },
+                    ..
+                } => Some((a.worker, attempts)),
+                _ => None,
             })
-            .map(|a| a.worker)
-            .collect();
-        workers.sort_unstable();
-        workers.dedup();
-        workers
+            .collect()
     }
 
     /// Whether it is pending and may start at `now_ms`.
@@ -324,6 +327,7 @@ impl Task {
                     finished_at_ms: None,
                     progress_at_ms: now_ms,
                     progress_bytes: 0,
+                    waiting_since_ms: None,
                     counters: AttemptCounters::default(),
                 });
                 match &mut self.state {

@@ -85,6 +85,9 @@ pub struct Worker {
     pub state: WorkerState,
     /// Reducers on this worker could not reach these workers, lately.
     pub unreachable_reports: Vec<UnreachableReport>,
+    /// Why its attempts run far slower than its peers', if they do: it
+    /// gets no new tasks until they catch up (`speed::slow_workers`).
+    pub slow: Option<String>,
 }
 
 impl Worker {
@@ -93,6 +96,34 @@ impl Worker {
         match self.state {
             WorkerState::Alive | WorkerState::Suspect { .. } | WorkerState::Draining => true,
             WorkerState::Dead { .. } => false,
+        }
+    }
+
+    /// Alive, and neither suspect, draining nor slow: it gets new tasks.
+    pub fn takes_tasks(&self) -> bool {
+        self.state == WorkerState::Alive && self.slow.is_none()
+    }
+
+    /// Its state as shown: an alive worker that runs far slower than its
+    /// peers is `slow`.
+    pub fn shown_state(&self) -> &'static str {
+        match (&self.state, &self.slow) {
+            (WorkerState::Alive, Some(_)) => "slow",
+            (state, _) => state.name(),
+        }
+    }
+
+    /// Every `shown_state`.
+    pub const SHOWN_STATES: [&'static str; 5] = ["alive", "slow", "suspect", "draining", "dead"];
+
+    /// Why it is slow, suspect or dead.
+    pub fn reason(&self) -> Option<&str> {
+        match (&self.state, &self.slow) {
+            (WorkerState::Suspect { reason, .. } | WorkerState::Dead { reason, .. }, _) => {
+                Some(reason)
+            }
+            (WorkerState::Alive, Some(reason)) => Some(reason),
+            (WorkerState::Alive | WorkerState::Draining, _) => None,
         }
     }
 
@@ -131,6 +162,7 @@ impl Scheduler {
                 last_heartbeat_ms: now_ms,
                 state: WorkerState::Alive,
                 unreachable_reports: Vec::new(),
+                slow: None,
             },
         );
         self.no_workers_since_ms = None;
@@ -342,7 +374,9 @@ impl Scheduler {
         for (worker, reason) in overdue {
             actions.extend(self.declare_dead(worker, reason, now_ms));
         }
+        self.judge_speed(now_ms);
         actions.extend(self.fail_hung_attempts(now_ms));
+        actions.extend(self.preempt_waiting_reducers(now_ms));
         actions.extend(self.fail_jobs_without_workers(now_ms));
         actions
     }
@@ -359,7 +393,7 @@ impl Scheduler {
             .filter(|j| j.state == JobState::Running)
             .flat_map(|j| j.tasks())
             .flat_map(|t| &t.attempts)
-            .filter(|a| a.state == AttemptState::Running)
+            .filter(|a| a.state == AttemptState::Running && a.waiting_since_ms.is_none())
             .filter(|a| now_ms.saturating_sub(a.progress_at_ms) > limit)
             .map(|a| a.id)
             .collect();
@@ -373,6 +407,73 @@ impl Scheduler {
                 ),
                 kind: FailureKind::Job,
                 counters: Default::default(),
+            };
+            actions.extend(self.apply_to_task(attempt, event, now_ms));
+        }
+        actions
+    }
+
+    /// Marks the workers whose attempts run far slower than their peers'
+    /// as slow, and clears those that caught up (or whose slow attempts
+    /// aged out of the window: they are tried again).
+    fn judge_speed(&mut self, now_ms: u64) {
+        let live: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Alive)
+            .map(|w| w.id)
+            .collect();
+        let mut slow = super::speed::slow_workers(self.jobs.values(), &live, now_ms);
+        for worker in self.workers.values_mut() {
+            worker.slow = slow.remove(&worker.id);
+        }
+    }
+
+    /// Reduce attempts waiting for map output hold slots the maps they wait
+    /// for need: when a job has map tasks to run but none running, and the
+    /// cluster no free slot, each full worker gives up one waiting reducer
+    /// of such a job (the one that fetched least), counted against
+    /// nothing; the rest keep what they fetched. Once the maps run, nothing
+    /// more is taken. The worker stops it at its next heartbeat or wait.
+    pub(super) fn preempt_waiting_reducers(&mut self, now_ms: u64) -> Vec<Action> {
+        let live: Vec<(WorkerId, u32)> = self
+            .workers()
+            .filter(|w| w.state == WorkerState::Alive)
+            .map(|w| (w.id, w.slots))
+            .collect();
+        let full = |worker: WorkerId, slots: u32| self.running_on(worker) >= slots as usize;
+        if live.iter().any(|&(w, slots)| !full(w, slots)) {
+            return Vec::new();
+        }
+        let starving: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Running
+                    && j.maps.iter().any(|t| t.is_runnable(now_ms))
+                    && j.maps.iter().all(|t| t.running().is_empty())
+            })
+            .collect();
+        let mut preempt = Vec::new();
+        for (worker, _) in live {
+            let least_fetched = starving
+                .iter()
+                .flat_map(|j| &j.reduces)
+                .flat_map(|t| &t.attempts)
+                .filter(|a| {
+                    a.worker == worker
+                        && a.state == AttemptState::Running
+                        && a.waiting_since_ms.is_some()
+                })
+                .min_by_key(|a| (a.progress_bytes, a.id));
+            preempt.extend(least_fetched.map(|a| a.id));
+        }
+        let mut actions = Vec::new();
+        for attempt in preempt {
+            let event = TaskEvent::Lost {
+                attempt,
+                reason: "killed while waiting for map output, to make room for it".to_string(),
+                cause: LostCause::Preempted,
             };
             actions.extend(self.apply_to_task(attempt, event, now_ms));
         }
@@ -394,6 +495,7 @@ impl Scheduler {
             reason: reason.clone(),
         };
         let mut actions = Vec::new();
+        let attempts = self.running_on(worker) as u32;
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for job_id in job_ids {
             let job = &self.jobs[&job_id];
@@ -410,7 +512,7 @@ impl Scheduler {
                 let event = TaskEvent::Lost {
                     attempt,
                     reason: format!("worker lost: {reason}"),
-                    cause: LostCause::WorkerDied,
+                    cause: LostCause::WorkerDied { attempts },
                 };
                 actions.extend(self.apply_to_task(attempt, event, now_ms));
                 if let Some(error) = self.poison(attempt) {
@@ -433,9 +535,12 @@ impl Scheduler {
     /// attempts were running on [`POISON_WORKER_DEATHS`] distinct workers
     /// as each died, no other worker died since its first attempt started
     /// (the others stayed alive: this is not a cluster losing workers to
-    /// something else), and a worker is still alive. Then its job fails,
-    /// naming it, instead of the task taking the cluster down one worker
-    /// at a time.
+    /// something else), and a worker is still alive. A worker that died
+    /// running other attempts too is shared evidence: it counts as one
+    /// death divided among them, so where workers die at random a task is
+    /// not taken for poison because it was beside the ones that did. Then
+    /// its job fails, naming it, instead of the task taking the cluster
+    /// down one worker at a time.
     fn poison(&self, attempt: AttemptId) -> Option<String> {
         let job = self.jobs.get(&attempt.task.job)?;
         if !matches!(job.state, JobState::Queued | JobState::Running) {
@@ -446,13 +551,14 @@ impl Scheduler {
         let since = task.attempts.first()?.started_at_ms;
         let others_died = self.workers.values().any(|w| {
             matches!(w.state, WorkerState::Dead { at_ms, .. } if at_ms >= since)
-                && !died.contains(&w.id)
+                && !died.contains_key(&w.id)
         });
-        let poisoned = died.len() >= POISON_WORKER_DEATHS
+        let evidence: f64 = died.values().map(|&n| 1.0 / f64::from(n.max(1))).sum();
+        let poisoned = evidence >= POISON_WORKER_DEATHS as f64 - 1e-9
             && !others_died
             && self.workers.values().any(Worker::is_alive);
         poisoned.then(|| {
-            let workers: Vec<String> = died.iter().map(ToString::to_string).collect();
+            let workers: Vec<String> = died.keys().map(ToString::to_string).collect();
             format!(
                 "{} task {} ({}) was running on {} workers as each of them died ({}), while other workers stayed alive: it may be what kills them",
                 super::phase_name(attempt.task.phase),
