@@ -222,10 +222,19 @@ fn a_corrupted_shuffle_file_is_detected_and_its_map_rerun() {
     bytes[size as usize / 2] ^= 0xff;
     std::fs::write(&victim, bytes).unwrap();
     let status = assert_succeeds(&cluster, &job, &out, &sleep_reference(&files));
-    let noticed = attempts(&status, "r")
+    // The reducer that found it reported it and waited: the map ran again
+    // and no reduce attempt ended for it.
+    let rerun = attempts(&status, "m")
         .iter()
-        .any(|a| a["state"] == "lost" && a["error"].as_str().unwrap().contains("CRC32C"));
-    assert!(noticed, "no reducer reported the corruption: {status:#}");
+        .any(|a| a["state"] == "succeeded" && !a["attempt_id"].as_str().unwrap().ends_with("/a-1"));
+    assert!(rerun, "no map ran again after the corruption: {status:#}");
+    assert!(
+        attempts(&status, "r")
+            .iter()
+            .all(|a| a["state"] == "succeeded" || a["state"] == "killed"),
+        "{status:#}"
+    );
+    assert!(cluster.logs().contains("CRC32C"), "no reducer reported it");
 }
 
 #[test]

@@ -248,52 +248,6 @@ fn jobs_workers_and_cancel_through_the_cli() {
     submit_and_wait(&cluster, "wordcount", &corpus, &out, &[]);
 }
 
-/// A cgroup v1 `cpu` and `memory` group made for one test, removed (once
-/// its processes are gone) on drop.
-struct Cgroup {
-    dirs: Vec<std::path::PathBuf>,
-}
-
-impl Cgroup {
-    /// A group of one CPU and `memory` bytes, or why it cannot be made
-    /// (no cgroup v1 hierarchy, or not root).
-    fn create(name: &str, memory: u64) -> Result<Cgroup, String> {
-        let root = std::path::Path::new("/sys/fs/cgroup");
-        let cpu = root.join("cpu").join(name);
-        let mem = root.join("memory").join(name);
-        let mut cgroup = Cgroup { dirs: Vec::new() };
-        for dir in [&cpu, &mem] {
-            std::fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            cgroup.dirs.push(dir.clone());
-        }
-        let write = |path: std::path::PathBuf, value: String| {
-            std::fs::write(&path, value).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        write(cpu.join("cpu.cfs_period_us"), "100000".into())?;
-        write(cpu.join("cpu.cfs_quota_us"), "100000".into())?;
-        write(mem.join("memory.limit_in_bytes"), memory.to_string())?;
-        Ok(cgroup)
-    }
-
-    /// A shell wrapper that joins the group, then runs its arguments.
-    fn wrapper(&self) -> String {
-        let joins: Vec<String> = self
-            .dirs
-            .iter()
-            .map(|dir| format!("echo $$ > {}/cgroup.procs", dir.display()))
-            .collect();
-        format!("{} && exec \"$0\" \"$@\"", joins.join(" && "))
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 /// Workers size themselves from their cgroup, as in a Kubernetes pod: a
 /// CPU quota of one core gives one slot (and one rayon thread: both follow
 /// `available_parallelism`, which reads the quota), and a 512 MiB memory
@@ -302,7 +256,7 @@ impl Drop for Cgroup {
 #[test]
 fn a_worker_sizes_itself_from_its_cgroup() {
     let name = format!("harrow-test-{}", std::process::id());
-    let cgroup = match Cgroup::create(&name, 512 << 20) {
+    let cgroup = match Cgroup::create(&name, 100_000, Some(512 << 20)) {
         Ok(cgroup) => cgroup,
         Err(reason) => {
             eprintln!("skipped: cannot make a cgroup: {reason}");

@@ -169,3 +169,99 @@ fn plugin_kind(error: &crate::plugin::PluginError) -> FailureKind {
         PluginError::BadHash(_) | PluginError::Host(_) => FailureKind::Job,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use harrow_core::task::FailureKind::{Job, Transient, Worker};
+
+    use super::*;
+
+    fn io(kind: ErrorKind) -> TaskError {
+        TaskError::io("/work/job-000001/m-00000.data")(std::io::Error::from(kind))
+    }
+
+    fn store(error: object_store::Error) -> TaskError {
+        TaskError::Output {
+            location: "s3://bucket/out".into(),
+            source: error,
+        }
+    }
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: message.into(),
+        }
+    }
+
+    #[test]
+    fn each_failure_has_one_kind() {
+        let job_error = TaskError::Job {
+            during: "map",
+            source: harrow_sdk::JobError::job("bad record"),
+        };
+        let panic = TaskError::Panic {
+            during: "panicked:",
+            source: CpuPanic {
+                message: "index out of bounds".into(),
+            },
+        };
+        let refused = TaskError::OutputPath {
+            path: "/out/_temporary".into(),
+            reason: "is a symbolic link".into(),
+        };
+        let coordinator = TaskError::Coordinator {
+            call: "RequestCommit",
+            status: tonic::Status::unavailable("connection refused"),
+        };
+        let not_found = store(object_store::Error::NotFound {
+            path: "out/part-r-00000".into(),
+            source: "404".into(),
+        });
+        let denied = store(object_store::Error::PermissionDenied {
+            path: "out".into(),
+            source: "403".into(),
+        });
+        let cases = [
+            (job_error, Job),
+            (panic, Job),
+            (refused, Job),
+            (io(ErrorKind::PermissionDenied), Job),
+            (not_found, Job),
+            (denied, Job),
+            (io(ErrorKind::StorageFull), Worker),
+            (io(ErrorKind::Other), Worker),
+            (coordinator, Transient),
+            (store(generic("HTTP 503 after 10 retries")), Transient),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_plugins_own_failures_are_the_jobs_and_fetching_it_may_pass() {
+        let plugin = harrow_core::task::PluginRef {
+            sha256: "ab".repeat(32),
+            file_name: "libjob.so".into(),
+        };
+        let fetch = |status| {
+            TaskError::Plugin(crate::plugin::PluginError::Fetch {
+                plugin: plugin.clone(),
+                status,
+            })
+        };
+        assert_eq!(
+            fetch(tonic::Status::not_found("no such plugin")).kind(),
+            Job
+        );
+        assert_eq!(
+            fetch(tonic::Status::unavailable("restarting")).kind(),
+            Transient
+        );
+        let bad = TaskError::Plugin(crate::plugin::PluginError::BadHash("xyz".into()));
+        assert_eq!(bad.kind(), Job);
+    }
+}

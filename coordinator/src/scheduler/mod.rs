@@ -871,7 +871,9 @@ impl Scheduler {
         }
         let outputs = self.map_outputs(attempt.task.job, attempt.task.index);
         let record = self.attempt_mut(attempt).expect("running attempt exists");
-        record.waiting_since_ms = None;
+        if let Some(since) = record.waiting_since_ms.take() {
+            record.waited_ms += now_ms.saturating_sub(since);
+        }
         record.progress_at_ms = now_ms;
         vec![Action::MapOutputs { attempt, outputs }]
     }

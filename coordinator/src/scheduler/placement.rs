@@ -36,10 +36,11 @@ pub fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
 /// - stalled ones, whose only attempt made no progress for the stall
 ///   timeout;
 /// - once the phase has no task left to start, stragglers as LATE picks
-///   them: attempts progressing slower than most of the phase's
-///   (`SLOW_TASK_QUANTILE`), whose estimated time left exceeds what a fresh
-///   attempt takes (the median run time), those estimated to finish last
-///   first, while the job runs fewer than `cap` backups.
+///   them: attempts that have worked (waits for map output aside) longer
+///   than the median run time, progress slower than most of the phase's
+///   (`SLOW_TASK_QUANTILE`), and whose estimated time left exceeds what a
+///   fresh attempt takes (the median run time), those estimated to finish
+///   last first, while the job runs fewer than `cap` backups.
 ///
 /// Waiting reducers are neither. The scheduler offers backups only to
 /// workers that are neither suspect nor slow.
@@ -87,7 +88,8 @@ pub fn backup_candidates(
         .filter_map(|(index, task, attempt)| {
             let left = sizes.time_left_ms(task, attempt, now_ms)?;
             let rate = sizes.rate(task, attempt, now_ms)?;
-            (rate <= slow_rate && left > median as f64).then_some((left, index))
+            let old = speed::active_ms(attempt, now_ms) >= median;
+            (old && rate <= slow_rate && left > median as f64).then_some((left, index))
         })
         .collect();
     stragglers.sort_by(|a, b| b.0.total_cmp(&a.0));

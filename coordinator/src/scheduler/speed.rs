@@ -78,7 +78,7 @@ impl TaskSizes {
     /// it is too young to tell or its task's size is unknown; infinite
     /// while it has made no progress.
     pub fn time_left_ms(&self, task: &Task, attempt: &Attempt, now_ms: u64) -> Option<f64> {
-        let elapsed = now_ms.saturating_sub(attempt.started_at_ms);
+        let elapsed = active_ms(attempt, now_ms);
         if elapsed < MIN_RATE_ELAPSED_MS {
             return None;
         }
@@ -92,12 +92,20 @@ impl TaskSizes {
     /// A running attempt's share of its task per millisecond, once it is
     /// old enough to tell.
     pub fn rate(&self, task: &Task, attempt: &Attempt, now_ms: u64) -> Option<f64> {
-        let elapsed = now_ms.saturating_sub(attempt.started_at_ms);
+        let elapsed = active_ms(attempt, now_ms);
         if elapsed < MIN_RATE_ELAPSED_MS {
             return None;
         }
         Some(self.share(task, attempt)? / elapsed as f64)
     }
+}
+
+/// Milliseconds a running attempt has worked: since it started, less the
+/// time it waited for map output.
+pub fn active_ms(attempt: &Attempt, now_ms: u64) -> u64 {
+    now_ms
+        .saturating_sub(attempt.started_at_ms)
+        .saturating_sub(attempt.waited_ms)
 }
 
 /// Shares of their task per millisecond: of the phase's running attempts

@@ -156,6 +156,8 @@ pub struct Attempt {
     /// A reduce attempt waiting, since then, for map output to be run
     /// again: not stalled, and the first to make room for those maps.
     pub waiting_since_ms: Option<u64>,
+    /// Milliseconds it spent waiting so far, which say nothing of its speed.
+    pub waited_ms: u64,
     pub counters: AttemptCounters,
 }
 
@@ -328,6 +330,7 @@ impl Task {
                     progress_at_ms: now_ms,
                     progress_bytes: 0,
                     waiting_since_ms: None,
+                    waited_ms: 0,
                     counters: AttemptCounters::default(),
                 });
                 match &mut self.state {
