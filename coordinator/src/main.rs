@@ -428,6 +428,12 @@ fn print_status(report: &JobReport) {
     if let Some(plugin) = &report.plugin {
         println!("plugin:  {} (sha256 {})", plugin.file_name, plugin.sha256);
     }
+    if !report.slow_workers.is_empty() {
+        println!(
+            "slow:    {} (no new tasks until they catch up; `harrow workers` says why)",
+            report.slow_workers.join(", ")
+        );
+    }
     if !report.suspect_workers.is_empty() {
         println!(
             "suspect: {} (their map output is re-run unless they answer)",

@@ -12,8 +12,7 @@ use serde::Serialize;
 use crate::scheduler::input_check;
 use crate::scheduler::task::SuspendedOutput;
 use crate::scheduler::{
-    Attempt, AttemptState, Job, JobState, Scheduler, SchedulerConfig, Task, TaskOutput, TaskState,
-    Worker,
+    Attempt, AttemptState, Job, JobState, Scheduler, Task, TaskOutput, TaskState, Worker,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -144,6 +143,9 @@ pub struct JobReport {
     /// Suspect workers whose map output of this job is set aside.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suspect_workers: Vec<String>,
+    /// Slow workers running attempts of this job (they get no new ones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slow_workers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskReport>,
 }
@@ -228,6 +230,20 @@ fn suspect_holders(job: &Job) -> Vec<String> {
     holders.iter().map(ToString::to_string).collect()
 }
 
+/// The slow workers running attempts of the job, in id order.
+fn slow_runners(scheduler: &Scheduler, job: &Job) -> Vec<String> {
+    scheduler
+        .workers()
+        .filter(|w| w.slow.is_some())
+        .filter(|w| {
+            job.tasks()
+                .flat_map(|t| &t.attempts)
+                .any(|a| a.worker == w.id && a.state == AttemptState::Running)
+        })
+        .map(|w| w.id.to_string())
+        .collect()
+}
+
 fn winning_counters(tasks: &[Task]) -> impl Iterator<Item = &harrow_core::task::AttemptCounters> {
     tasks.iter().filter_map(|task| match &task.state {
         TaskState::Succeeded { attempt, .. } => task.attempt(*attempt).map(|a| &a.counters),
@@ -250,7 +266,10 @@ fn attempt_counts(job: &Job) -> AttemptCounts {
     counts
 }
 
-pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> JobReport {
+/// The job's report; `scheduler` tells which of the workers running its
+/// attempts are slow.
+pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobReport {
+    let config = scheduler.config();
     let error = match &job.state {
         JobState::Failed { error } => error.clone(),
         _ => String::new(),
@@ -289,6 +308,7 @@ pub fn job_report(job: &Job, config: &SchedulerConfig, include_tasks: bool) -> J
         output_files: winning_counters(&job.reduces).count() as u32,
         spilled_records: winning_counters(&job.maps).map(|c| c.spilled_records).sum(),
         suspect_workers: suspect_holders(job),
+        slow_workers: slow_runners(scheduler, job),
         plugin: job.plan.plugin.as_ref().map(|p| PluginReport {
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
@@ -407,6 +427,7 @@ impl From<JobReport> for pb::JobStatus {
             output_files: r.output_files,
             spilled_records: r.spilled_records,
             suspect_workers: r.suspect_workers,
+            slow_workers: r.slow_workers,
             faults: Some(pb::FaultSettings {
                 max_attempts: r.faults.max_attempts,
                 worker_timeout_ms: r.faults.worker_timeout_ms,
@@ -498,6 +519,7 @@ impl From<pb::JobStatus> for JobReport {
             output_files: s.output_files,
             spilled_records: s.spilled_records,
             suspect_workers: s.suspect_workers,
+            slow_workers: s.slow_workers,
             faults: s
                 .faults
                 .map(|f| FaultReport {

@@ -597,7 +597,7 @@ impl JobApi {
         let job = scheduler
             .job(job)
             .ok_or_else(|| Status::not_found(format!("no job {job}")))?;
-        Ok(job_report(job, scheduler.config(), include_tasks).into())
+        Ok(job_report(&scheduler, job, include_tasks).into())
     }
 }
 
@@ -805,7 +805,7 @@ impl JobService for JobApi {
         let jobs = scheduler
             .jobs()
             .rev()
-            .map(|job| job_report(job, scheduler.config(), false).into())
+            .map(|job| job_report(&scheduler, job, false).into())
             .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }

@@ -106,6 +106,9 @@ fn a_worker_far_slower_than_its_peers_gets_no_tasks_until_it_catches_up() {
     for &w in &workers[..3] {
         assert_eq!(shown(&h, w).0, "alive");
     }
+    let job = h.scheduler.job(crawling[0].task.job).unwrap();
+    let report = crate::report::job_report(&h.scheduler, job, false);
+    assert_eq!(report.slow_workers, [slow.to_string()]);
     let metrics = crate::metrics::render(&h.scheduler);
     assert!(
         metrics.contains("harrow_workers{state=\"slow\"} 1"),

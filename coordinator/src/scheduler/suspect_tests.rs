@@ -111,8 +111,7 @@ fn a_worker_a_reducer_cannot_reach_is_suspect_and_all_its_needed_output_runs_aga
         h.request(w[0], 2).is_empty(),
         "a suspect worker gets no tasks"
     );
-    let report =
-        crate::report::job_report(h.scheduler.job(job).unwrap(), h.scheduler.config(), false);
+    let report = crate::report::job_report(&h.scheduler, h.scheduler.job(job).unwrap(), false);
     assert_eq!(report.suspect_workers, [w[0].to_string()]);
 
     // The other reducer finds the same: its attempt ends, nothing is counted.
