@@ -34,7 +34,7 @@ use crate::input_plan::{self, InputRequest};
 use crate::planner;
 use crate::plugins::{MAX_PLUGIN_BYTES, PluginStore};
 use crate::report::{job_report, worker_reports};
-use crate::scheduler::{Action, AttemptProgress, Event, JobPlan, Scheduler};
+use crate::scheduler::{Action, AttemptProgress, Event, FetchReport, JobPlan, Scheduler};
 
 /// The longest a worker's task request may wait for work.
 const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
@@ -203,6 +203,29 @@ impl Coordinator {
             .await
             .map_err(Status::invalid_argument)?;
         Ok((host.job(), dir))
+    }
+
+    /// Applies `event` until `answer` says its actions make a reply, or
+    /// `wait_ms` (at most [`MAX_TASK_WAIT`]) passes; then the last reply.
+    /// Each look registers for a wake-up first, so a change between the
+    /// look and the wait still wakes it.
+    async fn long_poll<R>(
+        self: &Arc<Self>,
+        wait_ms: u64,
+        event: impl Fn() -> Event,
+        answer: impl Fn(Vec<Action>) -> (R, bool),
+    ) -> R {
+        let wait = Duration::from_millis(wait_ms).min(MAX_TASK_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (reply, done) = answer(self.apply(event()));
+            if done || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return reply;
+            }
+        }
     }
 
     /// Lets the scheduler notice time passing.
@@ -448,34 +471,28 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::TaskResponse>, Status> {
         let request = request.into_inner();
         let worker: WorkerId = parse_id(&request.worker_id)?;
-        let wait = Duration::from_millis(request.wait_ms).min(MAX_TASK_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Register interest before looking, so a change between the look
-            // and the wait still wakes us.
-            let notified = self.0.work_available.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mut response = pb::TaskResponse::default();
-            for action in self.0.apply(Event::RequestTasks {
-                worker,
-                free_slots: request.free_slots,
-            }) {
-                match action {
-                    Action::Assign { assignment, .. } => {
-                        response.assignments.push((*assignment).into())
+        let event = || Event::RequestTasks {
+            worker,
+            free_slots: request.free_slots,
+        };
+        let response = self
+            .0
+            .long_poll(request.wait_ms, event, |actions| {
+                let mut response = pb::TaskResponse::default();
+                for action in actions {
+                    match action {
+                        Action::Assign { assignment, .. } => {
+                            response.assignments.push((*assignment).into())
+                        }
+                        Action::UnknownWorker { .. } => response.unknown_worker = true,
+                        other => unreachable!("task request produced {other:?}"),
                     }
-                    Action::UnknownWorker { .. } => response.unknown_worker = true,
-                    other => unreachable!("task request produced {other:?}"),
                 }
-            }
-            if !response.assignments.is_empty() || response.unknown_worker {
-                return Ok(Response::new(response));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(Response::new(response));
-            }
-        }
+                let done = !response.assignments.is_empty() || response.unknown_worker;
+                (response, done)
+            })
+            .await;
+        Ok(Response::new(response))
     }
 
     async fn request_commit(
@@ -510,13 +527,13 @@ impl WorkerService for WorkerApi {
         } else {
             FetchFailure::Corrupt
         };
-        let event = Event::FetchFailed {
-            worker: parse_id(&request.worker_id)?,
+        let event = Event::FetchFailed(FetchReport {
+            reducer: parse_id(&request.worker_id)?,
             attempt: parse_id(&request.attempt_id)?,
             map_attempt: parse_id(&request.map_attempt_id)?,
             message: request.message,
             cause,
-        };
+        });
         let mut response = pb::FetchFailureResponse::default();
         for action in self.0.apply(event) {
             match action {
@@ -535,30 +552,26 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         let worker: WorkerId = parse_id(&request.worker_id)?;
         let attempt: AttemptId = parse_id(&request.attempt_id)?;
-        let wait = Duration::from_millis(request.wait_ms).min(MAX_TASK_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.0.work_available.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mut response = pb::WaitMapOutputsResponse::default();
-            for action in self.0.apply(Event::WaitMapOutputs { worker, attempt }) {
-                match action {
-                    Action::MapOutputs { outputs, .. } => {
-                        response.ready = true;
-                        response.map_outputs = outputs.into_iter().map(Into::into).collect();
+        let event = || Event::WaitMapOutputs { worker, attempt };
+        let response = self
+            .0
+            .long_poll(request.wait_ms, event, |actions| {
+                let mut response = pb::WaitMapOutputsResponse::default();
+                for action in actions {
+                    match action {
+                        Action::MapOutputs { outputs, .. } => {
+                            response.ready = true;
+                            response.map_outputs = outputs.into_iter().map(Into::into).collect();
+                        }
+                        Action::StopAttempt { .. } => response.stop = true,
+                        other => unreachable!("waiting for map outputs produced {other:?}"),
                     }
-                    Action::StopAttempt { .. } => response.stop = true,
-                    other => unreachable!("waiting for map outputs produced {other:?}"),
                 }
-            }
-            if response.ready || response.stop {
-                return Ok(Response::new(response));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(Response::new(response));
-            }
-        }
+                let done = response.ready || response.stop;
+                (response, done)
+            })
+            .await;
+        Ok(Response::new(response))
     }
 
     async fn report_attempt(

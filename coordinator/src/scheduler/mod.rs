@@ -107,13 +107,7 @@ pub enum Event {
     },
     /// A running reduce attempt could not fetch a map output; it keeps
     /// what it fetched and waits for new locations, unless told to stop.
-    FetchFailed {
-        worker: WorkerId,
-        attempt: AttemptId,
-        map_attempt: AttemptId,
-        message: String,
-        cause: FetchFailure,
-    },
+    FetchFailed(FetchReport),
     /// A waiting reduce attempt asks where its map outputs are now.
     WaitMapOutputs {
         worker: WorkerId,
@@ -222,13 +216,15 @@ enum FetchVerdict {
 }
 
 /// A reduce attempt's report that it could not fetch a map output.
-struct FetchReport {
+#[derive(Debug, Clone)]
+pub struct FetchReport {
     /// The reducer's worker.
-    reducer: WorkerId,
-    attempt: AttemptId,
-    map_attempt: AttemptId,
-    message: String,
-    cause: FetchFailure,
+    pub reducer: WorkerId,
+    /// The reduce attempt.
+    pub attempt: AttemptId,
+    pub map_attempt: AttemptId,
+    pub message: String,
+    pub cause: FetchFailure,
 }
 
 #[derive(Debug, Default)]
@@ -316,22 +312,7 @@ impl Scheduler {
                 counters,
                 outcome,
             } => self.attempt_ended(worker, attempt, counters, outcome, now_ms),
-            Event::FetchFailed {
-                worker,
-                attempt,
-                map_attempt,
-                message,
-                cause,
-            } => {
-                let fetch = FetchReport {
-                    reducer: worker,
-                    attempt,
-                    map_attempt,
-                    message,
-                    cause,
-                };
-                self.fetch_failed_while_running(fetch, now_ms)
-            }
+            Event::FetchFailed(report) => self.fetch_failed_while_running(report, now_ms),
             Event::WaitMapOutputs { worker, attempt } => {
                 self.wait_map_outputs(worker, attempt, now_ms)
             }

@@ -331,13 +331,13 @@ fn fetch_failed_running(
     reduce: AttemptId,
     map: AttemptId,
 ) -> Vec<Action> {
-    h.handle(Event::FetchFailed {
-        worker: reducer,
+    h.handle(Event::FetchFailed(FetchReport {
+        reducer,
         attempt: reduce,
         map_attempt: map,
         message: "tcp connect error: connection refused".into(),
         cause: FetchFailure::Unreachable,
-    })
+    }))
 }
 
 #[test]
@@ -588,13 +588,13 @@ impl World {
                     .find(|m| !self.serves(&m.shuffle_address))
                 {
                     Some(missing) => {
-                        let actions = self.h.handle(Event::FetchFailed {
-                            worker: id,
+                        let actions = self.h.handle(Event::FetchFailed(FetchReport {
+                            reducer: id,
                             attempt: a.attempt,
                             map_attempt: missing.map_attempt,
                             message: "connection refused".into(),
                             cause: FetchFailure::Unreachable,
-                        });
+                        }));
                         self.note(&actions);
                         if actions.contains(&Action::WaitForMapOutputs { attempt: a.attempt }) {
                             self.sims[i].waiting.insert(a.attempt);
