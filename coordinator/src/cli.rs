@@ -213,8 +213,8 @@ pub struct FaultOptions {
     /// intervals). Otherwise it is dead.
     #[arg(long, env = "HARROW_SUSPECT_TIMEOUT", value_parser = parse_duration_ms)]
     pub suspect_timeout: Option<u64>,
-    /// Failed fetches of one map output, from a worker that stays alive,
-    /// after which its job fails.
+    /// Failed fetches of one map task's output, not explained by its
+    /// worker dying, after which its job fails.
     #[arg(long, env = "HARROW_MAX_FETCH_FAILURES", default_value_t = 4)]
     pub max_fetch_failures: u32,
 }
