@@ -64,13 +64,6 @@ fn setup(cluster: &Cluster) -> (String, Vec<PathBuf>, String) {
     (corpus, files, cluster.path("out"))
 }
 
-fn is_terminal(status: &Value) -> bool {
-    matches!(
-        status["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
-}
-
 /// Follows the job to its end; asserts success and the expected output.
 fn assert_succeeds(cluster: &Cluster, job: &str, out: &str, expected: &[String]) -> Value {
     let status = cluster.follow(job).until("the job ends", is_terminal);

@@ -20,27 +20,7 @@ const SPLIT: &str = "100KiB";
 const REDUCERS: usize = 8;
 
 fn submit(cluster: &Cluster, corpus: &str, out: &str) -> String {
-    let reducers = REDUCERS.to_string();
-    let args = [
-        "submit",
-        "wordcount",
-        "--input",
-        corpus,
-        "--output",
-        out,
-        "--split-size",
-        SPLIT,
-        "--reducers",
-        &reducers,
-    ];
-    cluster.ok(&args).trim().to_string()
-}
-
-fn is_terminal(status: &Value) -> bool {
-    matches!(
-        status["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
+    submit_wordcount(cluster, corpus, out, SPLIT, REDUCERS)
 }
 
 fn fraction(status: &Value, phase: &str) -> f64 {

@@ -16,26 +16,7 @@ use common::*;
 use serde_json::Value;
 
 fn submit(cluster: &Cluster, corpus: &str, out: &str) -> String {
-    let args = [
-        "submit",
-        "wordcount",
-        "--input",
-        corpus,
-        "--output",
-        out,
-        "--split-size",
-        "256KiB",
-        "--reducers",
-        "6",
-    ];
-    cluster.ok(&args).trim().to_string()
-}
-
-fn is_terminal(status: &Value) -> bool {
-    matches!(
-        status["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
+    submit_wordcount(cluster, corpus, out, "256KiB", 6)
 }
 
 fn wall_ms(status: &Value) -> u64 {

@@ -658,3 +658,36 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// Whether a `status --json` says the job ended.
+pub fn is_terminal(status: &serde_json::Value) -> bool {
+    matches!(
+        status["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+/// Submits `wordcount` over `corpus` in splits of `split_size` to
+/// `reducers` reducers; returns the job id.
+pub fn submit_wordcount(
+    cluster: &Cluster,
+    corpus: &str,
+    out: &str,
+    split_size: &str,
+    reducers: usize,
+) -> String {
+    let reducers = reducers.to_string();
+    let args = [
+        "submit",
+        "wordcount",
+        "--input",
+        corpus,
+        "--output",
+        out,
+        "--split-size",
+        split_size,
+        "--reducers",
+        &reducers,
+    ];
+    cluster.ok(&args).trim().to_string()
+}
