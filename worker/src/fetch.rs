@@ -481,6 +481,20 @@ mod tests {
         }
     }
 
+    /// Map task `task`'s output on a worker that refuses connections.
+    fn unreachable_output(task: u32) -> MapOutput {
+        MapOutput {
+            map_attempt: format!("job-000001/m-{task:05}/a-1").parse().unwrap(),
+            shuffle_address: "127.0.0.1:1".to_string(),
+            segment: SegmentInfo {
+                partition: 1,
+                bytes: 7,
+                records: 1,
+                crc32c: 0,
+            },
+        }
+    }
+
     #[tokio::test]
     async fn own_map_output_is_read_in_place_and_checked() {
         let setup = Setup::new();
@@ -556,16 +570,6 @@ mod tests {
         let kept = setup.own_output("job-000001/m-00000/a-1");
         // Two outputs on a worker that refuses connections: one report for
         // both, then they come back from a re-run here.
-        let gone = |task: u32| MapOutput {
-            map_attempt: format!("job-000001/m-{task:05}/a-1").parse().unwrap(),
-            shuffle_address: "127.0.0.1:1".to_string(),
-            segment: SegmentInfo {
-                partition: 1,
-                bytes: 7,
-                records: 1,
-                crc32c: 0,
-            },
-        };
         let rerun = [
             setup.own_output("job-000001/m-00001/a-2"),
             setup.own_output("job-000001/m-00002/a-2"),
@@ -576,7 +580,7 @@ mod tests {
             not_yet: Mutex::new(2),
             reported: Mutex::new(Vec::new()),
         };
-        let outputs = [kept.clone(), gone(1), gone(2)];
+        let outputs = [kept.clone(), unreachable_output(1), unreachable_output(2)];
         let runs = setup.fetch(&outputs, &recovery).await.unwrap();
         let reported = recovery.reported.lock().unwrap();
         assert_eq!(reported.len(), 1, "{reported:?}");
@@ -597,17 +601,10 @@ mod tests {
     #[tokio::test]
     async fn a_fetch_failure_ends_the_attempt_when_the_coordinator_says_stop() {
         let setup = Setup::new();
-        let output = MapOutput {
-            map_attempt: "job-000001/m-00000/a-1".parse().unwrap(),
-            shuffle_address: "127.0.0.1:1".to_string(),
-            segment: SegmentInfo {
-                partition: 1,
-                bytes: 7,
-                records: 1,
-                crc32c: 0,
-            },
-        };
-        let error = setup.fetch(&[output], &NoRecovery).await.unwrap_err();
+        let error = setup
+            .fetch(&[unreachable_output(0)], &NoRecovery)
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 error,
