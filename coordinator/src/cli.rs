@@ -224,22 +224,19 @@ impl FaultOptions {
         &self,
         heartbeat_interval_ms: u64,
     ) -> crate::scheduler::SchedulerConfig {
+        let defaults =
+            crate::scheduler::SchedulerConfig::for_heartbeat_interval(heartbeat_interval_ms);
         crate::scheduler::SchedulerConfig {
             max_attempts: self.max_attempts,
             worker_timeout_ms: self.worker_timeout,
             stall_timeout_ms: self.stall_timeout,
             no_worker_timeout_ms: self.no_worker_timeout,
-            suspect_timeout_ms: self
-                .suspect_timeout
-                .unwrap_or(SUSPECT_HEARTBEATS * heartbeat_interval_ms),
+            suspect_timeout_ms: self.suspect_timeout.unwrap_or(defaults.suspect_timeout_ms),
             max_fetch_failures: self.max_fetch_failures,
-            ..crate::scheduler::SchedulerConfig::default()
+            ..defaults
         }
     }
 }
-
-/// The default suspect timeout, in heartbeat intervals.
-pub const SUSPECT_HEARTBEATS: u64 = 3;
 
 /// Parses a duration in milliseconds: `250ms`, `10s`, `5m`, `1h`.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {

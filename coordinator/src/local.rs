@@ -53,10 +53,7 @@ pub async fn run_local(
         CoordinatorConfig {
             listen: loopback,
             heartbeat_interval_ms: LOCAL_HEARTBEAT_MS,
-            scheduler: SchedulerConfig {
-                suspect_timeout_ms: crate::cli::SUSPECT_HEARTBEATS * LOCAL_HEARTBEAT_MS,
-                ..SchedulerConfig::default()
-            },
+            scheduler: SchedulerConfig::for_heartbeat_interval(LOCAL_HEARTBEAT_MS),
             plugin_dir: work_root.join("plugins"),
             executable: config.executable.clone(),
             client_token: Some(client_token.clone()),

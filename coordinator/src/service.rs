@@ -244,7 +244,7 @@ impl Coordinator {
 
     /// Checks a suspect worker's shuffle service, then tells the scheduler.
     fn spawn_probe(self: &Arc<Self>, worker: WorkerId, address: String) {
-        tracing::warn!(%worker, %address, "worker suspect: a reducer could not reach it; probing");
+        tracing::info!(%worker, %address, "probing a worker's shuffle service");
         let coordinator = self.clone();
         let timeout = {
             let scheduler = self.scheduler.lock().expect("scheduler lock");
@@ -252,8 +252,8 @@ impl Coordinator {
         };
         tokio::spawn(async move {
             let result = probe_shuffle(&coordinator.connector, &address, timeout).await;
-            if let Err(error) = &result {
-                tracing::warn!(%worker, %error, "suspect worker's probe failed");
+            if let Err(failure) = &result {
+                tracing::warn!(%worker, error = %failure.message, refused = failure.refused, "worker probe failed");
             }
             coordinator.apply(Event::ProbeEnded { worker, result });
         });

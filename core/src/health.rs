@@ -20,7 +20,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 pub use tonic_health::ServingStatus;
 
-use crate::security::{Connector, describe_status};
+use crate::security::{Connector, describe_status, is_connection_refused};
 
 /// The name of the process as a whole, as probes ask for it.
 pub const OVERALL: &str = "";
@@ -88,26 +88,74 @@ impl Health {
     }
 }
 
+/// Why a probe of a worker's shuffle service failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFailure {
+    /// The connection was refused: nothing listens at the address, so the
+    /// process is gone. A timeout or a reset says less (a stopped process,
+    /// an overloaded host, a network partition).
+    pub refused: bool,
+    pub message: String,
+}
+
 /// Asks the worker at `address` (`host:port`) whether its shuffle service
 /// is serving, within `timeout`: how the coordinator checks a worker that a
-/// reducer could not reach.
+/// reducer could not reach, or that is late with its heartbeat.
 pub async fn probe_shuffle(
     connector: &Connector,
     address: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeFailure> {
+    let failed = |message: String| ProbeFailure {
+        refused: false,
+        message,
+    };
     let channel = connector
         .worker_channel(address)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
     let request = HealthCheckRequest {
         service: shuffle_service_server::SERVICE_NAME.to_string(),
     };
     let answer = tokio::time::timeout(timeout, HealthClient::new(channel).check(request))
         .await
-        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
-        .map_err(|status| describe_status(&status))?;
+        .map_err(|_| failed(format!("no answer within {} ms", timeout.as_millis())))?
+        .map_err(|status| ProbeFailure {
+            refused: is_connection_refused(&status),
+            message: describe_status(&status),
+        })?;
     match answer.into_inner().status() {
         Answer::Serving => Ok(()),
-        other => Err(format!("it reports {}", other.as_str_name())),
+        other => Err(failed(format!("it reports {}", other.as_str_name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_probe_tells_a_refused_connection_from_silence() {
+        let connector = Connector::new(None, None);
+        let timeout = Duration::from_millis(300);
+
+        // A port nothing listens on any more.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let failure = probe_shuffle(&connector, &address, timeout)
+            .await
+            .unwrap_err();
+        assert!(failure.refused, "{failure:?}");
+
+        // A listener that accepts connections and never answers, as a
+        // stopped process's kernel does.
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let failure = probe_shuffle(&connector, &address, timeout)
+            .await
+            .unwrap_err();
+        assert!(!failure.refused, "{failure:?}");
+        assert!(failure.message.contains("no answer"), "{failure:?}");
+        drop(silent);
     }
 }

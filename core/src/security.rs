@@ -335,6 +335,16 @@ pub fn is_certificate_refused(status: &Status) -> bool {
         })
 }
 
+/// Whether a call failed because its connection was refused: nothing
+/// listens at the address.
+pub fn is_connection_refused(status: &Status) -> bool {
+    causes(status).any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
 /// The errors that caused `error`, nearest first.
 fn causes<'a>(
     error: &'a (dyn std::error::Error + 'static),

@@ -66,7 +66,13 @@ fn a_dead_workers_attempts_and_needed_map_output_are_run_again() {
     // w1 falls silent; w2 keeps heartbeating its running map.
     h.now_ms += 600;
     h.heartbeat(w2, &[third[0].attempt], 10);
-    assert!(h.advance(500).is_empty(), "a job losing a worker goes on");
+    let actions = h.advance(500);
+    assert!(
+        actions
+            .iter()
+            .all(|a| matches!(a, Action::ProbeWorker { .. })),
+        "a job losing a worker goes on: {actions:?}"
+    );
     assert!(
         !h.scheduler
             .workers()

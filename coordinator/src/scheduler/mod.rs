@@ -20,6 +20,7 @@ mod workers;
 
 use std::collections::BTreeMap;
 
+use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, FailureKind, FetchFailure, MapOutput, TaskSpec,
@@ -50,6 +51,26 @@ pub struct SchedulerConfig {
     /// A suspect worker that does not answer a probe and heartbeat within
     /// this long is dead.
     pub suspect_timeout_ms: u64,
+    /// A worker whose heartbeat is this late has its shuffle service
+    /// probed: if the connection is refused, it is dead without waiting
+    /// out the worker timeout.
+    pub late_heartbeat_ms: u64,
+}
+
+/// The default suspect timeout, in heartbeat intervals.
+pub const SUSPECT_HEARTBEATS: u64 = 3;
+/// A heartbeat this many intervals late gets the worker probed.
+pub const LATE_HEARTBEATS: u64 = 2;
+
+impl SchedulerConfig {
+    /// The defaults for workers that heartbeat every `interval_ms`.
+    pub fn for_heartbeat_interval(interval_ms: u64) -> SchedulerConfig {
+        SchedulerConfig {
+            suspect_timeout_ms: SUSPECT_HEARTBEATS * interval_ms,
+            late_heartbeat_ms: LATE_HEARTBEATS * interval_ms,
+            ..SchedulerConfig::default()
+        }
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -62,6 +83,7 @@ impl Default for SchedulerConfig {
             exclude_after_failures: 3,
             max_fetch_failures: 4,
             suspect_timeout_ms: 3_000,
+            late_heartbeat_ms: 2_000,
         }
     }
 }
@@ -114,10 +136,10 @@ pub enum Event {
         attempt: AttemptId,
     },
     /// A [`Action::ProbeWorker`] ended: the worker's shuffle service
-    /// answered a health check, or the error.
+    /// answered a health check, or why not.
     ProbeEnded {
         worker: WorkerId,
-        result: Result<(), String>,
+        result: Result<(), ProbeFailure>,
     },
     /// The I/O of a [`Action::CommitJob`] finished.
     JobCommitEnded {
@@ -184,8 +206,9 @@ pub enum Action {
     MayExit {
         worker: WorkerId,
     },
-    /// The worker is suspect: check its shuffle service (gRPC health) at
-    /// `address`, then send [`Event::ProbeEnded`].
+    /// The worker is suspect, or late with its heartbeat: check its
+    /// shuffle service (gRPC health) at `address`, then send
+    /// [`Event::ProbeEnded`].
     ProbeWorker {
         worker: WorkerId,
         address: String,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
 use harrow_core::task::{
     Assignment, AttemptOutcome, FailureKind, FetchFailure, InputReport, MapOutput, SegmentInfo,
@@ -36,6 +37,14 @@ fn map_outputs(assignment: &Assignment) -> &[MapOutput] {
     match &assignment.task {
         TaskSpec::Reduce { map_outputs, .. } => map_outputs,
         TaskSpec::Map { .. } => panic!("not a reduce: {assignment:?}"),
+    }
+}
+
+/// How a probe of a process that is gone fails.
+fn refused() -> ProbeFailure {
+    ProbeFailure {
+        refused: true,
+        message: "connection refused".to_string(),
     }
 }
 
@@ -122,7 +131,7 @@ fn a_worker_a_reducer_cannot_reach_is_suspect_and_all_its_needed_output_runs_aga
     // reducers get the new locations; max_attempts 1 was never touched.
     h.handle(Event::ProbeEnded {
         worker: w[0],
-        result: Err("connection refused".into()),
+        result: Err(refused()),
     });
     assert_eq!(worker_state(&h, w[0]).name(), "dead");
     let again = h.request(w[1], 2);
@@ -210,6 +219,87 @@ fn a_suspect_worker_that_does_not_answer_within_the_suspect_timeout_is_dead() {
         panic!()
     };
     assert!(reason.contains("--suspect-timeout"), "{reason}");
+}
+
+/// The probes among `actions`, by worker.
+fn probed(actions: &[Action]) -> Vec<WorkerId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ProbeWorker { worker, .. } => Some(*worker),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_late_with_its_heartbeat_is_probed_once_and_dead_if_refused() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    let keep_up = |h: &mut Harness| {
+        h.heartbeat(w[1], &[], 0);
+        h.heartbeat(w[2], &[], 0);
+    };
+    // w0 falls silent: probed once past the late-heartbeat limit, not on
+    // every tick.
+    h.heartbeat(w[0], &[], 0);
+    keep_up(&mut h);
+    assert!(probed(&h.advance(200)).is_empty(), "not late yet");
+    keep_up(&mut h);
+    assert_eq!(probed(&h.advance(200)), [w[0]]);
+    keep_up(&mut h);
+    assert!(probed(&h.advance(100)).is_empty(), "one probe per silence");
+    assert_eq!(worker_state(&h, w[0]).name(), "alive");
+    // Its process is gone: dead at once, well before the worker timeout,
+    // and its map output runs again.
+    h.handle(Event::ProbeEnded {
+        worker: w[0],
+        result: Err(refused()),
+    });
+    let WorkerState::Dead { reason, .. } = worker_state(&h, w[0]) else {
+        panic!("{:?}", worker_state(&h, w[0]));
+    };
+    assert!(reason.contains("refused"), "{reason}");
+    let again = h.request(w[1], 2);
+    assert_eq!(phases(&again), [Phase::Map, Phase::Map]);
+    assert_eq!(h.state(job), JobState::Running);
+}
+
+#[test]
+fn a_late_worker_whose_probe_gets_no_answer_waits_for_the_worker_timeout() {
+    let mut h = Harness::new(1);
+    let (w, _) = mapped(&mut h);
+    for &worker in &w {
+        h.heartbeat(worker, &[], 0);
+    }
+    h.advance(200);
+    h.heartbeat(w[1], &[], 0);
+    assert_eq!(probed(&h.advance(200)), [w[0], w[2]]);
+    // A stopped process: the connection opens, nothing answers. A silence
+    // is no proof of death before the worker timeout.
+    let silent = ProbeFailure {
+        refused: false,
+        message: "no answer within 500 ms".to_string(),
+    };
+    for worker in [w[0], w[2]] {
+        h.handle(Event::ProbeEnded {
+            worker,
+            result: Err(silent.clone()),
+        });
+        assert_eq!(worker_state(&h, worker).name(), "alive");
+    }
+    // w2 heartbeats again, so a new silence is probed again; w0 stays
+    // silent and dies at the worker timeout.
+    h.heartbeat(w[1], &[], 0);
+    h.heartbeat(w[2], &[], 0);
+    h.advance(200);
+    h.heartbeat(w[1], &[], 0);
+    assert_eq!(probed(&h.advance(200)), [w[2]]);
+    h.heartbeat(w[1], &[], 0);
+    h.heartbeat(w[2], &[], 0);
+    h.advance(200);
+    assert_eq!(worker_state(&h, w[0]).name(), "dead");
+    assert_eq!(worker_state(&h, w[2]).name(), "alive");
 }
 
 #[test]
@@ -361,7 +451,7 @@ fn a_reducer_that_cannot_fetch_waits_for_the_new_locations() {
     assert!(wait(&mut h).is_empty(), "not ready while maps run again");
     h.handle(Event::ProbeEnded {
         worker: w[0],
-        result: Err("connection refused".into()),
+        result: Err(refused()),
     });
     // Waiting is not stalling: no backup and no hang, however long.
     for _ in 0..12 {
@@ -394,9 +484,9 @@ fn a_reducer_that_cannot_fetch_waits_for_the_new_locations() {
 fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
     let mut h = Harness::new(1);
     let w: Vec<WorkerId> = (0..3).map(|i| h.worker_at(&address(i))).collect();
-    let job = h.submit(6, 6);
+    let job = h.submit(9, 6);
     for &x in &w {
-        for map in h.request(x, 2) {
+        for map in h.request(x, 3) {
             h.succeed(x, &map);
         }
     }
@@ -405,7 +495,7 @@ fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
         .flat_map(|&x| h.request(x, 2).into_iter().map(move |a| (x, a)))
         .collect();
     assert_eq!(reduces.len(), 6, "every slot holds a reducer");
-    // w0 dies; the four reducers left wait for its two map outputs.
+    // w0 dies; the four reducers left wait for its three map outputs.
     for _ in 0..3 {
         h.heartbeat(w[1], &[], 0);
         h.heartbeat(w[2], &[], 0);
@@ -419,28 +509,32 @@ fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
         let actions = fetch_failed_running(&mut h, *x, a.attempt, gone);
         assert_eq!(actions, [Action::WaitForMapOutputs { attempt: a.attempt }]);
     }
-    // No free slot for the two maps: two waiting reducers make room.
+    let preempted = |h: &Harness| -> Vec<AttemptId> {
+        waiting
+            .iter()
+            .map(|(_, a)| a.attempt)
+            .filter(|&a| {
+                matches!(
+                    task(h, a.task).attempt(a).unwrap().state,
+                    AttemptState::Lost {
+                        cause: LostCause::Preempted,
+                        ..
+                    }
+                )
+            })
+            .collect()
+    };
+    // No free slot for the three maps: three waiting reducers make room,
+    // one per map, though that takes more than one per worker.
     h.advance(0);
-    let preempted: Vec<AttemptId> = waiting
-        .iter()
-        .map(|(_, a)| a.attempt)
-        .filter(|&a| {
-            matches!(
-                task(&h, a.task).attempt(a).unwrap().state,
-                AttemptState::Lost {
-                    cause: LostCause::Preempted,
-                    ..
-                }
-            )
-        })
-        .collect();
-    assert_eq!(preempted.len(), 2);
+    let gave_way = preempted(&h);
+    assert_eq!(gave_way.len(), 3);
     for (x, a) in &waiting {
         let reply = h.handle(Event::WaitMapOutputs {
             worker: *x,
             attempt: a.attempt,
         });
-        if preempted.contains(&a.attempt) {
+        if gave_way.contains(&a.attempt) {
             assert!(
                 matches!(reply[..], [Action::StopAttempt { .. }]),
                 "{reply:?}"
@@ -449,8 +543,12 @@ fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
             assert!(reply.is_empty());
         }
     }
-    let maps: Vec<Assignment> = [w[1], w[2]].iter().flat_map(|&x| h.request(x, 1)).collect();
-    assert_eq!(phases(&maps), [Phase::Map, Phase::Map]);
+    let maps: Vec<Assignment> = [w[1], w[2]].iter().flat_map(|&x| h.request(x, 2)).collect();
+    assert_eq!(phases(&maps), [Phase::Map; 3]);
+    // With the maps running and none left to start, the last waiting
+    // reducer keeps what it fetched.
+    h.advance(0);
+    assert_eq!(preempted(&h), gave_way);
     assert_eq!(h.state(job), JobState::Running);
 }
 
@@ -654,7 +752,7 @@ impl World {
             let result = match life {
                 Some(Life::Up) => Ok(()),
                 Some(Life::Stopped) => continue,
-                Some(Life::Dead) | None => Err("connection refused".to_string()),
+                Some(Life::Dead) | None => Err(refused()),
             };
             self.h.handle(Event::ProbeEnded { worker, result });
         }

@@ -19,8 +19,8 @@ pub(super) struct Harness {
     pub ms_per_event: u64,
 }
 
-/// Timeouts of the test scheduler: a worker dies after 1 s of silence, an
-/// attempt without progress for 5 s gets a backup, jobs without workers
+/// Timeouts of the test scheduler: a worker dies after 1 s of silence (and
+/// is probed after 300 ms), an attempt without progress for 5 s gets a backup, jobs without workers
 /// fail after 10 s. Every event advances the fake clock by 10 ms (unless a
 /// test sets `ms_per_event`).
 pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
@@ -30,6 +30,7 @@ pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
         stall_timeout_ms: 5_000,
         no_worker_timeout_ms: 10_000,
         suspect_timeout_ms: 500,
+        late_heartbeat_ms: 300,
         ..SchedulerConfig::default()
     }
 }

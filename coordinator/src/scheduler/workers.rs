@@ -2,12 +2,14 @@
 //! and what time tells: workers declared dead (their attempts and the map
 //! output on their disk run again) and jobs left without any worker.
 
+use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::task::FailureKind;
 
 use super::task::LostCause;
 use super::{
-    Action, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput, TaskState,
+    Action, Attempt, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput,
+    TaskState,
 };
 
 /// Distinct workers that must die while running a task's attempts before
@@ -88,6 +90,9 @@ pub struct Worker {
     /// Why its attempts run far slower than its peers', if they do: it
     /// gets no new tasks until they catch up (`speed::slow_workers`).
     pub slow: Option<String>,
+    /// The heartbeat after which it fell silent and was probed for it
+    /// (`SchedulerConfig::late_heartbeat_ms`): one probe per silence.
+    pub late_probe_for_ms: Option<u64>,
 }
 
 impl Worker {
@@ -163,6 +168,7 @@ impl Scheduler {
                 state: WorkerState::Alive,
                 unreachable_reports: Vec::new(),
                 slow: None,
+                late_probe_for_ms: None,
             },
         );
         self.no_workers_since_ms = None;
@@ -277,31 +283,42 @@ impl Scheduler {
         vec![Action::ProbeWorker { worker, address }]
     }
 
-    /// A probe of a suspect worker's shuffle service ended.
+    /// A probe of a worker's shuffle service ended. A suspect worker that
+    /// fails it is dead; a worker probed for a late heartbeat is dead only
+    /// if its connection was refused (nothing listens there any more),
+    /// since a stopped or busy process may still come back within the
+    /// worker timeout.
     pub(super) fn probe_ended(
         &mut self,
         worker: WorkerId,
-        result: Result<(), String>,
+        result: Result<(), ProbeFailure>,
         now_ms: u64,
     ) -> Vec<Action> {
         let Some(record) = self.workers.get_mut(&worker) else {
             return Vec::new();
         };
-        let WorkerState::Suspect { probed, .. } = &mut record.state else {
-            return Vec::new();
-        };
-        match result {
-            Ok(()) => {
+        let address = record.shuffle_address.clone();
+        match (&mut record.state, result) {
+            (WorkerState::Suspect { probed, .. }, Ok(())) => {
                 *probed = true;
                 self.clear_if_answered(worker, now_ms)
             }
-            Err(error) => {
-                let address = record.shuffle_address.clone();
+            (WorkerState::Suspect { .. }, Err(failure)) => {
                 let reason = format!(
-                    "{worker} was suspect and its shuffle service at {address} did not answer a health check: {error}"
+                    "{worker} was suspect and its shuffle service at {address} did not answer a health check: {}",
+                    failure.message
                 );
                 self.declare_dead(worker, reason, now_ms)
             }
+            (WorkerState::Alive | WorkerState::Draining, Err(failure)) if failure.refused => {
+                let silent = now_ms.saturating_sub(record.last_heartbeat_ms);
+                let reason = format!(
+                    "{worker} sent no heartbeat for {silent} ms and its shuffle service at {address} refused a connection: {}",
+                    failure.message
+                );
+                self.declare_dead(worker, reason, now_ms)
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -374,10 +391,35 @@ impl Scheduler {
         for (worker, reason) in overdue {
             actions.extend(self.declare_dead(worker, reason, now_ms));
         }
+        actions.extend(self.probe_late_workers(now_ms));
         self.judge_speed(now_ms);
         actions.extend(self.fail_hung_attempts(now_ms));
         actions.extend(self.preempt_waiting_reducers(now_ms));
         actions.extend(self.fail_jobs_without_workers(now_ms));
+        actions
+    }
+
+    /// Probes, once per silence, every alive or draining worker whose
+    /// heartbeat is `late_heartbeat_ms` late: a process that died is found
+    /// by its refused connection long before the worker timeout, whether
+    /// or not a reducer was fetching from it.
+    fn probe_late_workers(&mut self, now_ms: u64) -> Vec<Action> {
+        let late = self.config.late_heartbeat_ms;
+        let mut actions = Vec::new();
+        for worker in self.workers.values_mut() {
+            let silent = now_ms.saturating_sub(worker.last_heartbeat_ms) > late;
+            let probed = worker.late_probe_for_ms == Some(worker.last_heartbeat_ms);
+            if matches!(worker.state, WorkerState::Alive | WorkerState::Draining)
+                && silent
+                && !probed
+            {
+                worker.late_probe_for_ms = Some(worker.last_heartbeat_ms);
+                actions.push(Action::ProbeWorker {
+                    worker: worker.id,
+                    address: worker.shuffle_address.clone(),
+                });
+            }
+        }
         actions
     }
 
@@ -430,43 +472,43 @@ impl Scheduler {
     }
 
     /// Reduce attempts waiting for map output hold slots the maps they wait
-    /// for need: when a job has map tasks to run but none running, and the
-    /// cluster no free slot, each full worker gives up one waiting reducer
-    /// of such a job (the one that fetched least), counted against
-    /// nothing; the rest keep what they fetched. Once the maps run, nothing
-    /// more is taken. The worker stops it at its next heartbeat or wait.
+    /// for need, and those maps are the job's critical path: while a job
+    /// has map tasks ready to run and no worker that takes tasks has a free
+    /// slot, it gives up one waiting reducer per such map (those that
+    /// fetched least first), counted against nothing; they run again once
+    /// the maps are done and fetch what they had anew, which costs less
+    /// than re-running the maps on a fraction of the slots. The worker
+    /// stops them at its next heartbeat or wait.
     pub(super) fn preempt_waiting_reducers(&mut self, now_ms: u64) -> Vec<Action> {
-        let live: Vec<(WorkerId, u32)> = self
+        let takers: Vec<(WorkerId, u32)> = self
             .workers()
-            .filter(|w| w.state == WorkerState::Alive)
+            .filter(|w| w.takes_tasks())
             .map(|w| (w.id, w.slots))
             .collect();
-        let full = |worker: WorkerId, slots: u32| self.running_on(worker) >= slots as usize;
-        if live.iter().any(|&(w, slots)| !full(w, slots)) {
+        if takers
+            .iter()
+            .any(|&(w, slots)| self.running_on(w) < slots as usize)
+        {
             return Vec::new();
         }
-        let starving: Vec<&Job> = self
-            .jobs
-            .values()
-            .filter(|j| {
-                j.state == JobState::Running
-                    && j.maps.iter().any(|t| t.is_runnable(now_ms))
-                    && j.maps.iter().all(|t| t.running().is_empty())
-            })
-            .collect();
         let mut preempt = Vec::new();
-        for (worker, _) in live {
-            let least_fetched = starving
+        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+            let ready = job.maps.iter().filter(|t| t.is_runnable(now_ms)).count();
+            if ready == 0 {
+                continue;
+            }
+            let mut waiting: Vec<&Attempt> = job
+                .reduces
                 .iter()
-                .flat_map(|j| &j.reduces)
                 .flat_map(|t| &t.attempts)
                 .filter(|a| {
-                    a.worker == worker
-                        && a.state == AttemptState::Running
+                    a.state == AttemptState::Running
                         && a.waiting_since_ms.is_some()
+                        && takers.iter().any(|&(w, _)| w == a.worker)
                 })
-                .min_by_key(|a| (a.progress_bytes, a.id));
-            preempt.extend(least_fetched.map(|a| a.id));
+                .collect();
+            waiting.sort_by_key(|a| (a.progress_bytes, a.id));
+            preempt.extend(waiting.into_iter().take(ready).map(|a| a.id));
         }
         let mut actions = Vec::new();
         for attempt in preempt {
