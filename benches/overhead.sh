@@ -41,7 +41,7 @@ command -v perf >/dev/null || {
     echo "perf not found (Debian: apt-get install linux-perf)" >&2
     exit 1
 }
-cargo build --release --quiet -p harrow-coordinator --manifest-path "$root/Cargo.toml"
+cargo build --release --quiet -p harrow-cli --manifest-path "$root/Cargo.toml"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 perf record --quiet -F 999 -o "$work/perf.data" \

@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Parser, Subcommand};
-use harrow_coordinator::cli::{SplitSize, parse_bytes, parse_split_size};
-use harrow_coordinator::client::Submission;
-use harrow_coordinator::local::{LocalConfig, run_local};
+use harrow_cli::args::{SplitSize, parse_bytes, parse_split_size};
+use harrow_cli::client::Submission;
+use harrow_cli::local::{LocalConfig, run_local};
 
 #[derive(Debug, Parser)]
 #[command(name = "harrow-bench")]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates the Helm chart offline, as CI does (coordinator/tests/deploy.rs
+# Validates the Helm chart offline, as CI does (cli/tests/deploy.rs
 # runs this):
 #   1. helm lint --strict, with the default values and with every feature on
 #      (harrow/ci/all-features.yaml);

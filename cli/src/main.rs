@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use harrow_coordinator::builtin_jobs;
-use harrow_coordinator::cli::{Cli, Command, Insecure, JobOptions, Target};
-use harrow_coordinator::client::{Client, Submission};
-use harrow_coordinator::local::{LocalConfig, run_local};
-use harrow_coordinator::progress::{Progress, summary};
+use harrow_cli::args::{Cli, Command, Insecure, JobOptions, Target};
+use harrow_cli::builtin_jobs;
+use harrow_cli::client::{Client, Submission};
+use harrow_cli::local::{LocalConfig, run_local};
+use harrow_cli::progress::{Progress, summary};
 use harrow_coordinator::report::JobReport;
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
 use harrow_core::security::{Connector, Token, check_listen};
@@ -286,8 +286,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::New { path, sdk } => {
-            let sdk = sdk.unwrap_or_else(harrow_coordinator::scaffold::default_sdk_path);
-            harrow_coordinator::scaffold::create(&path, &sdk)?;
+            let sdk = sdk.unwrap_or_else(harrow_cli::scaffold::default_sdk_path);
+            harrow_cli::scaffold::create(&path, &sdk)?;
             println!(
                 "created {}: cd {} && cargo test && cargo build --release",
                 path.display(),

@@ -9,9 +9,9 @@ use harrow_core::security::{Connector, Token};
 
 use crate::builtin_jobs;
 use crate::client::{Client, Submission};
-use crate::report::JobReport;
-use crate::scheduler::SchedulerConfig;
-use crate::server::{CoordinatorConfig, start_coordinator};
+use harrow_coordinator::report::JobReport;
+use harrow_coordinator::scheduler::SchedulerConfig;
+use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
 
 /// How often the in-process workers heartbeat.
 const LOCAL_HEARTBEAT_MS: u64 = 200;

@@ -431,7 +431,7 @@ fn broken_and_misbehaving_plugins_fail_only_their_job() {
 
 #[test]
 fn a_plugin_built_against_an_older_arrow_runs() {
-    let crate_dir = workspace().join("coordinator/tests/plugins/old-arrow");
+    let crate_dir = workspace().join("cli/tests/plugins/old-arrow");
     let lock = std::fs::read_to_string(crate_dir.join("Cargo.lock")).unwrap();
     assert!(
         lock.contains("name = \"arrow\"\nversion = \"57."),

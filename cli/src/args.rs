@@ -223,10 +223,11 @@ impl FaultOptions {
     pub fn scheduler_config(
         &self,
         heartbeat_interval_ms: u64,
-    ) -> crate::scheduler::SchedulerConfig {
-        let defaults =
-            crate::scheduler::SchedulerConfig::for_heartbeat_interval(heartbeat_interval_ms);
-        crate::scheduler::SchedulerConfig {
+    ) -> harrow_coordinator::scheduler::SchedulerConfig {
+        let defaults = harrow_coordinator::scheduler::SchedulerConfig::for_heartbeat_interval(
+            heartbeat_interval_ms,
+        );
+        harrow_coordinator::scheduler::SchedulerConfig {
             max_attempts: self.max_attempts,
             worker_timeout_ms: self.worker_timeout,
             stall_timeout_ms: self.stall_timeout,
