@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Parser, Subcommand};
-use harrow_cli::args::{SplitSize, parse_bytes, parse_split_size};
 use harrow_cli::client::Submission;
 use harrow_cli::local::{LocalConfig, run_local};
+use harrow_cli::values::{SplitSize, parse_bytes, parse_split_size};
 
 #[derive(Debug, Parser)]
 #[command(name = "harrow-bench")]

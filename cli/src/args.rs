@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use harrow_core::task::{InputFormat, OutputFormat};
 
+use crate::values::{
+    SplitSize, parse_bytes, parse_delimiter, parse_duration_ms, parse_key_value, parse_split_size,
+};
+
 const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
 
 /// Harrow: a distributed MapReduce engine.
@@ -25,102 +29,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job on this machine: an in-process coordinator and workers on loopback.
-    Run {
-        #[command(flatten)]
-        job: JobOptions,
-        /// Number of in-process workers.
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// Task slots per worker (default: the number of CPUs).
-        #[arg(long)]
-        slots: Option<usize>,
-        /// Memory the job's tasks may use, all workers together, with an
-        /// optional unit (512MiB, 4GiB); map output beyond a task's share
-        /// is spilled to disk (default: half of the cgroup's memory limit,
-        /// else of the machine's memory).
-        #[arg(long, value_parser = parse_bytes)]
-        memory_budget: Option<u64>,
-    },
+    Run(RunArgs),
     /// Run the coordinator.
-    Coordinator {
-        /// Address for the gRPC services (workers and clients) and gRPC
-        /// health.
-        #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:7070")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        listener: ListenOptions,
-        /// Serve Prometheus metrics (/metrics) and a liveness check
-        /// (/healthz) over HTTP on this address. Neither needs a token:
-        /// metrics hold counts by state, never job names or data.
-        #[arg(long, env = "HARROW_HTTP_LISTEN")]
-        http_listen: Option<SocketAddr>,
-        #[command(flatten)]
-        faults: FaultOptions,
-        /// How often workers heartbeat, in milliseconds.
-        #[arg(long, env = "HARROW_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
-        heartbeat_interval_ms: u64,
-        /// Where uploaded job plugins are kept (default: harrow/plugins in
-        /// the temporary directory).
-        #[arg(long, env = "HARROW_PLUGIN_DIR")]
-        plugin_dir: Option<PathBuf>,
-        /// File holding the client token: every job service call (submit,
-        /// status, cancel, plugin upload) must present it. Needs
-        /// --worker-token-file too.
-        #[arg(long, env = "HARROW_TOKEN_FILE")]
-        token_file: Option<PathBuf>,
-        /// File holding the worker token, which workers present; it cannot
-        /// submit jobs or upload plugins, and must differ from the client
-        /// token.
-        #[arg(long, env = "HARROW_WORKER_TOKEN_FILE")]
-        worker_token_file: Option<PathBuf>,
-        #[command(flatten)]
-        tls: TlsOptions,
-        #[command(flatten)]
-        insecure: Insecure,
-    },
+    Coordinator(CoordinatorArgs),
     /// Run a worker that pulls tasks from a coordinator.
-    Worker {
-        /// The coordinator's URL.
-        #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
-        /// Concurrent task attempts (default: the number of CPUs, which
-        /// honours a cgroup CPU quota).
-        #[arg(long, env = "HARROW_SLOTS")]
-        slots: Option<usize>,
-        /// Address to serve shuffle segments (and gRPC health) on; port 0
-        /// picks a free port.
-        #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        listener: ListenOptions,
-        /// The address other workers reach this one at, HOST or HOST:PORT
-        /// (default port: the bound one); needed when --listen is 0.0.0.0.
-        /// In Kubernetes: the pod IP.
-        #[arg(long, env = "HARROW_ADVERTISE")]
-        advertise: Option<String>,
-        /// Directory for map output and reduce scratch (default: a new temporary directory).
-        #[arg(long, env = "HARROW_WORK_DIR")]
-        work_dir: Option<PathBuf>,
-        /// Memory the worker's tasks may use together, with an optional unit
-        /// (512MiB, 4GiB); each slot gets an equal share, and map output
-        /// beyond it is spilled to disk (default: half of the cgroup's
-        /// memory limit, else of the machine's memory).
-        #[arg(long, env = "HARROW_MEMORY_BUDGET", value_parser = parse_bytes)]
-        memory_budget: Option<u64>,
-        /// On SIGTERM or SIGINT: how long running attempts may finish and map
-        /// output stay served before the worker exits (e.g. 30s).
-        #[arg(long, env = "HARROW_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration_ms)]
-        grace_period: u64,
-        /// File holding the worker token (the coordinator's
-        /// --worker-token-file): presented to the coordinator and other
-        /// workers, and required of reducers fetching shuffle segments.
-        #[arg(long, env = "HARROW_TOKEN_FILE")]
-        token_file: Option<PathBuf>,
-        #[command(flatten)]
-        tls: TlsOptions,
-        #[command(flatten)]
-        insecure: Insecure,
-    },
+    Worker(WorkerArgs),
     /// Submit a job to a coordinator and print its id.
     Submit {
         #[command(flatten)]
@@ -189,6 +102,109 @@ pub enum Command {
     },
 }
 
+// The flags of `harrow run` (its help is the variant's).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
+    /// Number of in-process workers.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Task slots per worker (default: the number of CPUs).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Memory the job's tasks may use, all workers together, with an
+    /// optional unit (512MiB, 4GiB); map output beyond a task's share
+    /// is spilled to disk (default: half of the cgroup's memory limit,
+    /// else of the machine's memory).
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
+}
+
+// The flags of `harrow coordinator` (its help is the variant's).
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Address for the gRPC services (workers and clients) and gRPC
+    /// health.
+    #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub listener: ListenOptions,
+    /// Serve Prometheus metrics (/metrics) and a liveness check
+    /// (/healthz) over HTTP on this address. Neither needs a token:
+    /// metrics hold counts by state, never job names or data.
+    #[arg(long, env = "HARROW_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub faults: FaultOptions,
+    /// How often workers heartbeat, in milliseconds.
+    #[arg(long, env = "HARROW_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    pub heartbeat_interval_ms: u64,
+    /// Where uploaded job plugins are kept (default: harrow/plugins in
+    /// the temporary directory).
+    #[arg(long, env = "HARROW_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// File holding the client token: every job service call (submit,
+    /// status, cancel, plugin upload) must present it. Needs
+    /// --worker-token-file too.
+    #[arg(long, env = "HARROW_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// File holding the worker token, which workers present; it cannot
+    /// submit jobs or upload plugins, and must differ from the client
+    /// token.
+    #[arg(long, env = "HARROW_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsOptions,
+    #[command(flatten)]
+    pub insecure: Insecure,
+}
+
+// The flags of `harrow worker` (its help is the variant's).
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's URL.
+    #[arg(long, env = "HARROW_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+    pub coordinator: String,
+    /// Concurrent task attempts (default: the number of CPUs, which
+    /// honours a cgroup CPU quota).
+    #[arg(long, env = "HARROW_SLOTS")]
+    pub slots: Option<usize>,
+    /// Address to serve shuffle segments (and gRPC health) on; port 0
+    /// picks a free port.
+    #[arg(long, env = "HARROW_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub listener: ListenOptions,
+    /// The address other workers reach this one at, HOST or HOST:PORT
+    /// (default port: the bound one); needed when --listen is 0.0.0.0.
+    /// In Kubernetes: the pod IP.
+    #[arg(long, env = "HARROW_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for map output and reduce scratch (default: a new temporary directory).
+    #[arg(long, env = "HARROW_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Memory the worker's tasks may use together, with an optional unit
+    /// (512MiB, 4GiB); each slot gets an equal share, and map output
+    /// beyond it is spilled to disk (default: half of the cgroup's
+    /// memory limit, else of the machine's memory).
+    #[arg(long, env = "HARROW_MEMORY_BUDGET", value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
+    /// On SIGTERM or SIGINT: how long running attempts may finish and map
+    /// output stay served before the worker exits (e.g. 30s).
+    #[arg(long, env = "HARROW_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration_ms)]
+    pub grace_period: u64,
+    /// File holding the worker token (the coordinator's
+    /// --worker-token-file): presented to the coordinator and other
+    /// workers, and required of reducers fetching shuffle segments.
+    #[arg(long, env = "HARROW_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsOptions,
+    #[command(flatten)]
+    pub insecure: Insecure,
+}
+
 /// How the coordinator handles failures.
 #[derive(Debug, Args)]
 pub struct FaultOptions {
@@ -237,41 +253,6 @@ impl FaultOptions {
             ..defaults
         }
     }
-}
-
-/// Parses a duration in milliseconds: `250ms`, `10s`, `5m`, `1h`.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    parse_with_unit(
-        text,
-        "a duration (e.g. 10s, 500ms, 5m)",
-        |unit| match unit {
-            "ms" => Ok(1),
-            "s" => Ok(1_000),
-            "m" => Ok(60_000),
-            "h" => Ok(3_600_000),
-            _ => Err("needs a unit: ms, s, m or h"),
-        },
-    )
-}
-
-/// Parses `NUMBER[UNIT]` into the number times the unit's multiplier.
-fn parse_with_unit(
-    text: &str,
-    what: &str,
-    multiplier: impl Fn(&str) -> Result<u64, &'static str>,
-) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not {what}"))?;
-    let multiplier = multiplier(unit.trim()).map_err(|reason| format!("{text:?} {reason}"))?;
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Which coordinator a client command talks to, and how it proves who it is.
@@ -409,87 +390,9 @@ pub struct JobOptions {
     pub output_format: OutputFormat,
 }
 
-fn parse_delimiter(text: &str) -> Result<u8, String> {
-    match text {
-        "tab" | "\\t" | "\t" => Ok(b'\t'),
-        _ if text.len() == 1 && text.is_ascii() && text != "\"" && text != "\n" => {
-            Ok(text.as_bytes()[0])
-        }
-        _ => Err(format!(
-            "{text:?} is not a one-character delimiter (or `tab`); quotes and line breaks cannot delimit fields"
-        )),
-    }
-}
-
-/// Parses a byte count with an optional unit: B, KB/KiB, MB/MiB, GB/GiB.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    parse_with_unit(text, "a byte count (e.g. 64MiB)", |unit| {
-        match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => Ok(1),
-            "k" | "kb" => Ok(1_000),
-            "kib" => Ok(1 << 10),
-            "m" | "mb" => Ok(1_000_000),
-            "mib" => Ok(1 << 20),
-            "g" | "gb" => Ok(1_000_000_000),
-            "gib" => Ok(1 << 30),
-            _ => Err("has an unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"),
-        }
-    })
-}
-
-/// `--split-size`: `auto` or a byte count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SplitSize {
-    /// The coordinator's choice from the input and the live slots.
-    Auto,
-    Bytes(u64),
-}
-
-impl SplitSize {
-    /// What a submission carries: `None` for auto.
-    pub fn bytes(self) -> Option<u64> {
-        match self {
-            SplitSize::Auto => None,
-            SplitSize::Bytes(bytes) => Some(bytes),
-        }
-    }
-}
-
-pub fn parse_split_size(text: &str) -> Result<SplitSize, String> {
-    match text {
-        "auto" => Ok(SplitSize::Auto),
-        _ => parse_bytes(text).map(SplitSize::Bytes),
-    }
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not key=value")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_counts_take_units() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("MiB").is_err());
-    }
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration_ms("250ms"), Ok(250));
-        assert_eq!(parse_duration_ms("10s"), Ok(10_000));
-        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
-        assert!(parse_duration_ms("10").is_err());
-        assert!(parse_duration_ms("soon").is_err());
-    }
 
     #[test]
     fn the_cli_is_well_formed() {

@@ -13,6 +13,8 @@ use harrow_coordinator::report::{JobReport, WorkerReport};
 use harrow_coordinator::server::MAX_MESSAGE_BYTES;
 use harrow_coordinator::service::PLUGIN_CHUNK_BYTES;
 
+use crate::args::JobOptions;
+
 /// What to submit.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -251,4 +253,37 @@ impl Client {
             _ => self.status(job_id, false).await,
         }
     }
+}
+
+impl JobOptions {
+    /// The submission these flags ask for, local paths made absolute.
+    pub fn submission(self) -> Submission {
+        let job = self;
+        Submission {
+            job_name: job.job,
+            inputs: job.inputs.iter().map(|i| resolve_local(i)).collect(),
+            output: resolve_local(&job.output),
+            reducers: job.reducers,
+            split_size_bytes: job.split_size.bytes(),
+            args: job.args,
+            storage_options: job.storage_options,
+            input_format: job.input_format,
+            schema: job.schema,
+            csv_delimiter: job.csv_delimiter,
+            skip_bad_records: job.skip_bad_records,
+            output_format: job.output_format,
+            plugin: job
+                .plugin
+                .map(|path| std::path::absolute(&path).unwrap_or(path)),
+        }
+    }
+}
+
+/// Local paths are relative to where the user runs the command, not to
+/// the coordinator's working directory: send them absolute.
+fn resolve_local(location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }

@@ -9,6 +9,9 @@ pub mod client;
 pub mod local;
 pub mod progress;
 pub mod scaffold;
+pub mod serve;
+pub mod show;
+pub mod values;
 
 use std::sync::Arc;
 
