@@ -61,7 +61,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Coordinator(args) => serve::coordinator(args).await,
         Command::Worker(args) => serve::worker(args).await,
         Command::PluginHost { library, socket } => {
-            harrow_worker::plugin::run_plugin_host(&library, socket.as_deref())
+            harrow_plugin::run_plugin_host(&library, socket.as_deref())
                 .map_err(|e| anyhow::Error::new(e).context("plugin host"))?;
             Ok(ExitCode::SUCCESS)
         }

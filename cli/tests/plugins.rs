@@ -176,7 +176,7 @@ fn a_user_job_crate_runs_on_a_cluster_as_a_plugin() {
         expected.len(),
         "{status}"
     );
-    let sha256 = harrow_worker::plugin::sha256_hex(&std::fs::read(library).unwrap());
+    let sha256 = harrow_plugin::sha256_hex(&std::fs::read(library).unwrap());
     assert_eq!(status["plugin"]["sha256"], sha256.as_str());
     assert_eq!(status["plugin"]["file_name"], "libmax_temperature.so");
     let text = cluster.ok(&["status", job]);

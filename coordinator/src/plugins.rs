@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use harrow_core::task::PluginRef;
-use harrow_worker::plugin::{is_sha256_hex, sha256_hex};
+use harrow_plugin::{is_sha256_hex, sha256_hex};
 
 /// The largest plugin library accepted.
 pub const MAX_PLUGIN_BYTES: usize = 512 << 20;

@@ -19,11 +19,11 @@ use harrow_core::task::{
     UnknownFormat,
 };
 use harrow_core::wire;
+use harrow_plugin::{CREATE_TIMEOUT, HostSpec, PluginHost};
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
 use harrow_proto::v1::worker_service_server::WorkerService;
 use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
-use harrow_worker::plugin::{CREATE_TIMEOUT, HostSpec, PluginHost};
 use harrow_worker::sample::sample_range_bounds;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, watch};

@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
-use super::protocol::{frame, read_message, read_message_async, write_message};
+use crate::protocol::{frame, read_message, read_message_async, write_message};
 
 /// How long a failed call waits for the child's exit status, to say how it
 /// ended rather than only that the connection broke.

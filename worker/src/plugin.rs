@@ -1,22 +1,9 @@
-//! Job plugins: user jobs built as `cdylib`s against harrow-sdk, uploaded
-//! with a submission and run in a child process of the worker.
-//!
-//! - [`library`]: loading a library and calling it through the SDK's C ABI
-//!   (in the child only);
-//! - [`host`]: the child process, `harrow plugin-host`;
-//! - [`remote`]: the parent's side, a `JobRuntime` over the child;
-//! - [`protocol`]: how parent and child frame their messages;
-//! - here: fetching a library by its hash and one host per job per worker.
-
-pub mod host;
-pub mod library;
-pub mod protocol;
-pub mod remote;
+//! A worker's plugins: a job's library fetched from the coordinator by its
+//! hash, once, and one plugin host (`harrow_plugin::PluginHost`) per job.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use harrow_core::ids::JobId;
@@ -25,13 +12,11 @@ use harrow_core::task::PluginRef;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use harrow_sdk::JobRuntime;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-pub use remote::{HostError, HostSpec, PluginHost};
-
-/// How long a plugin may take to build its job.
-pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+use harrow_plugin::{
+    CREATE_TIMEOUT, HostError, HostSpec, LibraryHasher, PluginHost, is_sha256_hex,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -52,23 +37,6 @@ pub enum PluginError {
     },
     #[error(transparent)]
     Host(#[from] HostError),
-}
-
-/// The lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Whether `hash` looks like a SHA-256 in hex (it names files on disk).
-pub fn is_sha256_hex(hash: &str) -> bool {
-    hash.len() == 64
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The worker's plugins: libraries fetched once by hash into `dir`, and one
@@ -183,14 +151,14 @@ impl Plugins {
         let temporary = tempfile::NamedTempFile::new_in(&self.dir).map_err(cache)?;
         let (file, temporary) = temporary.into_parts();
         let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
+        let mut hasher = LibraryHasher::default();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(fetch)?;
             hasher.update(&chunk.data);
             file.write_all(&chunk.data).await.map_err(cache)?;
         }
         file.sync_all().await.map_err(cache)?;
-        let found = hex(&hasher.finalize());
+        let found = hasher.finish();
         if found != plugin.sha256 {
             return Err(PluginError::HashMismatch {
                 plugin: plugin.clone(),
@@ -206,28 +174,5 @@ impl Plugins {
 impl std::fmt::Debug for Plugins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugins").field("dir", &self.dir).finish()
-    }
-}
-
-/// The host side of `harrow plugin-host`.
-pub fn run_plugin_host(library: &Path, socket: Option<&Path>) -> std::io::Result<()> {
-    host::run_host(library, socket)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_are_checked_before_they_name_files() {
-        let hash = sha256_hex(b"abc");
-        assert_eq!(
-            hash,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert!(is_sha256_hex(&hash));
-        assert!(!is_sha256_hex("../../etc/passwd"));
-        assert!(!is_sha256_hex(&hash.to_uppercase()));
-        assert!(!is_sha256_hex(&hash[1..]));
     }
 }

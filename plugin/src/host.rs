@@ -26,8 +26,8 @@ use harrow_proto::v1::plugin_response::Response;
 use harrow_sdk::plugin::schema_to_ffi;
 use harrow_sdk::{Counters, JobError, JobRuntime, KeyGroups, Mapper, TaskInfo, TaskKind};
 
-use super::library::{FfiJob, Plugin};
-use super::protocol::{read_message, write_message};
+use crate::library::{FfiJob, Plugin};
+use crate::protocol::{read_message, write_message};
 
 thread_local! {
     /// The attempt the current thread works for, for the plugin's log lines.
