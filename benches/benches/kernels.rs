@@ -77,7 +77,7 @@ fn partition_hashing(c: &mut Criterion) {
     let mut group = c.benchmark_group("partition");
     group.throughput(Throughput::Elements(keys.len() as u64));
     group.bench_function("xxh3 of 100k string keys, 16 partitions", |b| {
-        b.iter(|| harrow_worker::partition::partition_ids(black_box(&keys), 16).unwrap())
+        b.iter(|| harrow_core::partition::partition_ids(black_box(&keys), 16).unwrap())
     });
     group.finish();
 }
@@ -120,7 +120,7 @@ fn key_sort(c: &mut Criterion) {
                 let rows = converter
                     .convert_columns(std::slice::from_ref(black_box(&keys)))
                     .unwrap();
-                harrow_worker::partition::sort_order(&partitions, &rows)
+                harrow_core::partition::sort_order(&partitions, &rows)
             })
         },
     );

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use harrow_core::storage::{Location, LocationError, StorageOptions};
 use harrow_core::task::{Compression, InputFormat, InputSpec};
+use harrow_formats::compressed::CompressedReader;
+use harrow_formats::framing::Framing;
+use harrow_formats::input::InputError;
+use harrow_formats::parquet_input::parquet_schema;
 use harrow_sdk::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use harrow_worker::compressed::CompressedReader;
-use harrow_worker::framing::Framing;
-use harrow_worker::input::InputError;
-use harrow_worker::parquet_input::parquet_schema;
 use object_store::ObjectStoreExt;
 
 use crate::planner::InputFile;

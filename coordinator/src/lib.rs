@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod planner;
 pub mod plugins;
 pub mod report;
+pub mod sample;
 pub mod scheduler;
 pub mod server;
 pub mod service;

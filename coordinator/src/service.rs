@@ -24,7 +24,6 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
 use harrow_proto::v1::worker_service_server::WorkerService;
 use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
-use harrow_worker::sample::sample_range_bounds;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
@@ -34,6 +33,7 @@ use crate::input_plan::{self, InputRequest};
 use crate::planner;
 use crate::plugins::{MAX_PLUGIN_BYTES, PluginStore};
 use crate::report::{job_report, worker_reports};
+use crate::sample::sample_range_bounds;
 use crate::scheduler::{Action, AttemptProgress, Event, FetchReport, JobPlan, Scheduler};
 
 /// The longest a worker's task request may wait for work.

@@ -31,11 +31,12 @@ use tonic::service::interceptor::InterceptedService;
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
 use crate::fetch::{Recovery, Relocation, ThisWorker};
-use crate::map_task::{MapInput, MapOutputSpec, lanes, run_map};
+use crate::map_task::{MapOutputSpec, lanes, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
 use crate::reduce_task::{CommitGate, ReduceTask};
 use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, job_dir};
+use harrow_formats::source::SplitInput;
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;
@@ -667,7 +668,7 @@ async fn execute(
             shared
                 .shuffle_keys
                 .insert(attempt.task.job, assignment.shuffle_key.clone());
-            let input = MapInput {
+            let input = SplitInput {
                 split: &split,
                 spec: &assignment.input,
                 storage: &assignment.storage,

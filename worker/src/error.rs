@@ -10,9 +10,11 @@ use harrow_core::task::{FailureKind, FetchFailure};
 use harrow_sdk::JobError;
 
 use crate::cpu::CpuPanic;
-use crate::input::InputError;
-use crate::partition::UnsupportedKey;
 use crate::segment::SegmentError;
+use harrow_core::partition::UnsupportedKey;
+use harrow_formats::input::InputError;
+use harrow_formats::output::OutputError;
+use harrow_formats::source::OpenError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -137,6 +139,27 @@ impl TaskError {
     }
 }
 
+impl From<OpenError> for TaskError {
+    fn from(error: OpenError) -> TaskError {
+        match error {
+            OpenError::Location(error) => TaskError::Location(error),
+            OpenError::Input(error) => TaskError::Input(error),
+        }
+    }
+}
+
+/// Output errors keep their kinds: a local I/O error is the worker's, rows
+/// that do not fit the job's schema are the job's.
+impl From<OutputError> for TaskError {
+    fn from(error: OutputError) -> TaskError {
+        match error {
+            OutputError::Io { path, source } => TaskError::Io { path, source },
+            OutputError::Arrow { during, source } => TaskError::Arrow { during, source },
+            OutputError::Path { path, reason } => TaskError::OutputPath { path, reason },
+        }
+    }
+}
+
 /// An object store's error: its refusals are the job's (a missing object,
 /// bad credentials, a path it cannot hold); anything else is what is left
 /// after `object_store`'s own retries of timeouts and 5xx answers.
@@ -238,6 +261,27 @@ mod tests {
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind, "{error}");
+        }
+    }
+
+    #[test]
+    fn output_errors_keep_their_kind_and_message() {
+        let disk_full = OutputError::Io {
+            path: "/work/out/part".into(),
+            source: std::io::Error::from(ErrorKind::StorageFull),
+        };
+        let wrong_rows = OutputError::Arrow {
+            during: "checking reduce output against the job's schema",
+            source: arrow::error::ArrowError::SchemaError("n is Utf8".into()),
+        };
+        let link = OutputError::Path {
+            path: "/out/_temporary".into(),
+            reason: "is a symbolic link".into(),
+        };
+        for (error, kind) in [(disk_full, Worker), (wrong_rows, Job), (link, Job)] {
+            let message = error.to_string();
+            let error = TaskError::from(error);
+            assert_eq!((error.kind(), error.to_string()), (kind, message));
         }
     }
 

@@ -22,9 +22,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use prost::Message;
 
-use crate::decode::ChunkDecoder;
-use crate::framing::Framing;
-use crate::input::{SplitReader, TextChunk};
+use harrow_formats::decode::ChunkDecoder;
+use harrow_formats::framing::Framing;
+use harrow_formats::input::{SplitReader, TextChunk};
 
 /// The messages workers and the coordinator decode from each other and
 /// from clients, and their conversions.

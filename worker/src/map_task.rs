@@ -11,21 +11,19 @@
 //! mapper over, so lanes take pieces in a fixed order and the output does
 //! not depend on timing; meanwhile the next piece is read.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::row::Rows;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use harrow_core::ids::AttemptId;
-use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
-    AttemptCounters, BAD_RECORD_SAMPLES, Compression, InputFormat, InputReport, InputSpec,
-    Partitioner, SegmentInfo, Split,
+    AttemptCounters, BAD_RECORD_SAMPLES, InputFormat, InputReport, InputSpec, Partitioner,
+    SegmentInfo,
 };
 use harrow_sdk::{
     JobError, JobRuntime, KeyGroups, Mapper, OwnedMapper, TaskInfo, TaskKind, group_bounds,
@@ -33,129 +31,15 @@ use harrow_sdk::{
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::compressed::CompressedReader;
 use crate::cpu::run_cpu;
-use crate::decode::{ChunkDecoder, Decoded};
 use crate::error::TaskError;
-use crate::framing::Framing;
-use crate::input::{BATCH_ROWS, InputError, SplitReader, TextChunk};
-use crate::memory::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, TaskMemory};
+use crate::memory::{MIN_CHUNK_BYTES, TaskMemory};
 use crate::merge::{Run, merge_runs};
-use crate::parquet_input::{ParquetSplit, RowGroup};
-use crate::partition::{key_rows, partition_ids, range_partition_ids, sort_order};
 use crate::segment::{MapOutputWriter, data_path, index_path, read_index, write_map_output};
-
-/// Rows per piece of generated input, at most.
-const MAX_PIECE_ROWS: u64 = 1 << 20;
-
-/// Where a map attempt's input comes from.
-pub(crate) enum Source {
-    Split(SplitReader),
-    Compressed(CompressedReader),
-    Parquet(ParquetSplit),
-    /// Generated input: the split's `start..end` are row numbers.
-    Rows {
-        next: u64,
-        end: u64,
-        piece: u64,
-    },
-}
-
-/// A unit of input to decode and map on a CPU thread.
-pub(crate) enum Piece {
-    Chunk(TextChunk),
-    RowGroup(RowGroup),
-    Rows(Range<u64>),
-}
-
-impl Piece {
-    /// Input bytes read.
-    fn bytes(&self) -> u64 {
-        match self {
-            Piece::Chunk(chunk) => chunk.data.len() as u64,
-            Piece::RowGroup(group) => group.bytes,
-            Piece::Rows(_) => 0,
-        }
-    }
-
-    /// How far this piece moves the attempt through its split, in the
-    /// split's own unit: bytes, or rows of generated input.
-    fn progress(&self) -> u64 {
-        match self {
-            Piece::Rows(rows) => rows.end - rows.start,
-            _ => self.bytes(),
-        }
-    }
-}
-
-impl Source {
-    /// Opens a split; `piece_bytes` bounds the text chunks (generated input
-    /// takes a row per byte, up to [`MAX_PIECE_ROWS`]).
-    pub(crate) async fn open(
-        job: &dyn JobRuntime,
-        input: MapInput<'_>,
-        decoder: &ChunkDecoder,
-        piece_bytes: u64,
-    ) -> Result<Source, TaskError> {
-        let split = input.split;
-        if job.schema().generated.is_some() {
-            return Ok(Source::Rows {
-                next: split.start,
-                end: split.end,
-                piece: piece_bytes.clamp(1, MAX_PIECE_ROWS),
-            });
-        }
-        let location = Location::parse_with(&split.location, input.storage)?;
-        let store = location.store().clone();
-        let path = location.path().clone();
-        let framing = Framing::of(input.spec.format);
-        Ok(
-            match (input.spec.format, Compression::of(&split.location)) {
-                (InputFormat::Parquet, _) => Source::Parquet(
-                    ParquetSplit::open(store, path, split, decoder.projected_schema().clone())
-                        .await?,
-                ),
-                // A compressed file is one split; its size says little about
-                // the text inside, so chunks take the largest size.
-                (_, Some(compression)) => Source::Compressed(
-                    CompressedReader::open(
-                        store,
-                        path,
-                        &split.location,
-                        compression,
-                        MAX_CHUNK_BYTES as usize / 2,
-                        framing,
-                    )
-                    .await?,
-                ),
-                (_, None) => {
-                    Source::Split(SplitReader::new(store, path, split, piece_bytes, framing))
-                }
-            },
-        )
-    }
-
-    pub(crate) async fn next(&mut self) -> Result<Option<Piece>, InputError> {
-        Ok(match self {
-            Source::Split(reader) => reader.next_chunk().await?.map(Piece::Chunk),
-            Source::Compressed(reader) => reader.next_chunk().await?.map(Piece::Chunk),
-            Source::Parquet(reader) => reader.next_row_group().await?.map(Piece::RowGroup),
-            Source::Rows { next, end, piece } => (*next < *end).then(|| {
-                let start = *next;
-                *next = (*end).min(start + *piece);
-                Piece::Rows(start..*next)
-            }),
-        })
-    }
-
-    /// Where the records of a byte-range split start and end.
-    fn span(&self) -> Option<(u64, u64)> {
-        match self {
-            Source::Split(reader) => reader.span(),
-            Source::Compressed(_) | Source::Parquet(_) | Source::Rows { .. } => None,
-        }
-    }
-}
+use harrow_core::partition::{key_rows, partition_ids, range_partition_ids, sort_order};
+use harrow_formats::decode::ChunkDecoder;
+use harrow_formats::input::InputError;
+use harrow_formats::source::{Piece, Source, SplitInput};
 
 /// What a map attempt produced.
 #[derive(Debug)]
@@ -163,14 +47,6 @@ pub struct MapResult {
     pub segments: Vec<SegmentInfo>,
     pub counters: AttemptCounters,
     pub input: InputReport,
-}
-
-/// The split a map attempt reads and how.
-#[derive(Debug, Clone, Copy)]
-pub struct MapInput<'a> {
-    pub split: &'a Split,
-    pub spec: &'a InputSpec,
-    pub storage: &'a StorageOptions,
 }
 
 /// Where map output goes: how many reduce partitions, how keys are
@@ -201,7 +77,7 @@ pub fn lanes(threads: usize, slots: usize, job_maps: u32) -> usize {
 pub async fn run_map(
     job: Arc<dyn JobRuntime>,
     attempt: AttemptId,
-    input: MapInput<'_>,
+    input: SplitInput<'_>,
     output: MapOutputSpec,
     dir: PathBuf,
     progress: &AtomicU64,
@@ -214,7 +90,9 @@ pub async fn run_map(
     let threads = rayon::current_num_threads().max(1) as u64;
     let chunk_bytes = ((split.end - split.start) / (4 * threads))
         .clamp(MIN_CHUNK_BYTES, output.memory.max_chunk_bytes());
-    let mut source = Source::open(job.as_ref(), input, &decoder, chunk_bytes).await?;
+    let generated = job.schema().generated.is_some();
+    let mut source =
+        Source::open(input, generated, decoder.projected_schema(), chunk_bytes).await?;
     let mut lanes = Lanes::new(job.as_ref(), output.lanes, &output.memory);
     // Pieces read and not yet mapped: one per lane (or thread), and one
     // more being read.
@@ -444,19 +322,6 @@ fn combine_groups(job: &dyn JobRuntime, sorted: RecordBatch) -> Result<RecordBat
         .map_err(TaskError::job("combine"))
 }
 
-/// Batches of generated input: row numbers, [`BATCH_ROWS`] at a time.
-fn row_batches(rows: Range<u64>) -> Vec<RecordBatch> {
-    let schema = harrow_sdk::generated_schema();
-    (rows.start..rows.end)
-        .step_by(BATCH_ROWS)
-        .map(|start| {
-            let end = rows.end.min(start + BATCH_ROWS as u64);
-            let column: ArrayRef = Arc::new(UInt64Array::from_iter_values(start..end));
-            RecordBatch::try_new(schema.clone(), vec![column]).expect("row numbers fit the schema")
-        })
-        .collect()
-}
-
 /// A mapper kept across pieces, and the bytes of decoded input it has
 /// mapped: an estimate of what its state holds.
 pub(crate) struct Lane {
@@ -623,17 +488,7 @@ pub(crate) fn map_piece(
     slot: LaneSlot,
 ) -> impl FnOnce() -> Result<Mapped, TaskError> {
     move || {
-        let decoded = match piece {
-            Piece::Chunk(chunk) => decoder.decode(&file, &chunk)?,
-            Piece::RowGroup(group) => Decoded {
-                batches: group.batches()?,
-                ..Decoded::default()
-            },
-            Piece::Rows(rows) => Decoded {
-                batches: row_batches(rows),
-                ..Decoded::default()
-            },
-        };
+        let decoded = piece.decode(&decoder, &file)?;
         let mut lane = slot.lane.unwrap_or_else(|| Lane {
             mapper: Box::new(OwnedMapper::new(job)),
             mapped: 0,
@@ -732,7 +587,8 @@ fn sort_and_write(
     let all =
         concat_batches(&schema, &outputs).map_err(TaskError::arrow("concatenating map output"))?;
     drop(outputs);
-    let mut rows = key_rows(&job.schema().key, all.column(0))?;
+    let mut rows =
+        key_rows(&job.schema().key, all.column(0)).map_err(TaskError::arrow("encoding keys"))?;
     // With a combiner and repeated keys, equal keys are folded before the
     // sort, found by hashing: the sort and the shuffle then handle one row
     // per key. Mostly distinct keys are sorted first and combined after.
@@ -741,7 +597,8 @@ fn sort_and_write(
         false => (all, false),
     };
     if combined {
-        rows = key_rows(&job.schema().key, all.column(0))?;
+        rows = key_rows(&job.schema().key, all.column(0))
+            .map_err(TaskError::arrow("encoding keys"))?;
     }
     let partitions = match &output.partitioner {
         Partitioner::Hash => partition_ids(all.column(0), reducers)?,

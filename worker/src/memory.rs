@@ -6,11 +6,7 @@
 
 use std::path::Path;
 
-const MIB: u64 = 1 << 20;
-
-/// Bounds on the input bytes read per request and mapped per rayon job.
-pub const MIN_CHUNK_BYTES: u64 = MIB;
-pub const MAX_CHUNK_BYTES: u64 = 32 * MIB;
+pub use harrow_formats::source::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 /// Caps glibc's malloc arenas at one per CPU (at least two), from its
 /// default of eight per CPU. Tokio and rayon threads each allocate from an
@@ -178,6 +174,6 @@ mod tests {
         assert_eq!(task.bytes, 256 << 20);
         assert!(task.spill_bytes() * 3 < task.bytes);
         assert_eq!(task.max_chunk_bytes(), 16 << 20);
-        assert_eq!(TaskMemory::share(0, 0).max_chunk_bytes(), MIB);
+        assert_eq!(TaskMemory::share(0, 0).max_chunk_bytes(), MIN_CHUNK_BYTES);
     }
 }

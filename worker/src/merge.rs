@@ -21,7 +21,7 @@ use harrow_core::task::OutputFormat;
 use harrow_sdk::{Counters, JobRuntime, KeyGroups, group_bounds};
 
 use crate::error::TaskError;
-use crate::output::OutputWriter;
+use harrow_formats::output::OutputWriter;
 
 /// Rows gathered before a sink call (more if one group is larger).
 const MERGE_BATCH_ROWS: usize = 8192;
@@ -83,7 +83,7 @@ pub fn merge_and_reduce(
         let output = job
             .reduce(KeyGroups::new(&batch, &bounds), &mut counters)
             .map_err(TaskError::job("reduce"))?;
-        writer.write(&output)
+        Ok(writer.write(&output)?)
     })?;
     let (records_out, bytes_out) = writer.finish()?;
     Ok(ReduceStats {
@@ -104,7 +104,8 @@ pub fn merge_runs(
     sink: impl FnMut(RecordBatch) -> Result<(), TaskError>,
 ) -> Result<u64, TaskError> {
     let mut merge = Merge {
-        converter: crate::partition::key_converter(key_type)?,
+        converter: harrow_core::partition::key_converter(key_type)
+            .map_err(TaskError::arrow("encoding keys"))?,
         sources: Vec::new(),
         pending: Vec::new(),
         records: 0,

@@ -19,7 +19,7 @@ use crate::cpu::run_cpu;
 use crate::error::TaskError;
 use crate::fetch::{Fetch, Recovery, ThisWorker};
 use crate::merge::merge_and_reduce;
-use crate::output::create_below;
+use harrow_formats::output::create_below;
 
 /// The reduce attempt's link to the coordinator: where map outputs moved
 /// after a failed fetch ([`Recovery`]), and whether this attempt may make

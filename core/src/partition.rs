@@ -4,16 +4,16 @@
 //! every process and every release; changing it would send one key to two
 //! reducers during a rolling upgrade. By range (total order): the key's
 //! bytes in Arrow's row format, the order the shuffle sorts and merges in,
-//! against bounds cut from a sample of the job's map output.
+//! against bounds cut from a sample of the job's map output (by the
+//! coordinator, at submission).
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use arrow::row::{RowConverter, Rows, SortField};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use arrow::error::ArrowError;
 use rayon::slice::ParallelSliceMut;
-
-use crate::error::TaskError;
 
 const PARTITION_SEED: u64 = 0x6861_7272_6f77_0001; // "harrow", version 1
 
@@ -75,16 +75,13 @@ pub fn partition_ids(keys: &ArrayRef, partitions: u32) -> Result<Vec<u32>, Unsup
 
 /// The converter for keys of `key_type` into Arrow's row format, the one
 /// order the map sort, the range partitioner and the merge share.
-pub fn key_converter(key_type: &DataType) -> Result<RowConverter, TaskError> {
+pub fn key_converter(key_type: &DataType) -> Result<RowConverter, ArrowError> {
     RowConverter::new(vec![SortField::new(key_type.clone())])
-        .map_err(TaskError::arrow("encoding keys"))
 }
 
 /// `keys` in Arrow's row format.
-pub fn key_rows(key_type: &DataType, keys: &ArrayRef) -> Result<Rows, TaskError> {
-    key_converter(key_type)?
-        .convert_columns(std::slice::from_ref(keys))
-        .map_err(TaskError::arrow("encoding keys"))
+pub fn key_rows(key_type: &DataType, keys: &ArrayRef) -> Result<Rows, ArrowError> {
+    key_converter(key_type)?.convert_columns(std::slice::from_ref(keys))
 }
 
 /// The partition of every row under range `bounds`: the number of bounds

@@ -18,7 +18,36 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::error::TaskError;
+/// Why output could not be written, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("arrow error in {during}: {source}")]
+    Arrow {
+        during: &'static str,
+        #[source]
+        source: ArrowError,
+    },
+    /// A local output path the job cannot write through.
+    #[error("{path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+}
+
+impl OutputError {
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> OutputError {
+        let path = path.into();
+        move |source| OutputError::Io { path, source }
+    }
+
+    fn arrow(during: &'static str) -> impl FnOnce(ArrowError) -> OutputError {
+        move |source| OutputError::Arrow { during, source }
+    }
+}
 
 type Buffered = BufWriter<File>;
 
@@ -39,13 +68,17 @@ pub struct OutputWriter {
 
 impl OutputWriter {
     /// `schema`: the job's declared output schema.
-    pub fn create(path: &Path, format: OutputFormat, schema: SchemaRef) -> Result<Self, TaskError> {
+    pub fn create(
+        path: &Path,
+        format: OutputFormat,
+        schema: SchemaRef,
+    ) -> Result<Self, OutputError> {
         // A new file only: never write through a link planted at its name.
         let file = File::options()
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(TaskError::io(path))?;
+            .map_err(OutputError::io(path))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let sink = match format {
             OutputFormat::Text => Sink::Text(out),
@@ -56,7 +89,7 @@ impl OutputWriter {
                 // The header goes out even when the partition has no rows.
                 writer
                     .write(&RecordBatch::new_empty(schema.clone()))
-                    .map_err(TaskError::arrow("writing the CSV header"))?;
+                    .map_err(OutputError::arrow("writing the CSV header"))?;
                 Sink::Csv(writer)
             }
             OutputFormat::Jsonl => Sink::Jsonl(arrow::json::LineDelimitedWriter::new(out)),
@@ -77,11 +110,11 @@ impl OutputWriter {
         })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), OutputError> {
         // The job's rows must have its declared types: Parquet stores them,
         // and every format should say the same thing.
         let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(
-            TaskError::arrow("checking reduce output against the job's schema"),
+            OutputError::arrow("checking reduce output against the job's schema"),
         )?;
         match &mut self.sink {
             Sink::Text(out) => {
@@ -95,9 +128,9 @@ impl OutputWriter {
                         failed = Some(e);
                     }
                 })
-                .map_err(TaskError::arrow("formatting output"))?;
+                .map_err(OutputError::arrow("formatting output"))?;
                 if let Some(e) = failed {
-                    return Err(TaskError::io(&self.path)(e));
+                    return Err(OutputError::io(&self.path)(e));
                 }
             }
             Sink::Csv(writer) => writer
@@ -115,7 +148,7 @@ impl OutputWriter {
     }
 
     /// Finishes the format, flushes and syncs the file: (records, bytes).
-    pub fn finish(self) -> Result<(u64, u64), TaskError> {
+    pub fn finish(self) -> Result<(u64, u64), OutputError> {
         let path = self.path;
         let out = match self.sink {
             Sink::Text(out) => out,
@@ -129,38 +162,38 @@ impl OutputWriter {
         let file = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .map_err(TaskError::io(&path))?;
-        file.sync_data().map_err(TaskError::io(&path))?;
-        let bytes = file.metadata().map_err(TaskError::io(&path))?.len();
+            .map_err(OutputError::io(&path))?;
+        file.sync_data().map_err(OutputError::io(&path))?;
+        let bytes = file.metadata().map_err(OutputError::io(&path))?.len();
         Ok((self.records, bytes))
     }
 }
 
-fn write_error(path: &Path, error: ArrowError) -> TaskError {
+fn write_error(path: &Path, error: ArrowError) -> OutputError {
     match error {
-        ArrowError::IoError(_, source) => TaskError::io(path)(source),
-        other => TaskError::arrow("writing output")(other),
+        ArrowError::IoError(_, source) => OutputError::io(path)(source),
+        other => OutputError::arrow("writing output")(other),
     }
 }
 
-fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> TaskError {
-    TaskError::io(path)(std::io::Error::other(error))
+fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> OutputError {
+    OutputError::io(path)(std::io::Error::other(error))
 }
 
 /// Creates `dir`, which lies below `root`, one level at a time, refusing to
 /// pass through a symbolic link or anything but a directory: a link planted
 /// under a job's output would send its files, and the clean-up's deletions,
 /// outside it. `root` itself is the user's and is created as is.
-pub fn create_below(root: &Path, dir: &Path) -> Result<(), TaskError> {
-    std::fs::create_dir_all(root).map_err(TaskError::io(root))?;
-    let relative = dir.strip_prefix(root).map_err(|_| TaskError::OutputPath {
+pub fn create_below(root: &Path, dir: &Path) -> Result<(), OutputError> {
+    std::fs::create_dir_all(root).map_err(OutputError::io(root))?;
+    let relative = dir.strip_prefix(root).map_err(|_| OutputError::Path {
         path: dir.to_path_buf(),
         reason: format!("not below {}", root.display()),
     })?;
     let mut path = root.to_path_buf();
     for component in relative.components() {
         path.push(component);
-        let refuse = |what: &str| TaskError::OutputPath {
+        let refuse = |what: &str| OutputError::Path {
             path: path.clone(),
             reason: format!("{what}; refusing to write through it"),
         };
@@ -176,15 +209,15 @@ pub fn create_below(root: &Path, dir: &Path) -> Result<(), TaskError> {
                     // Another attempt made it first: check what it is.
                     Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                         let meta =
-                            std::fs::symlink_metadata(&path).map_err(TaskError::io(&path))?;
+                            std::fs::symlink_metadata(&path).map_err(OutputError::io(&path))?;
                         if !meta.is_dir() {
                             return Err(refuse("is not a directory"));
                         }
                     }
-                    Err(error) => return Err(TaskError::io(&path)(error)),
+                    Err(error) => return Err(OutputError::io(&path)(error)),
                 }
             }
-            Err(error) => return Err(TaskError::io(&path)(error)),
+            Err(error) => return Err(OutputError::io(&path)(error)),
         }
     }
     Ok(())
