@@ -179,7 +179,7 @@ fn merge(c: &mut Criterion) {
         let mut writer = StreamWriter::try_new(file, &batch.schema()).unwrap();
         writer.write(&batch).unwrap();
         writer.finish().unwrap();
-        segments.push(harrow_worker::merge::Run::file(&path).unwrap());
+        segments.push(harrow_worker::reduce::merge::Run::file(&path).unwrap());
     }
     let job = harrow_sdk::record_runtime(WordCount);
     let mut group = c.benchmark_group("merge");
@@ -188,7 +188,7 @@ fn merge(c: &mut Criterion) {
         b.iter_batched(
             || dir.path().join("out.txt"),
             |output| {
-                harrow_worker::merge::merge_and_reduce(
+                harrow_worker::reduce::merge::merge_and_reduce(
                     job.as_ref(),
                     &segments,
                     &output,

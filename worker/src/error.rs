@@ -4,17 +4,17 @@
 use std::path::PathBuf;
 
 use harrow_core::ids::AttemptId;
+use harrow_core::partition::UnsupportedKey;
 use harrow_core::registry::RegistryError;
 use harrow_core::storage::LocationError;
 use harrow_core::task::{FailureKind, FetchFailure};
-use harrow_sdk::JobError;
-
-use crate::cpu::CpuPanic;
-use crate::segment::SegmentError;
-use harrow_core::partition::UnsupportedKey;
 use harrow_formats::input::InputError;
 use harrow_formats::output::OutputError;
 use harrow_formats::source::OpenError;
+use harrow_sdk::JobError;
+
+use crate::cpu::CpuPanic;
+use crate::shuffle::segment::SegmentError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {

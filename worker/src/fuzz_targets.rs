@@ -16,15 +16,14 @@ use bytes::Bytes;
 use harrow_core::ids::AttemptId;
 use harrow_core::task::{Assignment, InputFormat, InputSpec, OutputFormat, Split};
 use harrow_core::wire;
+use harrow_formats::decode::ChunkDecoder;
+use harrow_formats::framing::Framing;
+use harrow_formats::input::{SplitReader, TextChunk};
 use harrow_proto::v1 as pb;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use prost::Message;
-
-use harrow_formats::decode::ChunkDecoder;
-use harrow_formats::framing::Framing;
-use harrow_formats::input::{SplitReader, TextChunk};
 
 /// The messages workers and the coordinator decode from each other and
 /// from clients, and their conversions.
@@ -54,7 +53,7 @@ pub fn wire_messages(data: &[u8]) {
 
 /// A map output index file.
 pub fn segment_index(data: &[u8]) {
-    let _ = crate::segment::decode_index(data);
+    let _ = crate::shuffle::segment::decode_index(data);
 }
 
 /// A file read in two splits cut at an offset the first bytes choose, with

@@ -145,14 +145,18 @@ fn batch() -> RecordBatch {
 fn segment_index() {
     let dir = tempfile::tempdir().unwrap();
     let batch = batch();
-    harrow_worker::segment::write_map_output(
+    harrow_worker::shuffle::segment::write_map_output(
         dir.path(),
         "seed",
         &batch.schema(),
         &[vec![batch.clone()], vec![], vec![batch]],
     )
     .unwrap();
-    let index = std::fs::read(harrow_worker::segment::index_path(dir.path(), "seed")).unwrap();
+    let index = std::fs::read(harrow_worker::shuffle::segment::index_path(
+        dir.path(),
+        "seed",
+    ))
+    .unwrap();
     smoke(
         "segment_index",
         vec![index],

@@ -18,10 +18,10 @@ use arrow::datatypes::DataType;
 use arrow::ipc::reader::StreamReader;
 use arrow::row::{OwnedRow, RowConverter, Rows};
 use harrow_core::task::OutputFormat;
+use harrow_formats::output::OutputWriter;
 use harrow_sdk::{Counters, JobRuntime, KeyGroups, group_bounds};
 
 use crate::error::TaskError;
-use harrow_formats::output::OutputWriter;
 
 /// Rows gathered before a sink call (more if one group is larger).
 const MERGE_BATCH_ROWS: usize = 8192;

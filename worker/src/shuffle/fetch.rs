@@ -25,9 +25,9 @@ use tokio::io::AsyncWriteExt;
 use tonic::Status;
 
 use crate::error::TaskError;
-use crate::merge::Run;
-use crate::segment::{data_path, index_path, read_index};
-use crate::shuffle::{CHUNK_BYTES, MAX_MESSAGE_BYTES, job_dir};
+use crate::reduce::merge::Run;
+use crate::shuffle::segment::{data_path, index_path, read_index};
+use crate::shuffle::serve::{CHUNK_BYTES, MAX_MESSAGE_BYTES, job_dir};
 
 /// Segments a reducer fetches at once.
 pub const FETCH_CONCURRENCY: usize = 4;
@@ -424,7 +424,7 @@ mod tests {
     use harrow_core::task::SegmentInfo;
 
     use super::*;
-    use crate::shuffle::test_map_output;
+    use crate::shuffle::serve::test_map_output;
 
     struct Setup {
         work: tempfile::TempDir,

@@ -21,6 +21,7 @@ use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, FetchFailure, InputReport, SegmentInfo, TaskSpec,
 };
 use harrow_core::wire;
+use harrow_formats::source::SplitInput;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
@@ -30,13 +31,12 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
-use crate::fetch::{Recovery, Relocation, ThisWorker};
-use crate::map_task::{MapOutputSpec, lanes, run_map};
+use crate::map::{MapOutputSpec, lanes, run_map};
 use crate::memory::TaskMemory;
 use crate::plugin::{PluginJob, Plugins};
-use crate::reduce_task::{CommitGate, ReduceTask};
-use crate::shuffle::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, job_dir};
-use harrow_formats::source::SplitInput;
+use crate::reduce::{CommitGate, ReduceTask};
+use crate::shuffle::fetch::{Recovery, Relocation, ThisWorker};
+use crate::shuffle::serve::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer, job_dir};
 
 /// How long one task request waits at the coordinator for work.
 const TASK_POLL_MS: u64 = 10_000;

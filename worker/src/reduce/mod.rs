@@ -2,6 +2,9 @@
 //! into a local file, upload it under `OUTPUT/_temporary/ATTEMPT/`, ask the
 //! coordinator for the commit, and only then move it to
 //! `OUTPUT/part-r-NNNNN`. A refused or failed attempt deletes its upload.
+//! [`merge`]: the sorted runs merged and reduced group by group.
+
+pub mod merge;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,15 +14,15 @@ use harrow_core::ids::AttemptId;
 use harrow_core::security::Token;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, MapOutput, OutputFormat, TEMPORARY_DIR, part_file_name};
+use harrow_formats::output::create_below;
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncReadExt;
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
-use crate::fetch::{Fetch, Recovery, ThisWorker};
-use crate::merge::merge_and_reduce;
-use harrow_formats::output::create_below;
+use crate::shuffle::fetch::{Fetch, Recovery, ThisWorker};
+use merge::merge_and_reduce;
 
 /// The reduce attempt's link to the coordinator: where map outputs moved
 /// after a failed fetch ([`Recovery`]), and whether this attempt may make

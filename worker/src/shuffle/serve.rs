@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::segment::{data_path, index_path, read_index};
+use crate::shuffle::segment::{data_path, index_path, read_index};
 
 /// Bytes per streamed chunk.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
@@ -111,7 +111,7 @@ impl ShuffleService for ShuffleServer {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| match &e {
-                crate::segment::SegmentError::Io { source, .. }
+                crate::shuffle::segment::SegmentError::Io { source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
                     Status::not_found(format!("no map output of {attempt} on this worker"))
@@ -172,7 +172,7 @@ pub(crate) fn test_map_output(
     use arrow::array::{RecordBatch, StringArray, UInt64Array};
     use arrow::datatypes::{DataType, Field, Schema};
 
-    use crate::segment::write_map_output;
+    use crate::shuffle::segment::write_map_output;
     let schema = Arc::new(Schema::new(vec![
         Field::new("key", DataType::Utf8, false),
         Field::new("value", DataType::UInt64, false),
