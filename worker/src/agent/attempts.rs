@@ -1,0 +1,139 @@
+//! Running one attempt: its task built from the assignment, run with
+//! panics caught, and its outcome reported.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use futures::FutureExt;
+use harrow_core::task::{
+    Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
+};
+use harrow_core::wire;
+use harrow_formats::source::SplitInput;
+
+use super::Shared;
+use crate::cpu::CpuPanic;
+use crate::error::TaskError;
+use crate::map::{MapOutputSpec, lanes, run_map};
+use crate::memory::TaskMemory;
+use crate::plugin::PluginJob;
+use crate::reduce::ReduceTask;
+use crate::shuffle::fetch::ThisWorker;
+use crate::shuffle::serve::job_dir;
+
+pub(super) async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<AtomicU64>) {
+    let attempt = assignment.attempt;
+    tracing::info!(%attempt, job = %assignment.job_name, "attempt started");
+    // A panic in code that runs on the async runtime (a decoder reading a
+    // corrupt footer, say) fails the attempt, not the worker.
+    let executed = AssertUnwindSafe(execute(shared, assignment, progress))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(TaskError::Panic {
+                during: "panicked:",
+                source: CpuPanic {
+                    message: harrow_sdk::panic_message(panic.as_ref()),
+                },
+            })
+        });
+    let (counters, outcome) = match executed {
+        Ok((counters, segments, input)) => {
+            (counters, AttemptOutcome::Succeeded { segments, input })
+        }
+        Err(error) => {
+            tracing::warn!(%attempt, %error, "attempt failed");
+            let message = error.to_string();
+            let outcome = match error {
+                TaskError::Fetch {
+                    map_attempt, cause, ..
+                } => AttemptOutcome::FetchFailed {
+                    map_attempt,
+                    message,
+                    cause,
+                },
+                error => AttemptOutcome::Failed {
+                    message,
+                    kind: error.kind(),
+                },
+            };
+            (AttemptCounters::default(), outcome)
+        }
+    };
+    let report = wire::attempt_report(shared.worker_id(), attempt, counters, outcome);
+    if let Err(status) = shared.coordinator.clone().report_attempt(report).await {
+        tracing::warn!(%attempt, %status, "could not report attempt");
+    }
+}
+
+async fn execute(
+    shared: &Shared,
+    assignment: Assignment,
+    progress: Arc<AtomicU64>,
+) -> Result<(AttemptCounters, Vec<SegmentInfo>, InputReport), TaskError> {
+    let attempt = assignment.attempt;
+    let job = match &assignment.plugin {
+        Some(plugin) => {
+            let job = PluginJob {
+                job: attempt.task.job,
+                plugin,
+                name: &assignment.job_name,
+                args: &assignment.args,
+                input_schema: &assignment.input.schema,
+            };
+            shared.plugins.job(job, &shared.coordinator).await?
+        }
+        None => {
+            let args = harrow_sdk::JobArgs::new(assignment.args.clone())
+                .with_input_schema(assignment.input.schema.clone());
+            shared.registry.instantiate(&assignment.job_name, &args)?
+        }
+    };
+    let dir = job_dir(&shared.config.work_dir, attempt.task.job);
+    match assignment.task {
+        TaskSpec::Map { split, job_maps } => {
+            shared
+                .shuffle_keys
+                .insert(attempt.task.job, assignment.shuffle_key.clone());
+            let input = SplitInput {
+                split: &split,
+                spec: &assignment.input,
+                storage: &assignment.storage,
+            };
+            let output = MapOutputSpec {
+                reducers: assignment.reducers,
+                partitioner: assignment.partitioner,
+                memory: TaskMemory::share(shared.config.memory_budget, shared.config.slots),
+                lanes: lanes(rayon::current_num_threads(), shared.config.slots, job_maps),
+            };
+            let result = run_map(job, attempt, input, output, dir, &progress).await?;
+            Ok((result.counters, result.segments, result.input))
+        }
+        TaskSpec::Reduce {
+            partition,
+            output,
+            map_outputs,
+        } => {
+            let task = ReduceTask {
+                job,
+                attempt,
+                partition,
+                output: &output,
+                map_outputs: &map_outputs,
+                shuffle_key: &assignment.shuffle_key,
+                scratch: dir.join(attempt.file_stem()),
+                progress,
+                storage: &assignment.storage,
+                format: assignment.output_format,
+                own: ThisWorker {
+                    address: &shared.shuffle_address,
+                    work_dir: &shared.config.work_dir,
+                    connector: &shared.connector,
+                },
+            };
+            let counters = task.run(shared).await?;
+            Ok((counters, Vec::new(), InputReport::default()))
+        }
+    }
+}

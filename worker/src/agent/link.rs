@@ -1,0 +1,317 @@
+//! The worker's link to the coordinator: registration, heartbeats on a
+//! task of their own, the long poll for attempts, and the questions a
+//! reduce attempt asks (where lost map output went, whether it may commit).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use harrow_core::ids::{AttemptId, JobId};
+use harrow_core::security;
+use harrow_core::task::{Assignment, FetchFailure};
+use harrow_core::wire;
+use harrow_proto::v1 as pb;
+
+use super::attempts::run_attempt;
+use super::{RunningAttempt, Shared, WorkerError};
+use crate::error::TaskError;
+use crate::reduce::CommitGate;
+use crate::shuffle::fetch::{Recovery, Relocation};
+use crate::shuffle::serve::job_dir;
+
+/// How long one task request waits at the coordinator for work.
+const TASK_POLL_MS: u64 = 10_000;
+/// Pause after a failed call to the coordinator before the next try.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Registration tries before the worker gives up (about a minute).
+const REGISTER_TRIES: u32 = 120;
+
+impl Shared {
+    pub(super) fn worker_id(&self) -> String {
+        self.worker_id.lock().expect("worker id lock").clone()
+    }
+
+    /// Registers (again), retrying while the coordinator is unreachable.
+    pub(super) async fn register(&self) -> Result<Duration, WorkerError> {
+        let request = pb::RegisterRequest {
+            shuffle_address: self.shuffle_address.clone(),
+            slots: self.config.slots as u32,
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.coordinator.clone().register(request.clone()).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    *self.worker_id.lock().expect("worker id lock") = response.worker_id;
+                    return Ok(Duration::from_millis(
+                        response.heartbeat_interval_ms.max(10),
+                    ));
+                }
+                // A refused token or certificate will not be accepted by
+                // waiting.
+                Err(status)
+                    if tries >= REGISTER_TRIES
+                        || status.code() == tonic::Code::Unauthenticated
+                        || security::is_certificate_refused(&status) =>
+                {
+                    return Err(WorkerError::Register {
+                        url: self.config.coordinator.clone(),
+                        tries,
+                        reason: security::describe_status(&status),
+                    });
+                }
+                Err(status) => {
+                    tracing::debug!(%status, "coordinator not reachable yet");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        send_heartbeat(&shared, false).await;
+    }
+}
+
+/// One heartbeat: running attempts with their progress, the jobs whose map
+/// output is on disk, whether the worker drains or leaves.
+pub(super) async fn send_heartbeat(shared: &Shared, leaving: bool) {
+    let running: Vec<pb::AttemptProgress> = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .iter()
+        .map(|(attempt, running)| pb::AttemptProgress {
+            attempt_id: attempt.to_string(),
+            bytes: running.progress.load(Ordering::Relaxed),
+        })
+        .collect();
+    // Jobs with map output or a plugin host here: the coordinator says when
+    // each may go.
+    let mut held = shared.shuffle_keys.jobs();
+    held.extend(shared.plugins.jobs().await);
+    let jobs_with_data = held.iter().map(ToString::to_string).collect();
+    let request = pb::HeartbeatRequest {
+        worker_id: shared.worker_id(),
+        running,
+        jobs_with_data,
+        draining: shared.draining.load(Ordering::SeqCst),
+        leaving,
+    };
+    match shared.coordinator.clone().heartbeat(request).await {
+        Ok(response) if !leaving => handle_heartbeat_response(shared, response.into_inner()).await,
+        Ok(_) => {}
+        Err(status) => tracing::warn!(%status, "heartbeat failed"),
+    }
+}
+
+async fn handle_heartbeat_response(shared: &Shared, response: pb::HeartbeatResponse) {
+    if response.may_exit {
+        shared.exit_allowed.store(true, Ordering::SeqCst);
+        shared.may_exit.notify_waiters();
+    }
+    if response.unknown_worker && !shared.draining.load(Ordering::SeqCst) {
+        tracing::warn!("coordinator does not know this worker; registering again");
+        if let Err(error) = shared.register().await {
+            tracing::error!(%error, "re-registration failed");
+        }
+        return;
+    }
+    for attempt in response.kill_attempts {
+        let Ok(attempt) = attempt.parse::<AttemptId>() else {
+            continue;
+        };
+        let (killed, job_still_running) = {
+            let mut running = shared.running.lock().expect("running lock");
+            let killed = running.remove(&attempt);
+            let job = attempt.task.job;
+            (killed, running.keys().any(|a| a.task.job == job))
+        };
+        if let Some(running) = killed {
+            tracing::info!(%attempt, "killing attempt");
+            running.abort.abort();
+            // Its code may be stuck in the job's plugin host (a hung
+            // attempt); killing the host frees the threads waiting on it.
+            // Not while other attempts of the job run here: they would fail
+            // with it. The host goes at the latest when the job ends.
+            if !job_still_running {
+                shared.plugins.kill(attempt.task.job).await;
+            }
+        }
+    }
+    for job in response.release_jobs {
+        let Ok(job) = job.parse::<JobId>() else {
+            continue;
+        };
+        shared.shuffle_keys.remove(job);
+        shared.plugins.kill(job).await;
+        let dir = job_dir(&shared.config.work_dir, job);
+        if let Err(error) = tokio::fs::remove_dir_all(&dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, dir = %dir.display(), "could not delete map output");
+        }
+    }
+}
+
+/// Asks for work whenever a slot is free and runs what comes back.
+pub(super) async fn pull_loop(shared: Arc<Shared>) {
+    loop {
+        let Ok(first) = shared.slots.clone().acquire_owned().await else {
+            return;
+        };
+        if shared.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let free = shared.slots.available_permits() + 1;
+        let request = pb::TaskRequest {
+            worker_id: shared.worker_id(),
+            free_slots: free as u32,
+            wait_ms: TASK_POLL_MS,
+        };
+        let response = match shared.coordinator.clone().request_task(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                tracing::warn!(%status, "task request failed");
+                drop(first);
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        if response.unknown_worker {
+            drop(first);
+            if let Err(error) = shared.register().await {
+                tracing::error!(%error, "re-registration failed");
+            }
+            continue;
+        }
+        let mut permit = Some(first);
+        for assignment in response.assignments {
+            let slot = match permit.take() {
+                Some(slot) => slot,
+                None => shared
+                    .slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("coordinator assigned more than the free slots"),
+            };
+            let assignment = match Assignment::try_from(assignment) {
+                Ok(assignment) => assignment,
+                Err(error) => {
+                    tracing::error!(%error, "malformed assignment");
+                    continue;
+                }
+            };
+            let attempt = assignment.attempt;
+            let work = shared.clone();
+            let progress = Arc::new(AtomicU64::new(0));
+            let attempt_progress = progress.clone();
+            // Hold the lock across the spawn so the attempt cannot remove
+            // itself before it is recorded.
+            let mut running = shared.running.lock().expect("running lock");
+            let handle = tokio::spawn(async move {
+                run_attempt(&work, assignment, attempt_progress).await;
+                work.running.lock().expect("running lock").remove(&attempt);
+                work.attempt_finished.notify_waiters();
+                drop(slot);
+            });
+            let abort = handle.abort_handle();
+            running.insert(attempt, RunningAttempt { abort, progress });
+        }
+    }
+}
+
+/// How long a waiting reduce attempt's question may wait for an answer.
+const RELOCATE_WAIT: Duration = Duration::from_secs(20);
+
+impl Recovery for Shared {
+    async fn fetch_failed(
+        &self,
+        attempt: AttemptId,
+        error: &TaskError,
+    ) -> Result<Option<String>, TaskError> {
+        let TaskError::Fetch {
+            map_attempt, cause, ..
+        } = error
+        else {
+            unreachable!("only fetch failures are reported: {error}")
+        };
+        let request = pb::FetchFailureReport {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+            map_attempt_id: map_attempt.to_string(),
+            message: error.to_string(),
+            worker_unreachable: *cause == FetchFailure::Unreachable,
+        };
+        tracing::info!(%attempt, %error, "fetch failed; waiting for the map output");
+        let response = self
+            .coordinator
+            .clone()
+            .report_fetch_failure(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "ReportFetchFailure",
+                status,
+            })?
+            .into_inner();
+        Ok((!response.wait).then_some(response.reason))
+    }
+
+    async fn relocate(&self, attempt: AttemptId) -> Result<Relocation, TaskError> {
+        let request = pb::WaitMapOutputsRequest {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+            wait_ms: RELOCATE_WAIT.as_millis() as u64,
+        };
+        let response = self
+            .coordinator
+            .clone()
+            .wait_map_outputs(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "WaitMapOutputs",
+                status,
+            })?
+            .into_inner();
+        Ok(match response {
+            pb::WaitMapOutputsResponse { stop: true, .. } => Relocation::Stop,
+            pb::WaitMapOutputsResponse {
+                ready: true,
+                map_outputs,
+                ..
+            } => Relocation::Ready(wire::map_outputs(map_outputs).map_err(|e| {
+                TaskError::Coordinator {
+                    call: "WaitMapOutputs",
+                    status: e.into(),
+                }
+            })?),
+            _ => Relocation::NotYet,
+        })
+    }
+}
+
+impl CommitGate for Shared {
+    async fn request_commit(&self, attempt: AttemptId) -> Result<Option<String>, TaskError> {
+        let request = pb::CommitRequest {
+            worker_id: self.worker_id(),
+            attempt_id: attempt.to_string(),
+        };
+        let response = self
+            .coordinator
+            .clone()
+            .request_commit(request)
+            .await
+            .map_err(|status| TaskError::Coordinator {
+                call: "RequestCommit",
+                status,
+            })?
+            .into_inner();
+        Ok((!response.granted).then_some(response.reason))
+    }
+}
