@@ -291,10 +291,11 @@ impl TlsOptions {
     /// The TLS material, if configured.
     pub fn load(
         &self,
-    ) -> Result<Option<harrow_core::security::Tls>, harrow_core::security::SecurityError> {
+    ) -> Result<Option<harrow_core::rpc::security::Tls>, harrow_core::rpc::security::SecurityError>
+    {
         match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
             (Some(cert), Some(key), Some(ca)) => {
-                harrow_core::security::Tls::from_files(cert, key, ca).map(Some)
+                harrow_core::rpc::security::Tls::from_files(cert, key, ca).map(Some)
             }
             _ => Ok(None),
         }
@@ -311,7 +312,7 @@ pub struct ListenOptions {
     pub health_listen: Option<SocketAddr>,
     /// Connections the gRPC server holds open at once; further callers
     /// wait until one closes. Each connection may have 64 calls in flight.
-    #[arg(long, env = "HARROW_MAX_CONNECTIONS", default_value_t = harrow_core::limits::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "HARROW_MAX_CONNECTIONS", default_value_t = harrow_core::rpc::limits::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 }
 

@@ -7,7 +7,7 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use std::path::{Path, PathBuf};
 
-use harrow_core::security::{AuthChannel, ConnectError, Connector, describe_status};
+use harrow_core::rpc::security::{AuthChannel, ConnectError, Connector, describe_status};
 
 use harrow_coordinator::report::{JobReport, WorkerReport};
 use harrow_coordinator::server::MAX_MESSAGE_BYTES;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use harrow_core::security::{Connector, Token};
+use harrow_core::rpc::security::{Connector, Token};
 
 use crate::builtin_jobs;
 use crate::client::{Client, Submission};
@@ -80,7 +80,7 @@ pub async fn run_local(
                 tls: None,
                 advertise: None,
                 health_listen: None,
-                max_connections: harrow_core::limits::DEFAULT_MAX_CONNECTIONS,
+                max_connections: harrow_core::rpc::limits::DEFAULT_MAX_CONNECTIONS,
             },
             registry.clone(),
         )

@@ -10,7 +10,7 @@ use harrow_cli::progress::{Progress, summary};
 use harrow_cli::serve::read_token;
 use harrow_cli::show::{job_exit, print_jobs, print_status, print_workers};
 use harrow_cli::{scaffold, serve};
-use harrow_core::security::Connector;
+use harrow_core::rpc::security::Connector;
 
 fn main() -> ExitCode {
     harrow_worker::memory::limit_malloc_arenas();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
-use harrow_core::security::{Token, check_listen};
+use harrow_core::rpc::security::{Token, check_listen};
 use harrow_worker::memory::default_budget;
 
 use crate::args::{CoordinatorArgs, Insecure, RunArgs, WorkerArgs};

@@ -303,7 +303,7 @@ impl Authority {
         let mut params = rcgen::CertificateParams::new(vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
-            harrow_core::security::WORKER_TLS_NAME.to_string(),
+            harrow_core::rpc::security::WORKER_TLS_NAME.to_string(),
         ])
         .unwrap();
         if expired {

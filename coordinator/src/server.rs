@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use harrow_core::health::{Health, ServingStatus};
-use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
-use harrow_core::security::{self, Role, Tls, Token, TokenCheck};
-use harrow_core::shutdown::signalled;
+use harrow_core::rpc::health::{Health, ServingStatus};
+use harrow_core::rpc::limits;
+use harrow_core::rpc::security::{self, Role, Tls, Token, TokenCheck};
+use harrow_core::rpc::shutdown::signalled;
 use harrow_proto::v1::job_service_server::JobServiceServer;
 use harrow_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::watch;

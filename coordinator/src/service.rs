@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
-use harrow_core::health::probe_shuffle;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::registry::{JobRegistry, RegistryError};
-use harrow_core::security::{Connector, Token};
+use harrow_core::rpc::health::probe_shuffle;
+use harrow_core::rpc::security::{Connector, Token};
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{
     FetchFailure, InputSpec, OutputFormat, Partitioner, PluginRef, SUCCESS_FILE, TEMPORARY_DIR,

@@ -1,7 +1,7 @@
 //! What a worker is asked to do and what it reports back, as domain types.
 //! The wire forms are in `wire`; neither side keeps protobuf types.
 
-use crate::security::Token;
+use crate::rpc::security::Token;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

@@ -10,7 +10,7 @@ use arrow::ipc::writer::StreamWriter;
 use harrow_proto::v1 as pb;
 
 use crate::ids::{AttemptId, IdError};
-use crate::security::Token;
+use crate::rpc::security::Token;
 use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, BadRecord, FailureKind, FetchFailure, InputReport,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use harrow_core::ids::JobId;
-use harrow_core::security::AuthChannel;
+use harrow_core::rpc::security::AuthChannel;
 use harrow_core::task::PluginRef;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;

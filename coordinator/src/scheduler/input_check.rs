@@ -137,7 +137,7 @@ mod tests {
             output_format: OutputFormat::Text,
             plugin: None,
             partitioner: harrow_core::task::Partitioner::Hash,
-            shuffle_key: harrow_core::security::Token::random().unwrap(),
+            shuffle_key: harrow_core::rpc::security::Token::random().unwrap(),
         };
         match h.handle(Event::SubmitJob { plan })[..] {
             [super::super::Action::JobAccepted { job }] => job,

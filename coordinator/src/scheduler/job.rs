@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use harrow_core::ids::{JobId, Phase, TaskId, WorkerId};
-use harrow_core::security::Token;
+use harrow_core::rpc::security::Token;
 use harrow_core::storage::StorageOptions;
 use harrow_core::task::{FetchFailure, InputSpec, OutputFormat, Partitioner, PluginRef, Split};
 

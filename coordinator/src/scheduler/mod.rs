@@ -20,8 +20,8 @@ mod workers;
 
 use std::collections::BTreeMap;
 
-use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
+use harrow_core::rpc::health::ProbeFailure;
 use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, FailureKind, FetchFailure, MapOutput, TaskSpec,
 };

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
+use harrow_core::rpc::health::ProbeFailure;
 use harrow_core::task::{
     Assignment, AttemptOutcome, FailureKind, FetchFailure, InputReport, MapOutput, SegmentInfo,
     TaskSpec,

@@ -114,7 +114,7 @@ impl Harness {
             output_format: OutputFormat::Text,
             plugin: None,
             partitioner: harrow_core::task::Partitioner::Hash,
-            shuffle_key: harrow_core::security::Token::random().unwrap(),
+            shuffle_key: harrow_core::rpc::security::Token::random().unwrap(),
         };
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,

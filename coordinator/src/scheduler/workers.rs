@@ -2,8 +2,8 @@
 //! and what time tells: workers declared dead (their attempts and the map
 //! output on their disk run again) and jobs left without any worker.
 
-use harrow_core::health::ProbeFailure;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
+use harrow_core::rpc::health::ProbeFailure;
 use harrow_core::task::FailureKind;
 
 use super::task::LostCause;

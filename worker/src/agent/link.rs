@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use harrow_core::ids::{AttemptId, JobId};
-use harrow_core::security;
+use harrow_core::rpc::security;
 use harrow_core::task::{Assignment, FetchFailure};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harrow_core::health::{Health, OVERALL, ServingStatus};
 use harrow_core::ids::AttemptId;
-use harrow_core::limits;
 use harrow_core::registry::JobRegistry;
-use harrow_core::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
-use harrow_core::shutdown::signalled;
+use harrow_core::rpc::health::{Health, OVERALL, ServingStatus};
+use harrow_core::rpc::limits;
+use harrow_core::rpc::security::{self, AuthChannel, Connector, Role, Tls, Token, TokenCheck};
+use harrow_core::rpc::shutdown::signalled;
 use harrow_core::task::{AttemptCounters, AttemptOutcome};
 use harrow_core::wire;
 use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
@@ -106,7 +106,7 @@ pub enum WorkerError {
     #[error("--advertise: {reason}")]
     Advertise { reason: String },
     #[error("coordinator: {0}")]
-    CoordinatorUrl(#[from] harrow_core::security::ConnectError),
+    CoordinatorUrl(#[from] harrow_core::rpc::security::ConnectError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use harrow_core::ids::AttemptId;
-use harrow_core::security::Token;
+use harrow_core::rpc::security::Token;
 use harrow_core::storage::{Location, StorageOptions};
 use harrow_core::task::{AttemptCounters, MapOutput, OutputFormat, TEMPORARY_DIR, part_file_name};
 use harrow_formats::output::create_below;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use harrow_core::ids::AttemptId;
-use harrow_core::security::{
+use harrow_core::rpc::security::{
     AuthChannel, Connector, Token, describe_status, is_certificate_refused,
 };
 use harrow_core::task::{FetchFailure, MapOutput};

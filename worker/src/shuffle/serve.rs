@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use harrow_core::ids::{AttemptId, JobId, Phase};
-use harrow_core::security::Token;
+use harrow_core::rpc::security::Token;
 use harrow_proto::v1::shuffle_service_server::ShuffleService;
 use harrow_proto::v1::{FetchSegmentRequest, SegmentChunk};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};

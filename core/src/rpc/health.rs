@@ -20,7 +20,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 pub use tonic_health::ServingStatus;
 
-use crate::security::{Connector, describe_status, is_connection_refused};
+use crate::rpc::security::{Connector, describe_status, is_connection_refused};
 
 /// The name of the process as a whole, as probes ask for it.
 pub const OVERALL: &str = "";

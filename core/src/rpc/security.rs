@@ -229,7 +229,7 @@ impl Tls {
 /// A gRPC server builder with the per-connection bounds
 /// (`limits::bounded`), and TLS when configured.
 pub fn server(tls: Option<&Tls>) -> Result<Server, tonic::transport::Error> {
-    let server = crate::limits::bounded(Server::builder());
+    let server = crate::rpc::limits::bounded(Server::builder());
     match tls {
         Some(tls) => server.tls_config(tls.server()),
         None => Ok(server),
