@@ -1,0 +1,394 @@
+//! The job service: submission (input planning, building the job to check
+//! it, sampling for total order), status, listing, watching, cancelling,
+//! and plugin uploads.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use harrow_core::ids::JobId;
+use harrow_core::registry::RegistryError;
+use harrow_core::rpc::security::Token;
+use harrow_core::storage::StorageOptions;
+use harrow_core::task::{InputSpec, OutputFormat, Partitioner, UnknownFormat};
+use harrow_proto::v1 as pb;
+use harrow_proto::v1::job_service_server::JobService;
+use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
+use tonic::{Request, Response, Status};
+
+use super::{Coordinator, parse_id};
+use crate::input_plan::{self, InputRequest};
+use crate::planner;
+use crate::plugins::MAX_PLUGIN_BYTES;
+use crate::report::{job_report, worker_reports};
+use crate::sample::sample_range_bounds;
+use crate::scheduler::{Action, Event, JobPlan};
+
+/// The client-facing service.
+#[derive(Clone)]
+pub struct JobApi(pub Arc<Coordinator>);
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Send>>;
+
+impl JobApi {
+    fn report(&self, job: JobId, include_tasks: bool) -> Result<pb::JobStatus, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let job = scheduler
+            .job(job)
+            .ok_or_else(|| Status::not_found(format!("no job {job}")))?;
+        Ok(job_report(&scheduler, job, include_tasks).into())
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let args = JobArgs::new(request.args.clone().into_iter().collect());
+        // Names and arguments first, before any storage is touched; the job
+        // is built once the input's schema is known. A plugin's job is
+        // checked by building it in a plugin host, then.
+        let plugin = match &request.plugin {
+            Some(plugin) => Some(
+                self.0
+                    .plugins
+                    .store
+                    .reference(&plugin.sha256, &plugin.file_name)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?,
+            ),
+            None => {
+                let definition = self
+                    .0
+                    .registry
+                    .get(&request.job_name)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                args.check(definition.name, definition.args).map_err(|e| {
+                    Status::invalid_argument(format!("job `{}`: {e}", definition.name))
+                })?;
+                None
+            }
+        };
+        if request.reducers == 0 {
+            return Err(Status::invalid_argument("--reducers must be at least 1"));
+        }
+        let plan_error = |e: planner::PlanError| match e {
+            planner::PlanError::MissingInput { .. } | planner::PlanError::NoMatch { .. } => {
+                Status::not_found(e.to_string())
+            }
+            planner::PlanError::OutputExists { .. } => Status::already_exists(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        };
+        let input_request = input_request(&request)?;
+        let storage = StorageOptions::new(request.storage_options.clone().into_iter().collect());
+        let output = planner::check_output(&request.output, &storage)
+            .await
+            .map_err(plan_error)?;
+        let output_format = match request.output_format.as_str() {
+            "" => OutputFormat::Text,
+            name => name.parse().map_err(|e: UnknownFormat| {
+                Status::invalid_argument(format!("--output-format: {e}"))
+            })?,
+        };
+        // Without inputs, the job must generate its own.
+        let generates = request.inputs.is_empty();
+        let (files, input) = if generates {
+            (Vec::new(), InputSpec::generated())
+        } else {
+            let files = planner::list_inputs(&request.inputs, &storage)
+                .await
+                .map_err(plan_error)?;
+            let input = input_plan::plan_input(&files, &input_request, &storage)
+                .await
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            (files, input)
+        };
+        let read_as = if generates {
+            "generated".to_string()
+        } else {
+            format!("read as {}", input.format)
+        };
+        // With the input's schema known, the job checks it can read it.
+        let built = match &plugin {
+            Some(plugin) => self
+                .0
+                .check_plugin_job(plugin, &request, &input.schema, None)
+                .await
+                .map(|host| Built::Plugin(host.schema().clone())),
+            None => {
+                let with_input = args.clone().with_input_schema(input.schema.clone());
+                match self.0.registry.instantiate(&request.job_name, &with_input) {
+                    Ok(job) => Ok(Built::Builtin(job)),
+                    // A job that reads columns, given none.
+                    Err(RegistryError::Job {
+                        source: JobError::InputColumns { .. },
+                        ..
+                    }) if generates => {
+                        return Err(Status::invalid_argument(
+                            "no input given (--input PATH_OR_GLOB)",
+                        ));
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let built = built.map_err(|e| {
+            if !generates && self.0.builtin_generates(&request.job_name, &args) {
+                return Status::invalid_argument(format!(
+                    "job `{}` generates its own input; drop --input",
+                    request.job_name
+                ));
+            }
+            Status::invalid_argument(format!("{e} (the input is {read_as})"))
+        })?;
+        let schema = built.schema().clone();
+        let splits = match (schema.generated, generates) {
+            (Some(generated), true) => planner::row_splits(generated),
+            (None, false) => {
+                let split_size = request.split_size_bytes.unwrap_or_else(|| {
+                    let slots = self
+                        .0
+                        .scheduler
+                        .lock()
+                        .expect("scheduler lock")
+                        .live_slots();
+                    planner::auto_split_size(&files, slots)
+                });
+                planner::splits(&files, split_size)
+            }
+            (None, true) => {
+                return Err(Status::invalid_argument(
+                    "no input given (--input PATH_OR_GLOB)",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Status::invalid_argument(format!(
+                    "job `{}` generates its own input; drop --input",
+                    request.job_name
+                )));
+            }
+        };
+        let partitioner = match schema.partitioning {
+            Partitioning::TotalOrder if request.reducers > 1 => {
+                let mut _sampling_dir = None;
+                let job = match built {
+                    Built::Builtin(job) => job,
+                    Built::Plugin(_) => {
+                        let plugin = plugin.as_ref().expect("a plugin job has a plugin");
+                        let (job, dir) = self
+                            .0
+                            .sampling_plugin_job(plugin, &request, &input.schema)
+                            .await?;
+                        _sampling_dir = Some(dir);
+                        job
+                    }
+                };
+                let bounds = sample_range_bounds(job, &splits, &input, &storage, request.reducers)
+                    .await
+                    .map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "sampling the input for total-order partitioning: {e}"
+                        ))
+                    })?;
+                Partitioner::Range {
+                    bounds: bounds.into(),
+                }
+            }
+            _ => Partitioner::Hash,
+        };
+        let plan = JobPlan {
+            name: request.job_name,
+            args: args.as_map().clone(),
+            inputs: request.inputs,
+            output: output.to_string(),
+            reducers: request.reducers,
+            splits,
+            storage,
+            input,
+            output_format,
+            plugin,
+            partitioner,
+            shuffle_key: Token::random()
+                .map_err(|e| Status::internal(format!("drawing a shuffle key: {e}")))?,
+        };
+        match self.0.apply(Event::SubmitJob { plan }).as_slice() {
+            [Action::JobAccepted { job }] => {
+                tracing::info!(%job, "job submitted");
+                Ok(Response::new(pb::SubmitJobResponse {
+                    job_id: job.to_string(),
+                }))
+            }
+            [Action::JobRejected { reason }] => Err(Status::failed_precondition(reason.clone())),
+            other => unreachable!("submit produced {other:?}"),
+        }
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.report(
+            parse_id(&request.job_id)?,
+            request.include_tasks,
+        )?))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let jobs = scheduler
+            .jobs()
+            .rev()
+            .map(|job| job_report(&scheduler, job, false).into())
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let job: JobId = parse_id(&request.into_inner().job_id)?;
+        self.report(job, false)?;
+        self.0.apply(Event::CancelJob { job });
+        let state = self.report(job, false)?.state;
+        Ok(Response::new(pb::CancelJobResponse { state }))
+    }
+
+    type WatchJobStream = StatusStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let request = request.into_inner();
+        let job: JobId = parse_id(&request.job_id)?;
+        let include_tasks = request.include_tasks;
+        self.report(job, false)?;
+        let api = self.clone();
+        let mut changes = self.0.version.subscribe();
+        let stream = async_stream(move |sender| async move {
+            let mut last = None;
+            loop {
+                changes.borrow_and_update();
+                let status = match api.report(job, include_tasks) {
+                    Ok(status) => status,
+                    Err(e) => {
+                        let _ = sender.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let terminal = crate::report::JobReport::from(status.clone()).is_terminal();
+                if last.as_ref() != Some(&status) {
+                    last = Some(status.clone());
+                    if sender.send(Ok(status)).await.is_err() {
+                        return;
+                    }
+                }
+                if terminal || changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
+        let workers = worker_reports(&scheduler)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<tonic::Streaming<pb::PluginChunk>>,
+    ) -> Result<Response<pb::UploadPluginResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if bytes.len() + chunk.data.len() > MAX_PLUGIN_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "plugin is larger than {} MiB",
+                    MAX_PLUGIN_BYTES >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let size = bytes.len() as u64;
+        let store = self.0.plugins.store.clone();
+        let (sha256, stored) = tokio::task::spawn_blocking(move || store.store(&bytes))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(%sha256, bytes = size, stored, "plugin uploaded");
+        Ok(Response::new(pb::UploadPluginResponse {
+            sha256,
+            bytes: size,
+            stored,
+        }))
+    }
+}
+
+/// A stream fed by a task through a small bounded channel.
+fn async_stream<F, Fut>(produce: F) -> StatusStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::JobStatus, Status>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(produce(sender));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+/// A submitted job, built to check it: a built-in job itself, or the schema
+/// a plugin host reported for a plugin's job.
+enum Built {
+    Builtin(Arc<dyn JobRuntime>),
+    Plugin(JobSchema),
+}
+
+impl Built {
+    fn schema(&self) -> &JobSchema {
+        match self {
+            Built::Builtin(job) => job.schema(),
+            Built::Plugin(schema) => schema,
+        }
+    }
+}
+
+/// The input settings of a submission, checked.
+fn input_request(request: &pb::SubmitJobRequest) -> Result<InputRequest, Status> {
+    let format = match request.input_format.as_str() {
+        "" => None,
+        name => Some(name.parse().map_err(|e: UnknownFormat| {
+            Status::invalid_argument(format!("--input-format: {e}"))
+        })?),
+    };
+    let csv_delimiter = match request.csv_delimiter.as_bytes() {
+        [] => None,
+        [byte] if *byte != b'"' && *byte != b'\n' => Some(*byte),
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "--csv-delimiter {:?} must be one character other than a quote or a line break",
+                request.csv_delimiter
+            )));
+        }
+    };
+    Ok(InputRequest {
+        format,
+        schema: (!request.input_schema.is_empty()).then(|| request.input_schema.clone()),
+        csv_delimiter,
+        skip_bad_records: request.skip_bad_records,
+    })
+}
