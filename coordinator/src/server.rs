@@ -130,7 +130,7 @@ pub async fn start_coordinator(
     let scheduler = Scheduler::new(config.scheduler.clone());
     let coordinator = Coordinator::new(
         scheduler,
-        Arc::new(SystemClock),
+        Arc::new(SystemClock::new()),
         registry,
         PluginSettings {
             store: PluginStore::new(config.plugin_dir.clone()),
