@@ -7,6 +7,7 @@
 mod fault_tests;
 mod fetch;
 pub mod input_check;
+mod invariants;
 pub mod job;
 mod placement;
 pub mod speed;
@@ -287,6 +288,14 @@ impl Scheduler {
     }
 
     pub fn handle(&mut self, event: Event, now_ms: u64) -> Vec<Action> {
+        let actions = self.apply_event(event, now_ms);
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        actions
+    }
+
+    fn apply_event(&mut self, event: Event, now_ms: u64) -> Vec<Action> {
         match event {
             Event::SubmitJob { plan } => self.submit(plan, now_ms),
             Event::CancelJob { job } => self.cancel(job, now_ms),
