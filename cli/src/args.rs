@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use harrow_core::task::{InputFormat, OutputFormat};
 
+use harrow_coordinator::scheduler::SchedulerConfig;
+use harrow_coordinator::server::DEFAULT_HEARTBEAT_INTERVAL_MS;
+
 use crate::values::{
-    SplitSize, parse_bytes, parse_delimiter, parse_duration_ms, parse_key_value, parse_split_size,
+    Millis, SplitSize, parse_bytes, parse_delimiter, parse_duration_ms, parse_key_value,
+    parse_millis, parse_split_size,
 };
 
 const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
+/// The scheduler's defaults, which the fault flags show and start from.
+const DEFAULTS: SchedulerConfig = SchedulerConfig::DEFAULT;
 
 /// Harrow: a distributed MapReduce engine.
 ///
@@ -138,7 +144,7 @@ pub struct CoordinatorArgs {
     #[command(flatten)]
     pub faults: FaultOptions,
     /// How often workers heartbeat, in milliseconds.
-    #[arg(long, env = "HARROW_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "HARROW_HEARTBEAT_INTERVAL_MS", default_value_t = DEFAULT_HEARTBEAT_INTERVAL_MS)]
     pub heartbeat_interval_ms: u64,
     /// Where uploaded job plugins are kept (default: harrow/plugins in
     /// the temporary directory).
@@ -210,19 +216,19 @@ pub struct WorkerArgs {
 pub struct FaultOptions {
     /// Failed attempts after which a task, and its job, fail. Attempts lost
     /// with their worker or to a fetch failure do not count.
-    #[arg(long, env = "HARROW_MAX_ATTEMPTS", default_value_t = 4)]
+    #[arg(long, env = "HARROW_MAX_ATTEMPTS", default_value_t = DEFAULTS.max_attempts)]
     pub max_attempts: u32,
     /// A worker without a heartbeat this long is dead: its running attempts
     /// and the map output on its disk are re-run elsewhere (e.g. 10s, 500ms).
-    #[arg(long, env = "HARROW_WORKER_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
-    pub worker_timeout: u64,
+    #[arg(long, env = "HARROW_WORKER_TIMEOUT", default_value_t = Millis(DEFAULTS.worker_timeout_ms), value_parser = parse_millis)]
+    pub worker_timeout: Millis,
     /// An attempt without progress this long gets a backup attempt on
     /// another worker; the first to finish wins.
-    #[arg(long, env = "HARROW_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration_ms)]
-    pub stall_timeout: u64,
+    #[arg(long, env = "HARROW_STALL_TIMEOUT", default_value_t = Millis(DEFAULTS.stall_timeout_ms), value_parser = parse_millis)]
+    pub stall_timeout: Millis,
     /// A job with work to do and no live worker this long fails.
-    #[arg(long, env = "HARROW_NO_WORKER_TIMEOUT", default_value = "5m", value_parser = parse_duration_ms)]
-    pub no_worker_timeout: u64,
+    #[arg(long, env = "HARROW_NO_WORKER_TIMEOUT", default_value_t = Millis(DEFAULTS.no_worker_timeout_ms), value_parser = parse_millis)]
+    pub no_worker_timeout: Millis,
     /// A worker that a reducer could not reach is suspect: it gets no new
     /// tasks and its map output is re-run, unless it answers a health
     /// check and heartbeats within this long (default: three heartbeat
@@ -231,7 +237,7 @@ pub struct FaultOptions {
     pub suspect_timeout: Option<u64>,
     /// Failed fetches of one map task's output, not explained by its
     /// worker dying, after which its job fails.
-    #[arg(long, env = "HARROW_MAX_FETCH_FAILURES", default_value_t = 4)]
+    #[arg(long, env = "HARROW_MAX_FETCH_FAILURES", default_value_t = DEFAULTS.max_fetch_failures)]
     pub max_fetch_failures: u32,
 }
 
@@ -245,9 +251,9 @@ impl FaultOptions {
         );
         harrow_coordinator::scheduler::SchedulerConfig {
             max_attempts: self.max_attempts,
-            worker_timeout_ms: self.worker_timeout,
-            stall_timeout_ms: self.stall_timeout,
-            no_worker_timeout_ms: self.no_worker_timeout,
+            worker_timeout_ms: self.worker_timeout.0,
+            stall_timeout_ms: self.stall_timeout.0,
+            no_worker_timeout_ms: self.no_worker_timeout.0,
             suspect_timeout_ms: self.suspect_timeout.unwrap_or(defaults.suspect_timeout_ms),
             max_fetch_failures: self.max_fetch_failures,
             ..defaults

@@ -59,7 +59,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         "--max-fetch-failures must be at least 1"
     );
     anyhow::ensure!(
-        faults.worker_timeout > heartbeat_interval_ms,
+        faults.worker_timeout.0 > heartbeat_interval_ms,
         "--worker-timeout must be longer than --heartbeat-interval-ms"
     );
     let config = CoordinatorConfig {

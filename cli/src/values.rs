@@ -17,6 +17,30 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     )
 }
 
+/// A duration flag's value, in milliseconds. It prints with the largest
+/// unit that divides it at least twice over (`10s`, `60s`, `5m`), so
+/// `--help` shows defaults as they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub u64);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let units = [("h", 3_600_000), ("m", 60_000), ("s", 1_000)];
+        match units
+            .iter()
+            .find(|(_, unit)| self.0.is_multiple_of(*unit) && self.0 / unit >= 2)
+        {
+            Some((name, unit)) => write!(f, "{}{name}", self.0 / unit),
+            None => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// Parses a duration flag: `250ms`, `10s`, `5m`, `1h`.
+pub fn parse_millis(text: &str) -> Result<Millis, String> {
+    parse_duration_ms(text).map(Millis)
+}
+
 /// Parses `NUMBER[UNIT]` into the number times the unit's multiplier.
 fn parse_with_unit(
     text: &str,
@@ -110,6 +134,14 @@ mod tests {
         assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
         assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_bytes("MiB").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_written() {
+        for text in ["10s", "60s", "5m", "30s", "250ms", "2h", "1500ms"] {
+            assert_eq!(parse_millis(text).unwrap().to_string(), text);
+        }
+        assert_eq!(Millis(3_600_000).to_string(), "60m");
     }
 
     #[test]

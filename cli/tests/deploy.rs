@@ -110,8 +110,17 @@ fn the_helm_chart_renders_valid_secure_manifests() {
         assert!(coordinator.contains("replicas: 1"), "{coordinator}");
     }
 
-    // Default: tokens made by the chart, a worker disruption budget.
+    // Default: tokens made by the chart, a worker disruption budget, and
+    // the binary's own fault defaults (the chart repeats none of them).
     assert!(document(&default, "Secret", "harrow-auth").contains("client-token: "));
+    let coordinator_config = document(&default, "ConfigMap", "harrow-coordinator");
+    for unset in [
+        "HARROW_MAX_ATTEMPTS",
+        "HARROW_WORKER_TIMEOUT",
+        "HARROW_HEARTBEAT",
+    ] {
+        assert!(!coordinator_config.contains(unset), "{coordinator_config}");
+    }
     document(&default, "PodDisruptionBudget", "harrow-worker");
     assert!(!default.contains("HorizontalPodAutoscaler"));
 
@@ -121,6 +130,10 @@ fn the_helm_chart_renders_valid_secure_manifests() {
         !all.contains("kind: Secret\n"),
         "the chart must not make a Secret here"
     );
+    let coordinator_config = document(&all, "ConfigMap", "harrow-coordinator");
+    assert!(coordinator_config.contains("HARROW_MAX_ATTEMPTS: \"6\""));
+    assert!(coordinator_config.contains("HARROW_WORKER_TIMEOUT: \"20s\""));
+    assert!(!coordinator_config.contains("HARROW_STALL_TIMEOUT"));
     let worker_config = document(&all, "ConfigMap", "harrow-worker");
     assert!(worker_config.contains("HARROW_COORDINATOR: \"https://harrow-coordinator:7070\""));
     assert!(worker_config.contains("HARROW_TLS_CA:"));

@@ -22,6 +22,8 @@ use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};
 
 /// The largest gRPC message the coordinator accepts or sends.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// How often workers heartbeat unless told otherwise.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -52,7 +54,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             scheduler: SchedulerConfig::default(),
-            heartbeat_interval_ms: 1000,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
             plugin_dir: std::env::temp_dir().join("harrow").join("plugins"),
             executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("harrow")),
             client_token: None,

@@ -77,18 +77,23 @@ impl SchedulerConfig {
     }
 }
 
+impl SchedulerConfig {
+    /// The defaults, which `harrow coordinator --help` shows.
+    pub const DEFAULT: SchedulerConfig = SchedulerConfig {
+        max_attempts: 4,
+        worker_timeout_ms: 10_000,
+        no_worker_timeout_ms: 300_000,
+        stall_timeout_ms: 60_000,
+        exclude_after_failures: 3,
+        max_fetch_failures: 4,
+        suspect_timeout_ms: 3_000,
+        late_heartbeat_ms: 2_000,
+    };
+}
+
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig {
-            max_attempts: 4,
-            worker_timeout_ms: 10_000,
-            no_worker_timeout_ms: 300_000,
-            stall_timeout_ms: 60_000,
-            exclude_after_failures: 3,
-            max_fetch_failures: 4,
-            suspect_timeout_ms: 3_000,
-            late_heartbeat_ms: 2_000,
-        }
+        SchedulerConfig::DEFAULT
     }
 }
 
