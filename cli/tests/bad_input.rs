@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 fn assert_mentions(stderr: &str, needles: &[&str]) {
@@ -229,10 +231,8 @@ fn a_task_that_keeps_failing_fails_its_job_with_the_reason_and_nothing_else() {
 
 #[test]
 fn client_commands_name_an_unreachable_coordinator() {
-    let output = std::process::Command::new(HARROW)
-        .args(["jobs", "--coordinator", "http://127.0.0.1:9"])
-        .output()
-        .unwrap();
+    let output =
+        bounded::run(Command::new(HARROW).args(["jobs", "--coordinator", "http://127.0.0.1:9"]));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -240,15 +240,12 @@ fn client_commands_name_an_unreachable_coordinator() {
         "{stderr}"
     );
 
-    let stderr = std::process::Command::new(HARROW)
-        .args([
-            "status",
-            "job-000777",
-            "--coordinator",
-            "http://127.0.0.1:9",
-        ])
-        .output()
-        .unwrap();
+    let stderr = bounded::run(Command::new(HARROW).args([
+        "status",
+        "job-000777",
+        "--coordinator",
+        "http://127.0.0.1:9",
+    ]));
     assert!(!stderr.status.success());
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use common::*;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(HARROW).arg("run").args(args).output().unwrap()
+    bounded::run(Command::new(HARROW).arg("run").args(args))
 }
 
 #[test]

@@ -447,20 +447,20 @@ fn a_plugin_built_against_an_older_arrow_runs() {
     std::fs::write(dir.path().join("x.txt"), "a\nb\nc\n").unwrap();
     std::fs::write(dir.path().join("y.txt"), "d\n").unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(HARROW)
-        .args([
-            "run",
-            "--plugin",
-            library.to_str().unwrap(),
-            "old-arrow-lines",
-        ])
-        .args(["--reducers", "1", "--input"])
-        .arg(dir.path().join("x.txt"))
-        .arg(dir.path().join("y.txt"))
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = bounded::run(
+        Command::new(HARROW)
+            .args([
+                "run",
+                "--plugin",
+                library.to_str().unwrap(),
+                "old-arrow-lines",
+            ])
+            .args(["--reducers", "1", "--input"])
+            .arg(dir.path().join("x.txt"))
+            .arg(dir.path().join("y.txt"))
+            .arg("--output")
+            .arg(&out),
+    );
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(read_output(out.to_str().unwrap()), ["x.txt\t3", "y.txt\t1"]);
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -471,11 +471,7 @@ fn a_plugin_built_against_an_older_arrow_runs() {
 fn harrow_new_scaffolds_a_crate_that_tests_and_runs_as_a_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = dir.path().join("long-words");
-    let output = Command::new(HARROW)
-        .arg("new")
-        .arg(&crate_dir)
-        .output()
-        .unwrap();
+    let output = bounded::run(Command::new(HARROW).arg("new").arg(&crate_dir));
     assert!(output.status.success(), "{}", describe(&output));
     let target = target_dir().join("plugin-tests");
     let library = {
@@ -496,14 +492,14 @@ fn harrow_new_scaffolds_a_crate_that_tests_and_runs_as_a_plugin() {
     );
     std::fs::write(dir.path().join("in.txt"), "Tea for two, two for tea.\n").unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(HARROW)
-        .args(["run", "--plugin", library.to_str().unwrap(), "long-words"])
-        .args(["--arg", "min_length=3", "--reducers", "1", "--input"])
-        .arg(dir.path().join("in.txt"))
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = bounded::run(
+        Command::new(HARROW)
+            .args(["run", "--plugin", library.to_str().unwrap(), "long-words"])
+            .args(["--arg", "min_length=3", "--reducers", "1", "--input"])
+            .arg(dir.path().join("in.txt"))
+            .arg("--output")
+            .arg(&out),
+    );
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(
         read_output(out.to_str().unwrap()),

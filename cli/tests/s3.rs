@@ -228,19 +228,16 @@ fn wordcount_with_input_and_output_on_s3_equals_the_local_run() {
 
     // The same through a local run.
     let local = cluster.path("local");
-    let run = std::process::Command::new(HARROW)
-        .args([
-            "run",
-            "wordcount",
-            "--input",
-            &corpus,
-            "--output",
-            &local,
-            "--reducers",
-            "5",
-        ])
-        .output()
-        .unwrap();
+    let run = bounded::run(Command::new(HARROW).args([
+        "run",
+        "wordcount",
+        "--input",
+        &corpus,
+        "--output",
+        &local,
+        "--reducers",
+        "5",
+    ]));
     assert!(run.status.success(), "{}", describe(&run));
     assert_eq!(common::read_output(&local), lines);
 

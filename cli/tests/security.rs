@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Cluster, HARROW, describe, read_output, reference_wordcount, write_corpus};
+use common::{Cluster, HARROW, bounded, describe, read_output, reference_wordcount, write_corpus};
 use harrow_proto::v1::FetchSegmentRequest;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
@@ -44,13 +44,13 @@ fn token_file(dir: &Path, name: &str, fill: char) -> PathBuf {
 
 /// Runs `harrow ARGS` to its end.
 fn harrow(args: &[&str]) -> std::process::Output {
-    Command::new(HARROW)
-        .args(args)
-        .env_remove("HARROW_TOKEN_FILE")
-        .env_remove("HARROW_WORKER_TOKEN_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    bounded::run(
+        Command::new(HARROW)
+            .args(args)
+            .env_remove("HARROW_TOKEN_FILE")
+            .env_remove("HARROW_WORKER_TOKEN_FILE")
+            .stdin(Stdio::null()),
+    )
 }
 
 fn refused(args: &[&str]) -> String {

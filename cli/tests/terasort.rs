@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 const ROWS: usize = 30_000;
@@ -194,11 +196,7 @@ fn terasort_spills_past_a_small_memory_budget_and_still_sorts() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(HARROW)
-            .arg("run")
-            .args(args)
-            .output()
-            .unwrap();
+        let output = bounded::run(Command::new(HARROW).arg("run").args(args));
         assert!(output.status.success(), "{}", describe(&output));
         String::from_utf8(output.stdout).unwrap()
     };
