@@ -854,3 +854,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_workers_lifecycle_changes_in_one_place() {
+    use super::workers::{WorkerChange as C, WorkerEvent as E};
+    let mut h = Harness::new(1);
+    let id = h.worker();
+    let mut worker = h.scheduler.workers().find(|w| w.id == id).unwrap().clone();
+    let unreachable = || E::Unreachable {
+        reason: "refused".into(),
+    };
+    assert_eq!(worker.apply(unreachable(), 10), C::Suspected);
+    assert_eq!(
+        worker.apply(unreachable(), 11),
+        C::Unchanged,
+        "suspect once"
+    );
+    assert_eq!(
+        worker.apply(E::Drain, 12),
+        C::Unchanged,
+        "a suspect does not drain"
+    );
+    assert_eq!(
+        worker.apply(E::Heartbeat, 13),
+        C::Unchanged,
+        "not probed yet"
+    );
+    assert_eq!(worker.apply(E::ProbeAnswered, 14), C::Cleared);
+    assert_eq!(
+        (worker.state.name(), worker.last_heartbeat_ms),
+        ("alive", 13)
+    );
+    assert_eq!(worker.apply(E::Drain, 15), C::Unchanged);
+    assert_eq!(worker.state.name(), "draining");
+    assert_eq!(
+        worker.apply(unreachable(), 16),
+        C::Died,
+        "a drained worker left"
+    );
+    for event in [E::Heartbeat, E::ProbeAnswered, unreachable(), E::Drain] {
+        assert_eq!(worker.apply(event, 17), C::Unchanged, "the dead stay dead");
+    }
+    assert_eq!(worker.state.name(), "dead");
+}

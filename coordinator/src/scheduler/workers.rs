@@ -141,6 +141,107 @@ impl Worker {
     }
 }
 
+/// What happens to a worker, as far as its lifecycle goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    Heartbeat,
+    /// SIGTERM: it finishes what it runs and takes nothing new.
+    Drain,
+    /// A reducer could not reach its shuffle service.
+    Unreachable {
+        reason: String,
+    },
+    /// A probe of its shuffle service answered.
+    ProbeAnswered,
+    /// It is gone: silent for the worker timeout, refused a probe, left,
+    /// or suspect for the suspect timeout.
+    Died {
+        reason: String,
+    },
+}
+
+/// What an event changed, for the scheduler to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerChange {
+    Unchanged,
+    /// Now suspect: set its map output aside and probe it.
+    Suspected,
+    /// Suspect no more: its map output stands again.
+    Cleared,
+    /// Now dead: its attempts and needed map output run again.
+    Died,
+}
+
+impl Worker {
+    /// The one place a worker's state changes (the diagram on
+    /// [`WorkerState`]).
+    pub fn apply(&mut self, event: WorkerEvent, now_ms: u64) -> WorkerChange {
+        use WorkerState::{Alive, Dead, Draining, Suspect};
+        match (&mut self.state, event) {
+            (Dead { .. }, _) => WorkerChange::Unchanged,
+            (_, WorkerEvent::Died { reason }) => {
+                self.state = Dead {
+                    at_ms: now_ms,
+                    reason,
+                };
+                WorkerChange::Died
+            }
+            (state, WorkerEvent::Heartbeat) => {
+                self.last_heartbeat_ms = now_ms;
+                if let Suspect { heartbeat, .. } = state {
+                    *heartbeat = true;
+                }
+                self.clear_if_answered()
+            }
+            (Suspect { probed, .. }, WorkerEvent::ProbeAnswered) => {
+                *probed = true;
+                self.clear_if_answered()
+            }
+            (Alive, WorkerEvent::Drain) => {
+                self.state = Draining;
+                WorkerChange::Unchanged
+            }
+            (Alive, WorkerEvent::Unreachable { reason }) => {
+                self.state = Suspect {
+                    since_ms: now_ms,
+                    reason,
+                    probed: false,
+                    heartbeat: false,
+                };
+                WorkerChange::Suspected
+            }
+            // A draining worker that cannot be reached has left.
+            (Draining, WorkerEvent::Unreachable { reason }) => {
+                self.state = Dead {
+                    at_ms: now_ms,
+                    reason,
+                };
+                WorkerChange::Died
+            }
+            (
+                _,
+                WorkerEvent::Drain | WorkerEvent::Unreachable { .. } | WorkerEvent::ProbeAnswered,
+            ) => WorkerChange::Unchanged,
+        }
+    }
+
+    /// A suspect worker that answered the probe and heartbeat is alive
+    /// again.
+    fn clear_if_answered(&mut self) -> WorkerChange {
+        match self.state {
+            WorkerState::Suspect {
+                probed: true,
+                heartbeat: true,
+                ..
+            } => {
+                self.state = WorkerState::Alive;
+                WorkerChange::Cleared
+            }
+            _ => WorkerChange::Unchanged,
+        }
+    }
+}
+
 /// Input bytes an attempt has processed, as its worker last reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptProgress {
@@ -189,11 +290,9 @@ impl Scheduler {
         let Some(record) = self.workers.get_mut(&worker).filter(|w| w.is_alive()) else {
             return vec![Action::UnknownWorker { worker }];
         };
-        record.last_heartbeat_ms = now_ms;
         let mut actions = Vec::new();
-        if let WorkerState::Suspect { heartbeat, .. } = &mut record.state {
-            *heartbeat = true;
-            actions.extend(self.clear_if_answered(worker, now_ms));
+        if record.apply(WorkerEvent::Heartbeat, now_ms) == WorkerChange::Cleared {
+            self.set_aside_outputs(worker, TaskEvent::OutputRestored, now_ms);
         }
         let mut kill = Vec::new();
         for progress in running {
@@ -238,11 +337,10 @@ impl Scheduler {
 
     pub(super) fn drain(&mut self, worker: WorkerId) -> Vec<Action> {
         match self.workers.get_mut(&worker) {
-            Some(record) if record.state == WorkerState::Alive => {
-                record.state = WorkerState::Draining;
+            Some(record) => {
+                record.apply(WorkerEvent::Drain, 0);
                 Vec::new()
             }
-            Some(_) => Vec::new(),
             None => vec![Action::UnknownWorker { worker }],
         }
     }
@@ -267,20 +365,18 @@ impl Scheduler {
     /// that cannot be reached has left.
     pub(super) fn suspect(&mut self, worker: WorkerId, reason: String, now_ms: u64) -> Vec<Action> {
         let record = self.workers.get_mut(&worker).expect("worker exists");
-        match record.state {
-            WorkerState::Alive => {}
-            WorkerState::Draining => return self.declare_dead(worker, reason, now_ms),
-            WorkerState::Suspect { .. } | WorkerState::Dead { .. } => return Vec::new(),
-        }
-        record.state = WorkerState::Suspect {
-            since_ms: now_ms,
-            reason,
-            probed: false,
-            heartbeat: false,
-        };
         let address = record.shuffle_address.clone();
-        self.set_aside_outputs(worker, TaskEvent::OutputSuspended, now_ms);
-        vec![Action::ProbeWorker { worker, address }]
+        let event = WorkerEvent::Unreachable {
+            reason: reason.clone(),
+        };
+        match record.apply(event, now_ms) {
+            WorkerChange::Suspected => {
+                self.set_aside_outputs(worker, TaskEvent::OutputSuspended, now_ms);
+                vec![Action::ProbeWorker { worker, address }]
+            }
+            WorkerChange::Died => self.lose_worker(worker, &reason, now_ms),
+            WorkerChange::Unchanged | WorkerChange::Cleared => Vec::new(),
+        }
     }
 
     /// A probe of a worker's shuffle service ended. A suspect worker that
@@ -298,10 +394,12 @@ impl Scheduler {
             return Vec::new();
         };
         let address = record.shuffle_address.clone();
-        match (&mut record.state, result) {
-            (WorkerState::Suspect { probed, .. }, Ok(())) => {
-                *probed = true;
-                self.clear_if_answered(worker, now_ms)
+        match (&record.state, result) {
+            (WorkerState::Suspect { .. }, Ok(())) => {
+                if record.apply(WorkerEvent::ProbeAnswered, now_ms) == WorkerChange::Cleared {
+                    self.set_aside_outputs(worker, TaskEvent::OutputRestored, now_ms);
+                }
+                Vec::new()
             }
             (WorkerState::Suspect { .. }, Err(failure)) => {
                 let reason = format!(
@@ -320,24 +418,6 @@ impl Scheduler {
             }
             _ => Vec::new(),
         }
-    }
-
-    /// A suspect worker that answered the probe and heartbeat is alive
-    /// again: the map output set aside stands (a re-run of it that started
-    /// meanwhile is killed; the original reported first).
-    fn clear_if_answered(&mut self, worker: WorkerId, now_ms: u64) -> Vec<Action> {
-        let record = self.workers.get_mut(&worker).expect("worker exists");
-        let WorkerState::Suspect {
-            probed: true,
-            heartbeat: true,
-            ..
-        } = record.state
-        else {
-            return Vec::new();
-        };
-        record.state = WorkerState::Alive;
-        self.set_aside_outputs(worker, TaskEvent::OutputRestored, now_ms);
-        Vec::new()
     }
 
     /// Applies `event` (`OutputSuspended`, `OutputRestored` or
@@ -532,10 +612,18 @@ impl Scheduler {
         now_ms: u64,
     ) -> Vec<Action> {
         let record = self.workers.get_mut(&worker).expect("worker exists");
-        record.state = WorkerState::Dead {
-            at_ms: now_ms,
+        let event = WorkerEvent::Died {
             reason: reason.clone(),
         };
+        match record.apply(event, now_ms) {
+            WorkerChange::Died => self.lose_worker(worker, &reason, now_ms),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What a death costs: the worker's running attempts are lost, and map
+    /// output on its disk that unfinished reducers need runs again.
+    fn lose_worker(&mut self, worker: WorkerId, reason: &str, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         let attempts = self.running_on(worker) as u32;
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
