@@ -288,12 +288,12 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
     };
     JobReport {
         job_id: job.id.to_string(),
-        job_name: job.plan.name.clone(),
+        job_name: job.plan.spec.name.clone(),
         state: job.state.name().to_string(),
         error,
         inputs: job.plan.inputs.clone(),
         output: job.plan.output.clone(),
-        reducers: job.plan.reducers,
+        reducers: job.plan.spec.reducers,
         submitted_at_ms: job.submitted_at_ms,
         finished_at_ms: job.finished_at_ms,
         map: phase_report(&job.maps),
@@ -309,7 +309,7 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
         spilled_records: winning_counters(&job.maps).map(|c| c.spilled_records).sum(),
         suspect_workers: suspect_holders(job),
         slow_workers: slow_runners(scheduler, job),
-        plugin: job.plan.plugin.as_ref().map(|p| PluginReport {
+        plugin: job.plan.spec.plugin.as_ref().map(|p| PluginReport {
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
         }),
@@ -330,21 +330,22 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
             suspect_timeout_ms: config.suspect_timeout_ms,
         },
         attempts: attempt_counts(job),
-        input_format: job.plan.input.format.name().to_string(),
+        input_format: job.plan.spec.input.format.name().to_string(),
         input_columns: job
             .plan
+            .spec
             .input
             .schema
             .fields()
             .iter()
             .map(|f| format!("{}: {}", f.name(), f.data_type()))
             .collect(),
-        output_format: job.plan.output_format.name().to_string(),
+        output_format: job.plan.spec.output_format.name().to_string(),
         bad_records: {
             let (skipped, samples) = input_check::bad_records(job);
             BadRecordsReport {
                 skipped,
-                limit: job.plan.input.skip_bad_records,
+                limit: job.plan.spec.input.skip_bad_records,
                 samples: samples.into_iter().map(Into::into).collect(),
             }
         },

@@ -269,10 +269,19 @@ pub enum TaskSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     pub attempt: AttemptId,
-    pub job_name: String,
+    pub task: TaskSpec,
+    /// What every attempt of the job shares.
+    pub job: Arc<JobSpec>,
+}
+
+/// What every attempt of a job shares, fixed at submission: built once and
+/// shared by reference by the scheduler's job and each assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The job's name in the registry or its plugin.
+    pub name: String,
     pub args: BTreeMap<String, String>,
     pub reducers: u32,
-    pub task: TaskSpec,
     /// Object store settings for the job's input and output.
     pub storage: StorageOptions,
     pub input: InputSpec,

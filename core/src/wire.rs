@@ -2,6 +2,8 @@
 //! the gRPC handlers on both sides. A message that does not convert is the
 //! sender's fault and becomes `INVALID_ARGUMENT`.
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -14,7 +16,8 @@ use crate::rpc::security::Token;
 use crate::storage::StorageOptions;
 use crate::task::{
     Assignment, AttemptCounters, AttemptOutcome, BadRecord, FailureKind, FetchFailure, InputReport,
-    InputSpec, MapOutput, Partitioner, PluginRef, SegmentInfo, Split, TaskSpec, UnknownFormat,
+    InputSpec, JobSpec, MapOutput, Partitioner, PluginRef, SegmentInfo, Split, TaskSpec,
+    UnknownFormat,
 };
 
 /// A wire message with a missing or malformed field.
@@ -167,28 +170,29 @@ impl From<Assignment> for pb::TaskAssignment {
                 map_outputs: map_outputs.into_iter().map(Into::into).collect(),
             }),
         };
+        let job = &*a.job;
         pb::TaskAssignment {
             attempt_id: a.attempt.to_string(),
-            job_name: a.job_name,
-            args: a.args.into_iter().collect(),
-            reducers: a.reducers,
+            job_name: job.name.clone(),
+            args: job.args.clone().into_iter().collect(),
+            reducers: job.reducers,
             task: Some(task),
-            storage_options: a.storage.into_map().into_iter().collect(),
+            storage_options: job.storage.clone().into_map().into_iter().collect(),
             input: Some(pb::InputSpec {
-                format: a.input.format.name().to_string(),
-                arrow_schema: schema_to_bytes(&a.input.schema),
-                csv_delimiter: a.input.csv_delimiter.into(),
-                skip_bad_records: a.input.skip_bad_records,
+                format: job.input.format.name().to_string(),
+                arrow_schema: schema_to_bytes(&job.input.schema),
+                csv_delimiter: job.input.csv_delimiter.into(),
+                skip_bad_records: job.input.skip_bad_records,
             }),
-            plugin: a.plugin.map(Into::into),
-            output_format: a.output_format.name().to_string(),
-            range_partitioner: match a.partitioner {
+            plugin: job.plugin.clone().map(Into::into),
+            output_format: job.output_format.name().to_string(),
+            range_partitioner: match &job.partitioner {
                 Partitioner::Hash => None,
                 Partitioner::Range { bounds } => Some(pb::RangePartitioner {
                     bounds: bounds.to_vec(),
                 }),
             },
-            shuffle_key: a.shuffle_key.expose().to_string(),
+            shuffle_key: job.shuffle_key.expose().to_string(),
         }
     }
 }
@@ -277,12 +281,10 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
                 map_outputs: map_outputs(reduce.map_outputs)?,
             },
         };
-        Ok(Assignment {
-            attempt: a.attempt_id.parse()?,
-            job_name: a.job_name,
+        let job = JobSpec {
+            name: a.job_name,
             args: a.args.into_iter().collect(),
             reducers: a.reducers,
-            task,
             storage: StorageOptions::new(a.storage_options.into_iter().collect()),
             input: required(a.input, "input")?.try_into()?,
             output_format: a.output_format.parse()?,
@@ -307,6 +309,11 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
                 field: "shuffle_key",
                 reason: "not a well-formed key",
             })?,
+        };
+        Ok(Assignment {
+            attempt: a.attempt_id.parse()?,
+            task,
+            job: Arc::new(job),
         })
     }
 }

@@ -34,7 +34,7 @@ pub fn bad_records(job: &Job) -> (u64, Vec<BadRecord>) {
 /// The budget is summed again only when that task skipped records, so a job
 /// of many clean splits costs one pass at the end.
 pub fn check(job: &Job, succeeded: TaskId) -> Option<String> {
-    let limit = job.plan.input.skip_bad_records;
+    let limit = job.plan.spec.input.skip_bad_records;
     let skipped_some = job.task(succeeded).is_some_and(|task| {
         matches!(&task.state, TaskState::Succeeded {
             output: TaskOutput::Map { input, .. },
@@ -104,14 +104,11 @@ fn splits_meet(job: &Job) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use harrow_core::task::{
-        Assignment, AttemptOutcome, InputSpec, OutputFormat, SegmentInfo, Split, TaskSpec,
-    };
+    use harrow_core::task::{Assignment, AttemptOutcome, InputSpec, SegmentInfo, Split, TaskSpec};
 
     use super::super::tests::Harness;
-    use super::super::{Event, JobPlan, JobState};
+    use super::super::{Event, JobState};
     use super::*;
 
     /// A job over one 20-byte file in two splits, with a skip budget.
@@ -122,23 +119,17 @@ mod tests {
             end,
             file_size: 20,
         };
-        let plan = JobPlan {
-            name: "distinct".into(),
-            args: BTreeMap::new(),
-            inputs: vec!["/in".into()],
-            output: output.into(),
-            reducers: 1,
-            splits: vec![split(0, 10), split(10, 20)],
-            storage: Default::default(),
-            input: InputSpec {
-                skip_bad_records,
-                ..InputSpec::text()
-            },
-            output_format: OutputFormat::Text,
-            plugin: None,
-            partitioner: harrow_core::task::Partitioner::Hash,
-            shuffle_key: harrow_core::rpc::security::Token::random().unwrap(),
+        let input = InputSpec {
+            skip_bad_records,
+            ..InputSpec::text()
         };
+        let plan = super::super::tests::plan(
+            "distinct",
+            output,
+            1,
+            vec![split(0, 10), split(10, 20)],
+            input,
+        );
         match h.handle(Event::SubmitJob { plan })[..] {
             [super::super::Action::JobAccepted { job }] => job,
             ref other => panic!("{other:?}"),

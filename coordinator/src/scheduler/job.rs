@@ -9,32 +9,21 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use harrow_core::ids::{JobId, Phase, TaskId, WorkerId};
-use harrow_core::rpc::security::Token;
-use harrow_core::storage::StorageOptions;
-use harrow_core::task::{FetchFailure, InputSpec, OutputFormat, Partitioner, PluginRef, Split};
+use harrow_core::task::{FetchFailure, JobSpec, Split};
 
 use super::task::{Task, TaskInput, TaskState};
 
 /// A validated submission: what the planner found and the user asked for.
 #[derive(Debug, Clone)]
 pub struct JobPlan {
-    pub name: String,
-    pub args: BTreeMap<String, String>,
+    /// What every attempt shares, handed to each by reference.
+    pub spec: Arc<JobSpec>,
     pub inputs: Vec<String>,
     pub output: String,
-    pub reducers: u32,
     pub splits: Vec<Split>,
-    pub storage: StorageOptions,
-    pub input: InputSpec,
-    pub output_format: OutputFormat,
-    /// The uploaded plugin holding the job; `None` for a built-in job.
-    pub plugin: Option<PluginRef>,
-    /// How map output is partitioned; range bounds are cut at submission.
-    pub partitioner: Partitioner,
-    /// Drawn at submission; reducers present it to fetch map output.
-    pub shuffle_key: Token,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +110,7 @@ impl Job {
             .enumerate()
             .map(|(i, split)| Task::new(task_id(Phase::Map, i), TaskInput::Split(split.clone())))
             .collect();
-        let reduces = (0..plan.reducers as usize)
+        let reduces = (0..plan.spec.reducers as usize)
             .map(|i| Task::new(task_id(Phase::Reduce, i), TaskInput::Partition(i as u32)))
             .collect();
         Job {

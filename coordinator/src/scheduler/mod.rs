@@ -353,7 +353,7 @@ impl Scheduler {
             }];
         }
         assert!(
-            plan.reducers > 0,
+            plan.spec.reducers > 0,
             "the planner guarantees at least one reducer"
         );
         self.next_job += 1;
@@ -485,16 +485,8 @@ impl Scheduler {
         };
         Assignment {
             attempt,
-            job_name: job.plan.name.clone(),
-            args: job.plan.args.clone(),
-            reducers: job.plan.reducers,
             task: spec,
-            storage: job.plan.storage.clone(),
-            input: job.plan.input.clone(),
-            output_format: job.plan.output_format,
-            plugin: job.plan.plugin.clone(),
-            partitioner: job.plan.partitioner.clone(),
-            shuffle_key: job.plan.shuffle_key.clone(),
+            job: job.plan.spec.clone(),
         }
     }
 
@@ -643,7 +635,7 @@ impl Scheduler {
         let task = job.task(attempt.task).expect("running attempt has a task");
         let error = match (outcome, attempt.task.phase) {
             (AttemptOutcome::Succeeded { segments, input }, Phase::Map)
-                if segments.len() == job.plan.reducers as usize =>
+                if segments.len() == job.plan.spec.reducers as usize =>
             {
                 return TaskEvent::Succeeded {
                     attempt,
@@ -658,7 +650,7 @@ impl Scheduler {
             (AttemptOutcome::Succeeded { segments, .. }, Phase::Map) => format!(
                 "reported {} segments for {} partitions",
                 segments.len(),
-                job.plan.reducers
+                job.plan.spec.reducers
             ),
             (AttemptOutcome::Succeeded { .. }, Phase::Reduce)
                 if task.committer == Some(attempt) =>

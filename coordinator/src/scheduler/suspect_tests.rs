@@ -668,7 +668,7 @@ impl World {
             return;
         }
         let a = self.sims[i].running.remove(index);
-        let reducers = a.reducers;
+        let reducers = a.job.reducers;
         let outcome = match &a.task {
             TaskSpec::Map { .. } => AttemptOutcome::Succeeded {
                 segments: (0..reducers)

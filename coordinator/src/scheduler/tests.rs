@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::task::{
-    Assignment, AttemptCounters, AttemptOutcome, InputReport, InputSpec, OutputFormat, SegmentInfo,
-    Split, TaskSpec,
+    Assignment, AttemptCounters, AttemptOutcome, InputReport, InputSpec, JobSpec, OutputFormat,
+    SegmentInfo, Split, TaskSpec,
 };
 use proptest::prelude::*;
 
@@ -32,6 +32,33 @@ pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
         suspect_timeout_ms: 500,
         late_heartbeat_ms: 300,
         ..SchedulerConfig::default()
+    }
+}
+
+/// A job of built-in `name` over `splits` of text or `input`.
+pub(super) fn plan(
+    name: &str,
+    output: &str,
+    reducers: u32,
+    splits: Vec<Split>,
+    input: InputSpec,
+) -> JobPlan {
+    let spec = JobSpec {
+        name: name.into(),
+        args: BTreeMap::new(),
+        reducers,
+        storage: Default::default(),
+        input,
+        output_format: OutputFormat::Text,
+        plugin: None,
+        partitioner: harrow_core::task::Partitioner::Hash,
+        shuffle_key: harrow_core::rpc::security::Token::random().unwrap(),
+    };
+    JobPlan {
+        spec: std::sync::Arc::new(spec),
+        inputs: vec!["/in".into()],
+        output: output.into(),
+        splits,
     }
 }
 
@@ -102,20 +129,7 @@ impl Harness {
                 file_size: 10,
             })
             .collect();
-        let plan = JobPlan {
-            name: "wordcount".into(),
-            args: BTreeMap::new(),
-            inputs: vec!["/in".into()],
-            output: output.into(),
-            reducers,
-            splits,
-            storage: Default::default(),
-            input: InputSpec::text(),
-            output_format: OutputFormat::Text,
-            plugin: None,
-            partitioner: harrow_core::task::Partitioner::Hash,
-            shuffle_key: harrow_core::rpc::security::Token::random().unwrap(),
-        };
+        let plan = plan("wordcount", output, reducers, splits, InputSpec::text());
         match self.handle(Event::SubmitJob { plan })[..] {
             [Action::JobAccepted { job }] => job,
             ref other => panic!("{other:?}"),
@@ -133,7 +147,7 @@ impl Harness {
     }
 
     pub fn succeed(&mut self, worker: WorkerId, assignment: &Assignment) -> Vec<Action> {
-        let segments = (0..assignment.reducers)
+        let segments = (0..assignment.job.reducers)
             .map(|partition| SegmentInfo {
                 partition,
                 bytes: 1,

@@ -10,7 +10,7 @@ use harrow_core::ids::JobId;
 use harrow_core::registry::RegistryError;
 use harrow_core::rpc::security::Token;
 use harrow_core::storage::StorageOptions;
-use harrow_core::task::{InputSpec, OutputFormat, Partitioner, UnknownFormat};
+use harrow_core::task::{InputSpec, JobSpec, OutputFormat, Partitioner, UnknownFormat};
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_server::JobService;
 use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
@@ -198,13 +198,10 @@ impl JobService for JobApi {
             }
             _ => Partitioner::Hash,
         };
-        let plan = JobPlan {
+        let spec = JobSpec {
             name: request.job_name,
             args: args.as_map().clone(),
-            inputs: request.inputs,
-            output: output.to_string(),
             reducers: request.reducers,
-            splits,
             storage,
             input,
             output_format,
@@ -212,6 +209,12 @@ impl JobService for JobApi {
             partitioner,
             shuffle_key: Token::random()
                 .map_err(|e| Status::internal(format!("drawing a shuffle key: {e}")))?,
+        };
+        let plan = JobPlan {
+            spec: Arc::new(spec),
+            inputs: request.inputs,
+            output: output.to_string(),
+            splits,
         };
         match self.0.apply(Event::SubmitJob { plan }).as_slice() {
             [Action::JobAccepted { job }] => {

@@ -235,7 +235,7 @@ impl Coordinator {
         let scheduler = self.scheduler.lock().expect("scheduler lock");
         scheduler
             .job(job)
-            .map(|j| j.plan.storage.clone())
+            .map(|j| j.plan.spec.storage.clone())
             .unwrap_or_default()
     }
 

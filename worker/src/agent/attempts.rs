@@ -24,7 +24,7 @@ use crate::shuffle::serve::job_dir;
 
 pub(super) async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<AtomicU64>) {
     let attempt = assignment.attempt;
-    tracing::info!(%attempt, job = %assignment.job_name, "attempt started");
+    tracing::info!(%attempt, job = %assignment.job.name, "attempt started");
     // A panic in code that runs on the async runtime (a decoder reading a
     // corrupt footer, say) fails the attempt, not the worker.
     let executed = AssertUnwindSafe(execute(shared, assignment, progress))
@@ -73,21 +73,21 @@ async fn execute(
     progress: Arc<AtomicU64>,
 ) -> Result<(AttemptCounters, Vec<SegmentInfo>, InputReport), TaskError> {
     let attempt = assignment.attempt;
-    let job = match &assignment.plugin {
+    let job = match &assignment.job.plugin {
         Some(plugin) => {
             let job = PluginJob {
                 job: attempt.task.job,
                 plugin,
-                name: &assignment.job_name,
-                args: &assignment.args,
-                input_schema: &assignment.input.schema,
+                name: &assignment.job.name,
+                args: &assignment.job.args,
+                input_schema: &assignment.job.input.schema,
             };
             shared.plugins.job(job, &shared.coordinator).await?
         }
         None => {
-            let args = harrow_sdk::JobArgs::new(assignment.args.clone())
-                .with_input_schema(assignment.input.schema.clone());
-            shared.registry.instantiate(&assignment.job_name, &args)?
+            let args = harrow_sdk::JobArgs::new(assignment.job.args.clone())
+                .with_input_schema(assignment.job.input.schema.clone());
+            shared.registry.instantiate(&assignment.job.name, &args)?
         }
     };
     let dir = job_dir(&shared.config.work_dir, attempt.task.job);
@@ -95,15 +95,15 @@ async fn execute(
         TaskSpec::Map { split, job_maps } => {
             shared
                 .shuffle_keys
-                .insert(attempt.task.job, assignment.shuffle_key.clone());
+                .insert(attempt.task.job, assignment.job.shuffle_key.clone());
             let input = SplitInput {
                 split: &split,
-                spec: &assignment.input,
-                storage: &assignment.storage,
+                spec: &assignment.job.input,
+                storage: &assignment.job.storage,
             };
             let output = MapOutputSpec {
-                reducers: assignment.reducers,
-                partitioner: assignment.partitioner,
+                reducers: assignment.job.reducers,
+                partitioner: assignment.job.partitioner.clone(),
                 memory: TaskMemory::share(shared.config.memory_budget, shared.config.slots),
                 lanes: lanes(rayon::current_num_threads(), shared.config.slots, job_maps),
             };
@@ -121,11 +121,11 @@ async fn execute(
                 partition,
                 output: &output,
                 map_outputs: &map_outputs,
-                shuffle_key: &assignment.shuffle_key,
+                shuffle_key: &assignment.job.shuffle_key,
                 scratch: dir.join(attempt.file_stem()),
                 progress,
-                storage: &assignment.storage,
-                format: assignment.output_format,
+                storage: &assignment.job.storage,
+                format: assignment.job.output_format,
                 own: ThisWorker {
                     address: &shared.shuffle_address,
                     work_dir: &shared.config.work_dir,
