@@ -16,7 +16,7 @@ use harrow_proto::v1::job_service_server::JobService;
 use harrow_sdk::{JobArgs, JobError, JobRuntime, JobSchema, Partitioning};
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, parse_id};
+use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
 use crate::planner;
 use crate::plugins::MAX_PLUGIN_BYTES;
@@ -33,9 +33,7 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + S
 impl JobApi {
     fn report(&self, job: JobId, include_tasks: bool) -> Result<pb::JobStatus, Status> {
         let scheduler = self.0.scheduler.lock().expect("scheduler lock");
-        let job = scheduler
-            .job(job)
-            .ok_or_else(|| Status::not_found(format!("no job {job}")))?;
+        let job = scheduler.job(job).ok_or_else(|| status::no_job(job))?;
         Ok(job_report(&scheduler, job, include_tasks).into())
     }
 }
@@ -56,53 +54,38 @@ impl JobService for JobApi {
                 self.0
                     .plugins
                     .store
-                    .reference(&plugin.sha256, &plugin.file_name)
-                    .map_err(|e| Status::failed_precondition(e.to_string()))?,
+                    .reference(&plugin.sha256, &plugin.file_name)?,
             ),
             None => {
                 let definition = self
                     .0
                     .registry
                     .get(&request.job_name)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                args.check(definition.name, definition.args).map_err(|e| {
-                    Status::invalid_argument(format!("job `{}`: {e}", definition.name))
-                })?;
+                    .map_err(status::registry)?;
+                args.check(definition.name, definition.args)
+                    .map_err(|e| status::invalid(format!("job `{}`: {e}", definition.name)))?;
                 None
             }
         };
         if request.reducers == 0 {
-            return Err(Status::invalid_argument("--reducers must be at least 1"));
+            return Err(status::invalid("--reducers must be at least 1"));
         }
-        let plan_error = |e: planner::PlanError| match e {
-            planner::PlanError::MissingInput { .. } | planner::PlanError::NoMatch { .. } => {
-                Status::not_found(e.to_string())
-            }
-            planner::PlanError::OutputExists { .. } => Status::already_exists(e.to_string()),
-            _ => Status::invalid_argument(e.to_string()),
-        };
         let input_request = input_request(&request)?;
         let storage = StorageOptions::new(request.storage_options.clone().into_iter().collect());
-        let output = planner::check_output(&request.output, &storage)
-            .await
-            .map_err(plan_error)?;
+        let output = planner::check_output(&request.output, &storage).await?;
         let output_format = match request.output_format.as_str() {
             "" => OutputFormat::Text,
-            name => name.parse().map_err(|e: UnknownFormat| {
-                Status::invalid_argument(format!("--output-format: {e}"))
-            })?,
+            name => name
+                .parse()
+                .map_err(|e: UnknownFormat| status::invalid(format!("--output-format: {e}")))?,
         };
         // Without inputs, the job must generate its own.
         let generates = request.inputs.is_empty();
         let (files, input) = if generates {
             (Vec::new(), InputSpec::generated())
         } else {
-            let files = planner::list_inputs(&request.inputs, &storage)
-                .await
-                .map_err(plan_error)?;
-            let input = input_plan::plan_input(&files, &input_request, &storage)
-                .await
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let files = planner::list_inputs(&request.inputs, &storage).await?;
+            let input = input_plan::plan_input(&files, &input_request, &storage).await?;
             (files, input)
         };
         let read_as = if generates {
@@ -126,9 +109,7 @@ impl JobService for JobApi {
                         source: JobError::InputColumns { .. },
                         ..
                     }) if generates => {
-                        return Err(Status::invalid_argument(
-                            "no input given (--input PATH_OR_GLOB)",
-                        ));
+                        return Err(status::invalid("no input given (--input PATH_OR_GLOB)"));
                     }
                     Err(e) => Err(e.to_string()),
                 }
@@ -136,12 +117,12 @@ impl JobService for JobApi {
         };
         let built = built.map_err(|e| {
             if !generates && self.0.builtin_generates(&request.job_name, &args) {
-                return Status::invalid_argument(format!(
+                return status::invalid(format!(
                     "job `{}` generates its own input; drop --input",
                     request.job_name
                 ));
             }
-            Status::invalid_argument(format!("{e} (the input is {read_as})"))
+            status::invalid(format!("{e} (the input is {read_as})"))
         })?;
         let schema = built.schema().clone();
         let splits = match (schema.generated, generates) {
@@ -159,12 +140,10 @@ impl JobService for JobApi {
                 planner::splits(&files, split_size)
             }
             (None, true) => {
-                return Err(Status::invalid_argument(
-                    "no input given (--input PATH_OR_GLOB)",
-                ));
+                return Err(status::invalid("no input given (--input PATH_OR_GLOB)"));
             }
             (Some(_), false) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(status::invalid(format!(
                     "job `{}` generates its own input; drop --input",
                     request.job_name
                 )));
@@ -188,7 +167,7 @@ impl JobService for JobApi {
                 let bounds = sample_range_bounds(job, &splits, &input, &storage, request.reducers)
                     .await
                     .map_err(|e| {
-                        Status::invalid_argument(format!(
+                        status::invalid(format!(
                             "sampling the input for total-order partitioning: {e}"
                         ))
                     })?;
@@ -208,7 +187,7 @@ impl JobService for JobApi {
             plugin,
             partitioner,
             shuffle_key: Token::random()
-                .map_err(|e| Status::internal(format!("drawing a shuffle key: {e}")))?,
+                .map_err(|e| status::internal("drawing a shuffle key", e))?,
         };
         let plan = JobPlan {
             spec: Arc::new(spec),
@@ -223,7 +202,7 @@ impl JobService for JobApi {
                     job_id: job.to_string(),
                 }))
             }
-            [Action::JobRejected { reason }] => Err(Status::failed_precondition(reason.clone())),
+            [Action::JobRejected { reason }] => Err(status::refused(reason.clone())),
             other => unreachable!("submit produced {other:?}"),
         }
     }
@@ -321,7 +300,7 @@ impl JobService for JobApi {
         let mut bytes = Vec::new();
         while let Some(chunk) = chunks.message().await? {
             if bytes.len() + chunk.data.len() > MAX_PLUGIN_BYTES {
-                return Err(Status::resource_exhausted(format!(
+                return Err(status::too_large(format!(
                     "plugin is larger than {} MiB",
                     MAX_PLUGIN_BYTES >> 20
                 )));
@@ -332,8 +311,7 @@ impl JobService for JobApi {
         let store = self.0.plugins.store.clone();
         let (sha256, stored) = tokio::task::spawn_blocking(move || store.store(&bytes))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| status::internal("storing the plugin", e))??;
         tracing::info!(%sha256, bytes = size, stored, "plugin uploaded");
         Ok(Response::new(pb::UploadPluginResponse {
             sha256,
@@ -374,15 +352,16 @@ impl Built {
 fn input_request(request: &pb::SubmitJobRequest) -> Result<InputRequest, Status> {
     let format = match request.input_format.as_str() {
         "" => None,
-        name => Some(name.parse().map_err(|e: UnknownFormat| {
-            Status::invalid_argument(format!("--input-format: {e}"))
-        })?),
+        name => Some(
+            name.parse()
+                .map_err(|e: UnknownFormat| status::invalid(format!("--input-format: {e}")))?,
+        ),
     };
     let csv_delimiter = match request.csv_delimiter.as_bytes() {
         [] => None,
         [byte] if *byte != b'"' && *byte != b'\n' => Some(*byte),
         _ => {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid(format!(
                 "--csv-delimiter {:?} must be one character other than a quote or a line break",
                 request.csv_delimiter
             )));

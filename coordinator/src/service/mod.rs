@@ -4,6 +4,7 @@
 //! stop here.
 
 mod jobs;
+mod status;
 mod workers;
 
 pub use jobs::JobApi;
@@ -193,12 +194,12 @@ impl Coordinator {
         let dir = tempfile::Builder::new()
             .prefix("harrow-sample")
             .tempdir()
-            .map_err(|e| Status::internal(format!("creating a directory for sampling: {e}")))?;
+            .map_err(|e| status::internal("creating a directory for sampling", e))?;
         let socket = dir.path().join("job.sock");
         let host = self
             .check_plugin_job(plugin, request, input_schema, Some(socket))
             .await
-            .map_err(Status::invalid_argument)?;
+            .map_err(status::invalid)?;
         Ok((host.job(), dir))
     }
 
@@ -310,6 +311,5 @@ async fn clear_temporary(output: &str, storage: &StorageOptions) -> Result<(), S
 pub(super) fn parse_id<T: std::str::FromStr<Err = harrow_core::ids::IdError>>(
     text: &str,
 ) -> Result<T, Status> {
-    text.parse()
-        .map_err(|e: harrow_core::ids::IdError| Status::invalid_argument(e.to_string()))
+    text.parse().map_err(status::bad_id)
 }

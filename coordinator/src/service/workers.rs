@@ -13,7 +13,7 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_server::WorkerService;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, PLUGIN_CHUNK_BYTES, parse_id};
+use super::{Coordinator, PLUGIN_CHUNK_BYTES, parse_id, status};
 use crate::scheduler::{Action, AttemptProgress, Event, FetchReport};
 
 type PluginStream = Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>;
@@ -31,15 +31,10 @@ impl WorkerService for WorkerApi {
         request: Request<pb::FetchPluginRequest>,
     ) -> Result<Response<PluginStream>, Status> {
         let sha256 = request.into_inner().sha256;
-        let path = self
-            .0
-            .plugins
-            .store
-            .path(&sha256)
-            .map_err(|e| Status::not_found(e.to_string()))?;
+        let path = self.0.plugins.store.path(&sha256)?;
         let bytes = tokio::fs::read(&path)
             .await
-            .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+            .map_err(|e| status::internal(&path.display().to_string(), e))?;
         let chunks: Vec<Result<pb::PluginChunk, Status>> = bytes
             .chunks(PLUGIN_CHUNK_BYTES)
             .map(|data| {
@@ -58,7 +53,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let request = request.into_inner();
         if request.slots == 0 {
-            return Err(Status::invalid_argument("a worker needs at least one slot"));
+            return Err(status::invalid("a worker needs at least one slot"));
         }
         let actions = self.0.apply(Event::RegisterWorker {
             shuffle_address: request.shuffle_address,
