@@ -4,6 +4,8 @@
 //! returned [`Action`]s. Only the scheduler decides placement.
 
 #[cfg(test)]
+mod correlated_tests;
+#[cfg(test)]
 mod fault_tests;
 mod fetch;
 pub mod input_check;
