@@ -9,9 +9,9 @@ use harrow_core::rpc::security::{Connector, Token};
 
 use crate::builtin_jobs;
 use crate::client::{Client, Submission};
-use harrow_coordinator::report::JobReport;
 use harrow_coordinator::scheduler::SchedulerConfig;
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
+use harrow_core::report::JobReport;
 
 /// How often the in-process workers heartbeat.
 const LOCAL_HEARTBEAT_MS: u64 = 200;

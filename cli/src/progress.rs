@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use harrow_coordinator::report::JobReport;
+use harrow_core::report::JobReport;
 
 pub enum Progress {
     Bars {

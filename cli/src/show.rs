@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use harrow_coordinator::report::{JobReport, WorkerReport};
+use harrow_core::report::{JobReport, WorkerReport};
 
 /// Exit code of a finished job: 0 only for success.
 pub fn job_exit(report: &JobReport) -> ExitCode {

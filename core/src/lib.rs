@@ -8,6 +8,7 @@
 pub mod ids;
 pub mod partition;
 pub mod registry;
+pub mod report;
 pub mod rpc;
 pub mod storage;
 pub mod task;

@@ -265,7 +265,7 @@ impl JobService for JobApi {
                         return;
                     }
                 };
-                let terminal = crate::report::JobReport::from(status.clone()).is_terminal();
+                let terminal = harrow_core::report::JobReport::from(status.clone()).is_terminal();
                 if last.as_ref() != Some(&status) {
                     last = Some(status.clone());
                     if sender.send(Ok(status)).await.is_err() {

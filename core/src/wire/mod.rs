@@ -2,6 +2,8 @@
 //! the gRPC handlers on both sides. A message that does not convert is the
 //! sender's fault and becomes `INVALID_ARGUMENT`.
 
+pub mod report;
+
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
