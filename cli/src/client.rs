@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use harrow_core::rpc::security::{AuthChannel, ConnectError, Connector, describe_status};
 
-use harrow_coordinator::server::MAX_MESSAGE_BYTES;
-use harrow_coordinator::service::PLUGIN_CHUNK_BYTES;
+use harrow_coordinator::limits::{MAX_MESSAGE_BYTES, PLUGIN_CHUNK_BYTES};
 use harrow_core::report::{JobReport, WorkerReport};
 
 use crate::args::JobOptions;

@@ -27,14 +27,8 @@ use harrow_formats::parquet_input::parquet_schema;
 use harrow_sdk::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::ObjectStoreExt;
 
+use crate::limits::{SAMPLE_BYTES, SAMPLE_FILES, SAMPLE_RECORDS};
 use crate::planner::InputFile;
-
-/// Bytes read from the start of each sampled file.
-pub const SAMPLE_BYTES: usize = 1 << 20;
-/// Records per sampled file.
-pub const SAMPLE_RECORDS: usize = 1000;
-/// Files sampled for schema inference.
-pub const SAMPLE_FILES: usize = 16;
 
 /// What the submission says about its input.
 #[derive(Debug, Clone, Default)]

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod input_plan;
+pub mod limits;
 pub mod metrics;
 pub mod planner;
 pub mod plugins;

@@ -8,6 +8,8 @@ use harrow_core::task::{Compression, Split};
 use harrow_sdk::GeneratedInput;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::limits::{MAX_AUTO_SPLIT, MIN_AUTO_SPLIT};
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
@@ -177,10 +179,6 @@ async fn list_under(location: &Location) -> Result<Vec<InputFile>, PlanError> {
         })
         .collect())
 }
-
-/// The smallest and largest split [`auto_split_size`] chooses.
-pub const MIN_AUTO_SPLIT: u64 = 32 << 20;
-pub const MAX_AUTO_SPLIT: u64 = 512 << 20;
 
 /// The split size when the submission names none: the input spread over
 /// one wave of the live workers' `slots`, so each slot's mapper folds as

@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 use harrow_core::task::PluginRef;
 use harrow_plugin::{is_sha256_hex, sha256_hex};
 
-/// The largest plugin library accepted.
-pub const MAX_PLUGIN_BYTES: usize = 512 << 20;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("plugin store {path}: {source}")]

@@ -15,8 +15,8 @@ use harrow_formats::decode::ChunkDecoder;
 use harrow_formats::source::{Source, SplitInput};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind, panic_message};
 
-/// Splits sampled, at most, spread evenly over the input.
-pub const SAMPLE_SPLITS: usize = 10;
+use crate::limits::SAMPLE_SPLITS;
+
 /// Bytes read from each sampled split (a Parquet split gives its first row
 /// group whatever its size, a compressed file its first chunk).
 const SAMPLE_BYTES: u64 = 1 << 20;

@@ -16,12 +16,11 @@ use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::clock::SystemClock;
+use crate::limits::{CLOSE_CONNECTIONS, MAX_MESSAGE_BYTES};
 use crate::plugins::PluginStore;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};
 
-/// The largest gRPC message the coordinator accepts or sends.
-pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How often workers heartbeat unless told otherwise.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 
@@ -86,10 +85,6 @@ pub struct CoordinatorHandle {
     pub http_address: Option<SocketAddr>,
     tls: bool,
 }
-
-/// How long the server waits at shutdown for clients to close their
-/// connections before it cuts them.
-const CLOSE_CONNECTIONS: std::time::Duration = std::time::Duration::from_secs(5);
 
 const WORKER_SERVICE: &str = <WorkerServiceServer<WorkerApi> as NamedService>::NAME;
 const JOB_SERVICE: &str = <JobServiceServer<JobApi> as NamedService>::NAME;

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz_targets;
+pub mod limits;
 pub mod map;
 pub mod memory;
 pub mod plugin;

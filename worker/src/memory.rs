@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::limits::FALLBACK_BUDGET;
+
 pub use harrow_formats::source::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 /// Caps glibc's malloc arenas at one per CPU (at least two), from its
@@ -29,9 +31,6 @@ pub fn limit_malloc_arenas() {
         }
     }
 }
-
-/// The budget when nothing says how much memory there is.
-const FALLBACK_BUDGET: u64 = 1 << 30;
 
 /// The memory this process may use: the smaller of its cgroup's limit and
 /// the machine's memory, if either is known.

@@ -30,6 +30,7 @@ use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, FailureKind, MapOutput, TaskSpec,
 };
 
+use crate::limits::{LATE_HEARTBEATS, SUSPECT_HEARTBEATS};
 pub use fetch::FetchReport;
 use fetch::FetchVerdict;
 pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
@@ -62,11 +63,6 @@ pub struct SchedulerConfig {
     /// out the worker timeout.
     pub late_heartbeat_ms: u64,
 }
-
-/// The default suspect timeout, in heartbeat intervals.
-pub const SUSPECT_HEARTBEATS: u64 = 3;
-/// A heartbeat this many intervals late gets the worker probed.
-pub const LATE_HEARTBEATS: u64 = 2;
 
 impl SchedulerConfig {
     /// The defaults for workers that heartbeat every `interval_ms`.
@@ -385,8 +381,8 @@ impl Scheduler {
         }
         let mut free = free_slots as usize;
         let mut actions = Vec::new();
-        let cap = (self.live_slots() as f64 * placement::SPECULATIVE_SHARE) as usize;
-        let cap = cap.max(placement::MIN_SPECULATIVE);
+        let cap = (self.live_slots() as f64 * crate::limits::SPECULATIVE_SHARE) as usize;
+        let cap = cap.max(crate::limits::MIN_SPECULATIVE);
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for backups in [false, true] {
             for &job_id in &job_ids {

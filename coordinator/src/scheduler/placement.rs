@@ -4,14 +4,7 @@
 use harrow_core::ids::{Phase, WorkerId};
 
 use super::{AttemptState, Job, SchedulerConfig, Task, speed};
-
-/// Speculative backups a job may run at once: this share of the live
-/// slots (Hadoop's cap), but at least [`MIN_SPECULATIVE`].
-pub const SPECULATIVE_SHARE: f64 = 0.1;
-pub const MIN_SPECULATIVE: usize = 2;
-/// An attempt is a straggler only if it progresses slower than this share
-/// of the phase's attempts (LATE's slow-task threshold).
-const SLOW_TASK_QUANTILE: f64 = 0.25;
+use crate::limits::SLOW_TASK_QUANTILE;
 
 fn tasks(job: &Job, phase: Phase) -> &[Task] {
     match phase {

@@ -8,19 +8,7 @@ use std::collections::BTreeMap;
 use harrow_core::ids::{Phase, WorkerId};
 
 use super::{Attempt, AttemptState, Job, Task, TaskInput, TaskOutput, TaskState};
-
-/// A worker is slow when its attempts run this many times slower than the
-/// median worker's.
-pub const SLOW_FACTOR: f64 = 3.0;
-/// Attempts that ended longer ago than this say nothing about a worker's
-/// speed now; a slow worker that got no new tasks for this long is tried
-/// again.
-pub const SPEED_WINDOW_MS: u64 = 30_000;
-/// A running attempt younger than this has no meaningful rate yet.
-pub const MIN_RATE_ELAPSED_MS: u64 = 1_000;
-/// Map attempts a worker must have run (or be running) in the window
-/// before it can be called slow, and peers with as many to compare with.
-pub const MIN_SPEED_SAMPLES: usize = 2;
+use crate::limits::{MIN_RATE_ELAPSED_MS, MIN_SPEED_SAMPLES, SLOW_FACTOR, SPEED_WINDOW_MS};
 
 /// A reduce attempt's progress counts its segments' bytes as fetched and
 /// again (decoded, larger) as merged: its whole is taken as this many

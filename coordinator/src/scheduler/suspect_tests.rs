@@ -373,13 +373,13 @@ fn passing_failures_are_retried_after_a_backoff_without_counting() {
     let mut h = Harness::new(1);
     let w = h.worker();
     let job = h.submit(1, 1);
-    for failure in 1..task::MAX_TRANSIENT_FAILURES {
+    for failure in 1..crate::limits::MAX_TRANSIENT_FAILURES {
         let a = h.request(w, 1);
         assert_eq!(a.len(), 1, "failure {failure}");
         h.fail_as(w, a[0].attempt, "object store: 503", FailureKind::Transient);
         assert!(h.request(w, 1).is_empty(), "backing off after {failure}");
-        let backoff = task::TRANSIENT_BACKOFF_MS << (failure - 1).min(16);
-        h.now_ms += backoff.min(task::MAX_TRANSIENT_BACKOFF_MS);
+        let backoff = crate::limits::TRANSIENT_BACKOFF_MS << (failure - 1).min(16);
+        h.now_ms += backoff.min(crate::limits::MAX_TRANSIENT_BACKOFF_MS);
     }
     assert_eq!(h.state(job), JobState::Running);
     let a = h.request(w, 1);

@@ -36,16 +36,9 @@ use std::collections::BTreeMap;
 use harrow_core::ids::{AttemptId, TaskId, WorkerId};
 use harrow_core::task::{AttemptCounters, FailureKind, InputReport, SegmentInfo, Split};
 
-/// Failures of the worker's own kind (a full disk, local I/O) after which
-/// a task fails anyway: every worker failing it says the task is at fault.
-pub const MAX_WORKER_FAILURES: u32 = 10;
-/// Passing failures (a coordinator call, an object store timeout) after
-/// which a task fails.
-pub const MAX_TRANSIENT_FAILURES: u32 = 10;
-/// The first retry after a passing failure waits this long; each next one
-/// twice as long, up to [`MAX_TRANSIENT_BACKOFF_MS`].
-pub const TRANSIENT_BACKOFF_MS: u64 = 250;
-pub const MAX_TRANSIENT_BACKOFF_MS: u64 = 30_000;
+use crate::limits::{
+    MAX_TRANSIENT_BACKOFF_MS, MAX_TRANSIENT_FAILURES, MAX_WORKER_FAILURES, TRANSIENT_BACKOFF_MS,
+};
 
 /// What a task reads.
 #[derive(Debug, Clone, PartialEq, Eq)]

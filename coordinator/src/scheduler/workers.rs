@@ -11,10 +11,7 @@ use super::{
     Action, Attempt, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput,
     TaskState,
 };
-
-/// Distinct workers that must die while running a task's attempts before
-/// the task is taken for what kills them (see `Scheduler::poison`).
-pub const POISON_WORKER_DEATHS: usize = 3;
+use crate::limits::POISON_WORKER_DEATHS;
 
 /// A worker's lifecycle.
 ///

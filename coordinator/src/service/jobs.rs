@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status};
 
 use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
+use crate::limits::MAX_PLUGIN_BYTES;
 use crate::planner;
-use crate::plugins::MAX_PLUGIN_BYTES;
 use crate::report::{job_report, worker_reports};
 use crate::sample::sample_range_bounds;
 use crate::scheduler::{Action, Event, JobPlan};

@@ -28,14 +28,9 @@ use tokio::sync::{Notify, watch};
 use tonic::Status;
 
 use crate::clock::Clock;
+use crate::limits::MAX_TASK_WAIT;
 use crate::plugins::PluginStore;
 use crate::scheduler::{Action, Event, Scheduler};
-
-/// Plugin bytes per message, well under the message size limit.
-pub const PLUGIN_CHUNK_BYTES: usize = 1 << 20;
-
-/// The longest a worker's task request may wait for work.
-const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
 
 /// Where uploaded plugins live, and the `harrow` binary that runs one in
 /// a child process to check a submission.

@@ -13,7 +13,8 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_server::WorkerService;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, PLUGIN_CHUNK_BYTES, parse_id, status};
+use super::{Coordinator, parse_id, status};
+use crate::limits::PLUGIN_CHUNK_BYTES;
 use crate::scheduler::{Action, AttemptProgress, Event, FetchReport};
 
 type PluginStream = Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>;

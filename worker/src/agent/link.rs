@@ -15,16 +15,10 @@ use harrow_proto::v1 as pb;
 use super::attempts::run_attempt;
 use super::{RunningAttempt, Shared, WorkerError};
 use crate::error::TaskError;
+use crate::limits::{REGISTER_TRIES, RELOCATE_WAIT, RETRY_DELAY, TASK_POLL_MS};
 use crate::reduce::CommitGate;
 use crate::shuffle::fetch::{Recovery, Relocation};
 use crate::shuffle::serve::job_dir;
-
-/// How long one task request waits at the coordinator for work.
-const TASK_POLL_MS: u64 = 10_000;
-/// Pause after a failed call to the coordinator before the next try.
-const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Registration tries before the worker gives up (about a minute).
-const REGISTER_TRIES: u32 = 120;
 
 impl Shared {
     pub(super) fn worker_id(&self) -> String {
@@ -226,9 +220,6 @@ pub(super) async fn pull_loop(shared: Arc<Shared>) {
         }
     }
 }
-
-/// How long a waiting reduce attempt's question may wait for an answer.
-const RELOCATE_WAIT: Duration = Duration::from_secs(20);
 
 impl Recovery for Shared {
     async fn fetch_failed(

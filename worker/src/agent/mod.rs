@@ -28,8 +28,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tonic::service::interceptor::InterceptedService;
 
+use crate::limits::{CLOSE_CONNECTIONS, MAX_MESSAGE_BYTES};
 use crate::plugin::Plugins;
-use crate::shuffle::serve::{MAX_MESSAGE_BYTES, ShuffleKeys, ShuffleServer};
+use crate::shuffle::serve::{ShuffleKeys, ShuffleServer};
 use link::{heartbeat_loop, pull_loop, send_heartbeat};
 
 #[derive(Debug, Clone)]
@@ -251,10 +252,6 @@ struct Shared {
     /// registered and not draining) and its shuffle service.
     health: Health,
 }
-
-/// How long the shuffle server waits at shutdown for its clients to close
-/// their connections before it cuts them.
-const CLOSE_CONNECTIONS: Duration = Duration::from_secs(5);
 
 const SHUFFLE_SERVICE: &str =
     <ShuffleServiceServer<ShuffleServer> as tonic::server::NamedService>::NAME;

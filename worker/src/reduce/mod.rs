@@ -21,6 +21,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
+use crate::limits::{PART_BYTES, PARTS_IN_FLIGHT};
 use crate::shuffle::fetch::{Fetch, Recovery, ThisWorker};
 use merge::merge_and_reduce;
 
@@ -192,11 +193,6 @@ async fn publish(temporary: &Location, committed: &Location) -> Result<(), TaskE
         other => other.map_err(output_error),
     }
 }
-
-/// Bytes per part of a multipart upload; files up to this size go in one put.
-const PART_BYTES: usize = 10 << 20;
-/// Parts of one upload sent at once.
-const PARTS_IN_FLIGHT: usize = 4;
 
 /// Copies a local file to `target`: one put when small, else a multipart
 /// upload that only [`Upload`]'s owner completes. Killed at any point (its

@@ -11,7 +11,6 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use harrow_core::ids::AttemptId;
@@ -25,20 +24,11 @@ use tokio::io::AsyncWriteExt;
 use tonic::Status;
 
 use crate::error::TaskError;
+use crate::limits::{CHUNK_BYTES, MAX_MESSAGE_BYTES};
+use crate::limits::{FETCH_CONCURRENCY, FETCH_IDLE_TIMEOUT, MAX_FETCH_ROUNDS};
 use crate::reduce::merge::Run;
 use crate::shuffle::segment::{data_path, index_path, read_index};
-use crate::shuffle::serve::{CHUNK_BYTES, MAX_MESSAGE_BYTES, job_dir};
-
-/// Segments a reducer fetches at once.
-pub const FETCH_CONCURRENCY: usize = 4;
-/// How long a fetch waits for the serving worker's answer or its next
-/// chunk. A stopped worker (SIGSTOP, a frozen VM) keeps its connections
-/// open and answers nothing; past this it counts as unreachable. A live
-/// worker sends a 1 MiB chunk far sooner, even on a loaded machine.
-pub const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rounds of waiting for new locations after which a reduce attempt gives
-/// up (the coordinator's own bounds end a job long before).
-pub const MAX_FETCH_ROUNDS: usize = 32;
+use crate::shuffle::serve::job_dir;
 
 /// The fetching worker: the address it serves map output on and the work
 /// dir that output lies in (its own segments are read in place), and how

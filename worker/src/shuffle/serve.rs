@@ -17,12 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::limits::CHUNK_BYTES;
 use crate::shuffle::segment::{data_path, index_path, read_index};
-
-/// Bytes per streamed chunk.
-pub(crate) const CHUNK_BYTES: usize = 1 << 20;
-/// The largest message either end accepts.
-pub const MAX_MESSAGE_BYTES: usize = 4 * CHUNK_BYTES;
 
 /// The directory holding a job's map output on this worker.
 pub fn job_dir(work_dir: &Path, job: harrow_core::ids::JobId) -> PathBuf {
