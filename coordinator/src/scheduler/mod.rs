@@ -13,6 +13,7 @@ mod fetch;
 pub mod input_check;
 mod invariants;
 pub mod job;
+mod lifecycle;
 mod placement;
 pub mod speed;
 #[cfg(test)]
@@ -22,6 +23,7 @@ mod suspect_tests;
 pub mod task;
 #[cfg(test)]
 mod tests;
+mod tick;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -34,10 +36,10 @@ pub use events::{Action, Event};
 pub use fetch::FetchReport;
 use fetch::FetchVerdict;
 pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
+pub use lifecycle::{AttemptProgress, UnreachableReport, Worker, WorkerState};
 pub use task::{
     Attempt, AttemptState, LostCause, Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState,
 };
-pub use workers::{AttemptProgress, UnreachableReport, Worker, WorkerState};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

@@ -555,7 +555,7 @@ fn phases(assignments: &[Assignment]) -> Vec<Phase> {
 
 #[test]
 fn a_workers_lifecycle_changes_in_one_place() {
-    use super::workers::{WorkerChange as C, WorkerEvent as E};
+    use super::lifecycle::{WorkerChange as C, WorkerEvent as E};
     let mut h = Harness::new(1);
     let id = h.worker();
     let mut worker = h.scheduler.workers().find(|w| w.id == id).unwrap().clone();
