@@ -4,11 +4,7 @@
 //! returned [`Action`]s. Only the scheduler decides placement.
 
 mod attempts;
-#[cfg(test)]
-mod correlated_tests;
 mod events;
-#[cfg(test)]
-mod fault_tests;
 mod fetch;
 pub mod input_check;
 mod invariants;
@@ -16,10 +12,6 @@ pub mod job;
 mod lifecycle;
 mod placement;
 pub mod speed;
-#[cfg(test)]
-mod speed_tests;
-#[cfg(test)]
-mod suspect_tests;
 pub mod task;
 #[cfg(test)]
 mod tests;

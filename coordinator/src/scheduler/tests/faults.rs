@@ -9,8 +9,8 @@ use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
 use harrow_core::task::{Assignment, AttemptOutcome, FetchFailure, InputReport, TaskSpec};
 use proptest::prelude::*;
 
-use super::tests::{Harness, phases};
-use super::*;
+use super::{Harness, phases};
+use crate::scheduler::*;
 
 /// A reducer's report that one segment of `map` was missing or corrupt.
 fn fetch_failed(

@@ -1,6 +1,11 @@
 //! Scheduler tests: the state machine driven by hand with a fake clock (a
 //! number passed to `handle`), no sleeps, no I/O.
 
+mod correlated;
+mod faults;
+mod speed;
+mod suspect;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};

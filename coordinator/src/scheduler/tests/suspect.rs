@@ -2,7 +2,7 @@
 //! output fail at once. Suspect workers, their probes and clearing, the
 //! blamed reducer, failure kinds, waiting reducers and the worker's
 //! lifecycle. The simulation under correlated faults is
-//! `correlated_tests.rs`.
+//! `correlated.rs`.
 
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
 use harrow_core::rpc::health::ProbeFailure;
@@ -10,8 +10,8 @@ use harrow_core::task::{
     Assignment, AttemptOutcome, FailureKind, FetchFailure, MapOutput, TaskSpec,
 };
 
-use super::tests::Harness;
-use super::*;
+use super::Harness;
+use crate::scheduler::*;
 
 fn unreachable(
     h: &mut Harness,
@@ -550,12 +550,12 @@ fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
 }
 
 fn phases(assignments: &[Assignment]) -> Vec<Phase> {
-    super::tests::phases(assignments)
+    super::phases(assignments)
 }
 
 #[test]
 fn a_workers_lifecycle_changes_in_one_place() {
-    use super::lifecycle::{WorkerChange as C, WorkerEvent as E};
+    use crate::scheduler::lifecycle::{WorkerChange as C, WorkerEvent as E};
     let mut h = Harness::new(1);
     let id = h.worker();
     let mut worker = h.scheduler.workers().find(|w| w.id == id).unwrap().clone();

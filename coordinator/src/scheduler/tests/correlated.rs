@@ -10,10 +10,10 @@ use harrow_core::task::{
 };
 use proptest::prelude::*;
 
-use super::tests::Harness;
-use super::*;
+use super::Harness;
+use crate::scheduler::*;
 
-use super::suspect_tests::{address, refused};
+use super::suspect::{address, refused};
 
 /// How a simulated worker process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use harrow_core::ids::{AttemptId, WorkerId};
 use harrow_core::task::Assignment;
 
-use super::tests::Harness;
+use super::Harness;
 
 /// Reports `bytes` of progress (of each 10-byte split) for the attempts.
 fn progress(h: &mut Harness, worker: WorkerId, attempts: &[AttemptId], bytes: u64) {
