@@ -43,76 +43,52 @@ fn submissions_with_bad_input_are_refused_and_the_cluster_stays_up() {
     let stderr = cluster.fails(&["submit", "grep", "--input", &corpus, "--output", &out]);
     assert_mentions(&stderr, &["missing required argument `pattern`"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "grep",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--arg",
-        "pattern=(oops",
-    ]);
+        &["--arg", "pattern=(oops"],
+    ));
     assert_mentions(&stderr, &["invalid value \"(oops\" for argument `pattern`"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "sleep",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--arg",
-        "map_ms=soon",
-    ]);
+        &["--arg", "map_ms=soon"],
+    ));
     assert_mentions(&stderr, &["map_ms", "soon"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "wordcount",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--arg",
-        "colour=red",
-    ]);
+        &["--arg", "colour=red"],
+    ));
     assert_mentions(&stderr, &["unknown argument `colour`", "wordcount"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "wordcount",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--arg",
-        "novalue",
-    ]);
+        &["--arg", "novalue"],
+    ));
     assert_mentions(&stderr, &["--arg", "key=value"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "wordcount",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--reducers",
-        "0",
-    ]);
+        &["--reducers", "0"],
+    ));
     assert_mentions(&stderr, &["--reducers must be at least 1"]);
 
-    let stderr = cluster.fails(&[
-        "submit",
+    let stderr = cluster.fails(&submit_args(
         "wordcount",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--split-size",
-        "9 parsecs",
-    ]);
+        &["--split-size", "9 parsecs"],
+    ));
     assert_mentions(&stderr, &["--split-size", "parsecs"]);
 
     // An existing, non-empty output directory is never overwritten.
@@ -129,15 +105,7 @@ fn submissions_with_bad_input_are_refused_and_the_cluster_stays_up() {
     let jobs: serde_json::Value = serde_json::from_str(&cluster.ok(&["jobs", "--json"])).unwrap();
     assert!(jobs.as_array().unwrap().is_empty(), "{jobs}");
     let good = cluster.path("good");
-    cluster.ok(&[
-        "submit",
-        "wordcount",
-        "--input",
-        &corpus,
-        "--output",
-        &good,
-        "--wait",
-    ]);
+    cluster.ok(&submit_args("wordcount", &corpus, &good, &["--wait"]));
     assert!(!read_output(&good).is_empty());
 }
 
@@ -153,15 +121,7 @@ fn invalid_utf8_is_read_with_replacement_characters() {
     )
     .unwrap();
     let out = cluster.path("out");
-    cluster.ok(&[
-        "submit",
-        "wordcount",
-        "--input",
-        &input,
-        "--output",
-        &out,
-        "--wait",
-    ]);
+    cluster.ok(&submit_args("wordcount", &input, &out, &["--wait"]));
     assert_eq!(
         read_output(&out),
         ["caf\t1", "café\t1", "naïve\t1", "ol\t1"]
@@ -177,15 +137,7 @@ fn a_task_that_keeps_failing_fails_its_job_with_the_reason_and_nothing_else() {
     std::fs::write(format!("{input}/a,b.txt"), "some words\n").unwrap();
     std::fs::write(format!("{input}/fine.txt"), "other words\n").unwrap();
     let out = cluster.path("out");
-    let output = cluster.harrow(&[
-        "submit",
-        "inverted-index",
-        "--input",
-        &input,
-        "--output",
-        &out,
-        "--wait",
-    ]);
+    let output = cluster.harrow(&submit_args("inverted-index", &input, &out, &["--wait"]));
     assert!(!output.status.success(), "{}", describe(&output));
     let job = String::from_utf8(output.stdout).unwrap().trim().to_string();
     let status: serde_json::Value =
@@ -214,15 +166,7 @@ fn a_task_that_keeps_failing_fails_its_job_with_the_reason_and_nothing_else() {
     // The workers survived; the next job runs.
     std::fs::remove_file(format!("{input}/a,b.txt")).unwrap();
     let good = cluster.path("good");
-    cluster.ok(&[
-        "submit",
-        "inverted-index",
-        "--input",
-        &input,
-        "--output",
-        &good,
-        "--wait",
-    ]);
+    cluster.ok(&submit_args("inverted-index", &input, &good, &["--wait"]));
     assert_eq!(
         read_output(&good),
         ["other\t1\tfine.txt", "words\t1\tfine.txt"]
@@ -267,17 +211,12 @@ fn a_map_that_panics_on_one_record_fails_the_job_naming_file_and_offset() {
     std::fs::write(format!("{input}/a.txt"), "calm\n").unwrap();
     std::fs::write(&poisoned, "line one\npoison pill\nline three\n").unwrap();
     let out = cluster.path("out");
-    let output = cluster.harrow(&[
-        "submit",
+    let output = cluster.harrow(&submit_args(
         "sleep",
-        "--input",
         &input,
-        "--output",
         &out,
-        "--arg",
-        "fail_on=poison",
-        "--wait",
-    ]);
+        &["--arg", "fail_on=poison", "--wait"],
+    ));
     assert!(!output.status.success(), "{}", describe(&output));
     let job = String::from_utf8(output.stdout).unwrap().trim().to_string();
     let status: serde_json::Value =

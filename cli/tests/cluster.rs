@@ -211,18 +211,12 @@ fn jobs_workers_and_cancel_through_the_cli() {
     let corpus = cluster.path("corpus");
     write_corpus(std::path::Path::new(&corpus));
     let out = cluster.path("long");
-    let job = cluster.ok(&[
-        "submit",
+    let job = cluster.ok(&submit_args(
         "sleep",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--split-size",
-        "0",
-        "--arg",
-        "map_ms=60000",
-    ]);
+        &["--split-size", "0", "--arg", "map_ms=60000"],
+    ));
     let job = job.trim();
     let cancelled = cluster.ok(&["cancel", job]);
     assert_eq!(cancelled.trim(), format!("{job} cancelled"));

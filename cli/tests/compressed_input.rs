@@ -34,17 +34,12 @@ fn compressed_inputs_count_the_same_words_as_plain_ones() {
     compressed_copy(&files, Path::new(&packed));
     let out = cluster.path("out");
     // A tiny split size: compressed files still get one split each.
-    let job = cluster.ok(&[
-        "submit",
+    let job = cluster.ok(&submit_args(
         "wordcount",
-        "--input",
         &packed,
-        "--output",
         &out,
-        "--split-size",
-        "100",
-        "--wait",
-    ]);
+        &["--split-size", "100", "--wait"],
+    ));
     assert_eq!(read_output(&out), reference_wordcount(&files));
     let status: serde_json::Value =
         serde_json::from_str(&cluster.ok(&["status", job.trim(), "--json"])).unwrap();
@@ -66,15 +61,7 @@ fn a_corrupt_compressed_file_fails_its_job_naming_it() {
     )
     .unwrap();
     let out = cluster.path("out");
-    let output = cluster.harrow(&[
-        "submit",
-        "wordcount",
-        "--input",
-        &input,
-        "--output",
-        &out,
-        "--wait",
-    ]);
+    let output = cluster.harrow(&submit_args("wordcount", &input, &out, &["--wait"]));
     assert!(!output.status.success(), "{}", describe(&output));
     let job = String::from_utf8(output.stdout).unwrap();
     let status: serde_json::Value =
@@ -87,14 +74,6 @@ fn a_corrupt_compressed_file_fails_its_job_naming_it() {
 
     std::fs::remove_file(&broken).unwrap();
     let good = cluster.path("good");
-    cluster.ok(&[
-        "submit",
-        "wordcount",
-        "--input",
-        &input,
-        "--output",
-        &good,
-        "--wait",
-    ]);
+    cluster.ok(&submit_args("wordcount", &input, &good, &["--wait"]));
     assert_eq!(read_output(&good), ["fine\t1", "words\t1"]);
 }

@@ -6,7 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Cluster, HARROW, bounded, describe, read_output, reference_wordcount, write_corpus};
+use common::{
+    Cluster, HARROW, bounded, describe, read_output, reference_wordcount, submit_args, write_corpus,
+};
 use harrow_proto::v1::FetchSegmentRequest;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use harrow_proto::v1::shuffle_service_client::ShuffleServiceClient;
@@ -442,18 +444,12 @@ fn a_link_planted_in_the_output_is_refused_and_its_target_untouched() {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("canary"), "keep me").unwrap();
 
-    let job = cluster.ok(&[
-        "submit",
+    let job = cluster.ok(&submit_args(
         "sleep",
-        "--input",
         &corpus,
-        "--output",
         &out,
-        "--reducers",
-        "2",
-        "--arg",
-        "map_ms=300",
-    ]);
+        &["--reducers", "2", "--arg", "map_ms=300"],
+    ));
     let job = job.trim();
     cluster
         .follow(job)

@@ -73,36 +73,24 @@ fn terasort_orders_generated_records_across_part_files() {
 
     // Generated records are not sorted, and teravalidate says where.
     let unsorted = cluster.path("unsorted-report");
-    let error = cluster.fails(&[
-        "submit",
+    let error = cluster.fails(&submit_args(
         "teravalidate",
-        "--input",
         &generated,
-        "--output",
         &unsorted,
-        "--reducers",
-        "1",
-        "--wait",
-    ]);
+        &["--reducers", "1", "--wait"],
+    ));
     assert!(
         error.contains("records are not sorted: part-r-00000 at byte"),
         "{error}"
     );
 
     let sorted = cluster.path("sorted");
-    cluster.ok(&[
-        "submit",
+    cluster.ok(&submit_args(
         "terasort",
-        "--input",
         &generated,
-        "--output",
         &sorted,
-        "--reducers",
-        "5",
-        "--split-size",
-        "256KiB",
-        "--wait",
-    ]);
+        &["--reducers", "5", "--split-size", "256KiB", "--wait"],
+    ));
     let parts = part_files(&sorted);
     assert_eq!(parts.len(), 5);
     // The sample's quantiles balance the partitions.
@@ -125,17 +113,12 @@ fn terasort_orders_generated_records_across_part_files() {
     assert!(output == input, "the same records, each once");
 
     let report = cluster.path("report");
-    let job = cluster.ok(&[
-        "submit",
+    let job = cluster.ok(&submit_args(
         "teravalidate",
-        "--input",
         &sorted,
-        "--output",
         &report,
-        "--reducers",
-        "1",
-        "--wait",
-    ]);
+        &["--reducers", "1", "--wait"],
+    ));
     assert_eq!(counter(&cluster, &job, "checksum"), checksum);
     assert_eq!(
         read_output(&report),
@@ -173,17 +156,12 @@ fn terasort_jobs_refuse_bad_submissions_and_records() {
     assert!(error.contains("no input given"), "{error}");
 
     // A record too short for a key fails the job, named by file and byte.
-    let error = cluster.fails(&[
-        "submit",
+    let error = cluster.fails(&submit_args(
         "terasort",
-        "--input",
         &input,
-        "--output",
         &cluster.path("d"),
-        "--reducers",
-        "1",
-        "--wait",
-    ]);
+        &["--reducers", "1", "--wait"],
+    ));
     assert!(error.contains("records.txt:16"), "{error}");
     assert!(
         error.contains("a record of 5 bytes has no 10-byte key"),

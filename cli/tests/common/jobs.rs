@@ -36,6 +36,19 @@ pub fn is_terminal(status: &serde_json::Value) -> bool {
     )
 }
 
+/// The arguments of `harrow submit JOB --input INPUT --output OUTPUT`
+/// followed by `extra`.
+pub fn submit_args<'a>(
+    job: &'a str,
+    input: &'a str,
+    output: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["submit", job, "--input", input, "--output", output];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Submits `wordcount` over `corpus` in splits of `split_size` to
 /// `reducers` reducers; returns the job id.
 pub fn submit_wordcount(
