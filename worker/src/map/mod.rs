@@ -27,12 +27,12 @@ use harrow_core::task::{
 };
 use harrow_formats::decode::ChunkDecoder;
 use harrow_formats::input::InputError;
-use harrow_formats::source::{Source, SplitInput};
+use harrow_formats::source::{MIN_CHUNK_BYTES, Source, SplitInput};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
 
 use crate::cpu::run_cpu;
 use crate::error::TaskError;
-use crate::memory::{MIN_CHUNK_BYTES, TaskMemory};
+use crate::memory::TaskMemory;
 use lanes::{Lanes, finish_lane, map_on_lane};
 use output::{Spills, merge_spills, spill, spill_run};
 
