@@ -18,6 +18,7 @@ pub const MAX_TRANSIENT_FAILURES: u32 = 10;
 /// twice as long, up to [`MAX_TRANSIENT_BACKOFF_MS`].
 pub const TRANSIENT_BACKOFF_MS: u64 = 250;
 
+/// The longest wait between retries after passing failures.
 pub const MAX_TRANSIENT_BACKOFF_MS: u64 = 30_000;
 
 /// Distinct workers that must die while running a task's attempts before
@@ -54,6 +55,7 @@ pub const MIN_SPEED_SAMPLES: usize = 2;
 /// slots (Hadoop's cap), but at least [`MIN_SPECULATIVE`].
 pub const SPECULATIVE_SHARE: f64 = 0.1;
 
+/// Backups a job may run at once however few slots are live.
 pub const MIN_SPECULATIVE: usize = 2;
 
 /// An attempt is a straggler only if it progresses slower than this share
@@ -80,9 +82,12 @@ pub const MAX_PLUGIN_BYTES: usize = 512 << 20;
 
 // Planning: splits, schema inference and sampling.
 
-/// The smallest and largest split [`auto_split_size`] chooses.
+/// The smallest split `planner::auto_split_size` chooses: smaller ones
+/// cost more in scheduling and shuffle files than they gain in spread.
 pub const MIN_AUTO_SPLIT: u64 = 32 << 20;
 
+/// The largest split `planner::auto_split_size` chooses, so one slow split
+/// cannot hold a job for long.
 pub const MAX_AUTO_SPLIT: u64 = 512 << 20;
 
 /// Bytes read from the start of each sampled file.

@@ -19,7 +19,8 @@ use harrow_core::task::{BAD_RECORD_SAMPLES, BadRecord, InputFormat, InputSpec};
 use harrow_sdk::table::column_names;
 
 use crate::framing::Framing;
-use crate::input::{BATCH_ROWS, InputError, TextChunk, chunk_batches};
+use crate::input::{InputError, TextChunk, chunk_batches};
+use crate::limits::BATCH_ROWS;
 
 /// What a chunk decoded to.
 #[derive(Debug, Default)]

@@ -26,9 +26,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::framing::Framing;
-
-/// Rows per input batch.
-pub const BATCH_ROWS: usize = 8192;
+use crate::limits::BATCH_ROWS;
 
 /// A split that could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ pub mod compressed;
 pub mod decode;
 pub mod framing;
 pub mod input;
+pub mod limits;
 pub mod output;
 pub mod parquet_input;
 pub mod source;

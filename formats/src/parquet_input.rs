@@ -27,7 +27,8 @@ use parquet::arrow::async_reader::{
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 
-use crate::input::{BATCH_ROWS, InputError};
+use crate::input::InputError;
+use crate::limits::BATCH_ROWS;
 
 /// A Parquet file in an object store, as the async Parquet reader sees it.
 struct StoreFile {

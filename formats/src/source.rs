@@ -14,17 +14,11 @@ use harrow_core::task::{Compression, InputFormat, InputSpec, Split};
 use crate::compressed::CompressedReader;
 use crate::decode::{ChunkDecoder, Decoded};
 use crate::framing::Framing;
-use crate::input::{BATCH_ROWS, InputError, SplitReader, TextChunk};
+use crate::input::{InputError, SplitReader, TextChunk};
+use crate::limits::BATCH_ROWS;
+use crate::limits::COMPRESSED_CHUNK_BYTES;
+use crate::limits::MAX_PIECE_ROWS;
 use crate::parquet_input::{ParquetSplit, RowGroup};
-
-/// Bounds on the input bytes read per request and mapped per rayon job.
-pub const MIN_CHUNK_BYTES: u64 = 1 << 20;
-pub const MAX_CHUNK_BYTES: u64 = 32 << 20;
-/// Bytes per text chunk of a compressed file: its size says little about
-/// the text inside, so its chunks take a large size.
-const COMPRESSED_CHUNK_BYTES: u64 = MAX_CHUNK_BYTES / 2;
-/// Rows per piece of generated input, at most.
-const MAX_PIECE_ROWS: u64 = 1 << 20;
 
 /// The split to read and how.
 #[derive(Debug, Clone, Copy)]

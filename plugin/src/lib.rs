@@ -11,18 +11,15 @@
 
 pub mod host;
 pub mod library;
+pub mod limits;
 pub mod protocol;
 pub mod remote;
 
 use std::path::Path;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 pub use remote::{HostError, HostSpec, PluginHost};
-
-/// How long a plugin may take to build its job.
-pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, c_void};
 use std::path::Path;
 
+use crate::limits::ERROR_CAPACITY;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ffi::FFI_ArrowSchema;
@@ -22,9 +23,6 @@ use harrow_sdk::plugin::{
 use harrow_sdk::{
     Counters, JobError, JobRuntime, JobSchema, KeyGroups, Mapper, TaskInfo, TaskKind,
 };
-
-/// The longest error message taken from a plugin.
-const ERROR_CAPACITY: usize = 16 * 1024;
 
 /// Why a library cannot be used as a plugin.
 #[derive(Debug, thiserror::Error)]

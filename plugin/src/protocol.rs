@@ -3,11 +3,8 @@
 
 use std::io::{self, Read, Write};
 
+use crate::limits::MAX_MESSAGE_BYTES;
 use prost::Message;
-
-/// The largest message either side accepts (a map output batch of one
-/// chunk stays far below it).
-pub const MAX_MESSAGE_BYTES: usize = 1 << 31;
 
 /// `message`, framed.
 pub fn frame(message: &impl Message) -> Vec<u8> {

@@ -28,11 +28,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
+use crate::limits::EXIT_WAIT;
 use crate::protocol::{frame, read_message, read_message_async, write_message};
-
-/// How long a failed call waits for the child's exit status, to say how it
-/// ended rather than only that the connection broke.
-const EXIT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

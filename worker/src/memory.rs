@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::limits::FALLBACK_BUDGET;
 
-use harrow_formats::source::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
+use harrow_formats::limits::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 /// Caps glibc's malloc arenas at one per CPU (at least two), from its
 /// default of eight per CPU. Tokio and rayon threads each allocate from an

@@ -14,9 +14,8 @@ use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use harrow_sdk::JobRuntime;
 use tokio::io::AsyncWriteExt;
 
-use harrow_plugin::{
-    CREATE_TIMEOUT, HostError, HostSpec, LibraryHasher, PluginHost, is_sha256_hex,
-};
+use harrow_plugin::limits::CREATE_TIMEOUT;
+use harrow_plugin::{HostError, HostSpec, LibraryHasher, PluginHost, is_sha256_hex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {

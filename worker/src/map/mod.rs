@@ -27,7 +27,8 @@ use harrow_core::task::{
 };
 use harrow_formats::decode::ChunkDecoder;
 use harrow_formats::input::InputError;
-use harrow_formats::source::{MIN_CHUNK_BYTES, Source, SplitInput};
+use harrow_formats::limits::MIN_CHUNK_BYTES;
+use harrow_formats::source::{Source, SplitInput};
 use harrow_sdk::{JobRuntime, TaskInfo, TaskKind};
 
 use crate::cpu::run_cpu;
