@@ -206,8 +206,9 @@ impl Cluster {
         let output = self.harrow(args);
         assert!(
             output.status.success(),
-            "harrow {args:?} failed:\n{}",
-            describe(&output)
+            "harrow {args:?} failed:\n{}\nthe cluster's logs, last lines:\n{}",
+            describe(&output),
+            self.log_tails(40)
         );
         String::from_utf8(output.stdout).unwrap()
     }
@@ -221,6 +222,21 @@ impl Cluster {
             describe(&output)
         );
         String::from_utf8(output.stderr).unwrap()
+    }
+
+    /// The last `lines` lines of every process's log: what a failed client
+    /// call's message shows (a server that panicked says so here).
+    pub fn log_tails(&self, lines: usize) -> String {
+        logs_in(self.dir.path())
+            .split("--- ")
+            .filter(|log| !log.is_empty())
+            .map(|log| {
+                let all: Vec<&str> = log.lines().collect();
+                let name = all.first().copied().unwrap_or_default();
+                let tail = &all[all.len().saturating_sub(lines).max(1)..];
+                format!("--- {name}\n{}\n", tail.join("\n"))
+            })
+            .collect()
     }
 
     /// Every process's log, for a failing assertion's message.

@@ -210,6 +210,11 @@ impl Scheduler {
                 if attempt.task.phase == Phase::Reduce && job.reduces_done() =>
             {
                 job.apply(JobEvent::AllReducesCommitted, now_ms);
+                // Map output is needed no more: re-runs of output set aside
+                // after the reducers had fetched it stop here.
+                for map in &mut job.maps {
+                    map.apply(TaskEvent::Cancelled, now_ms, max_attempts);
+                }
                 vec![Action::CommitJob {
                     job: job.id,
                     output: job.plan.output.clone(),

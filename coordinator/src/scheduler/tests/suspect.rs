@@ -595,3 +595,44 @@ fn a_workers_lifecycle_changes_in_one_place() {
     }
     assert_eq!(worker.state.name(), "dead");
 }
+
+#[test]
+fn map_work_left_when_every_reduce_commits_stops() {
+    let mut h = Harness::new(1);
+    let (w, job) = mapped(&mut h);
+    // Both reducers run on w1 and have fetched everything they need.
+    let reduces = h.request(w[1], 2);
+    let running: Vec<AttemptId> = reduces.iter().map(|r| r.attempt).collect();
+    // w0 dies: its map output is set aside and one map re-runs on w2.
+    for _ in 0..3 {
+        h.heartbeat(w[1], &running, 1);
+        h.heartbeat(w[2], &[], 0);
+        h.advance(400);
+    }
+    assert_eq!(worker_state(&h, w[0]).name(), "dead");
+    let rerun = h.request(w[2], 1);
+    assert_eq!(phases(&rerun), [Phase::Map]);
+    // The reducers needed nothing more: they commit, and the re-run, no
+    // longer needed, is killed (the worker learns at its next heartbeat).
+    for r in &reduces {
+        h.succeed(w[1], r);
+    }
+    assert_eq!(h.state(job), JobState::Committing);
+    let map = task(&h, rerun[0].attempt.task);
+    assert_eq!(
+        map.attempt(rerun[0].attempt).unwrap().state,
+        AttemptState::Killed
+    );
+    let reply = h.heartbeat(w[2], &[rerun[0].attempt], 1);
+    assert!(
+        matches!(&reply[..], [Action::KillAttempts { attempts, .. }] if attempts == &[rerun[0].attempt]),
+        "{reply:?}"
+    );
+    // And if w2 dies now, nothing of the job runs on a dead worker.
+    for _ in 0..3 {
+        h.heartbeat(w[1], &[], 0);
+        h.advance(400);
+    }
+    assert_eq!(worker_state(&h, w[2]).name(), "dead");
+    assert_eq!(h.state(job), JobState::Committing);
+}
