@@ -122,8 +122,7 @@ impl CompressedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::chunk_batches;
-    use arrow::array::{Array, StringArray, UInt64Array};
+    use crate::input::chunk_lines;
     use async_compression::tokio::write::{BzEncoder, GzipEncoder, ZstdEncoder};
     use object_store::memory::InMemory;
     use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -155,21 +154,7 @@ mod tests {
                 .await?;
         let mut lines = Vec::new();
         while let Some(chunk) = reader.next_chunk().await? {
-            for batch in chunk_batches("f", &chunk) {
-                let text = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap();
-                let offsets = batch
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .unwrap();
-                for row in 0..text.len() {
-                    lines.push((offsets.value(row), text.value(row).to_string()));
-                }
-            }
+            lines.extend(chunk_lines("f", &chunk));
         }
         Ok(lines)
     }

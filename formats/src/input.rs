@@ -268,10 +268,33 @@ pub fn chunk_batches(file: &str, chunk: &TextChunk) -> Vec<RecordBatch> {
     batches
 }
 
+/// Each line of `chunk` with its byte offset, as its text batches hold
+/// them: what the readers' tests compare.
+#[cfg(test)]
+pub(crate) fn chunk_lines(file: &str, chunk: &TextChunk) -> Vec<(u64, String)> {
+    use arrow::array::{Array, StringArray, UInt64Array};
+    let mut lines = Vec::new();
+    for batch in chunk_batches(file, chunk) {
+        let text = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let offsets = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        for row in 0..text.len() {
+            lines.push((offsets.value(row), text.value(row).to_string()));
+        }
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, StringArray, UInt64Array};
     use object_store::memory::InMemory;
     use proptest::prelude::*;
 
@@ -310,21 +333,7 @@ mod tests {
                     Framing::Lines,
                 );
                 while let Some(chunk) = reader.next_chunk().await.unwrap() {
-                    for batch in chunk_batches("f.txt", &chunk) {
-                        let lines = batch
-                            .column(0)
-                            .as_any()
-                            .downcast_ref::<StringArray>()
-                            .unwrap();
-                        let offsets = batch
-                            .column(1)
-                            .as_any()
-                            .downcast_ref::<UInt64Array>()
-                            .unwrap();
-                        for row in 0..lines.len() {
-                            out.push((offsets.value(row), lines.value(row).to_string()));
-                        }
-                    }
+                    out.extend(chunk_lines("f.txt", &chunk));
                 }
                 start = end;
                 if start >= size {
