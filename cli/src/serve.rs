@@ -110,10 +110,18 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     } = args;
     let token = read_token(token_file.as_deref())?;
     guard_listen(listen, token.is_some(), &insecure)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("harrow-worker-")
-        .tempdir()?;
-    let work_dir = work_dir.unwrap_or_else(|| scratch.path().to_path_buf());
+    // A scratch dir only when none is given: removed on a clean exit, and a
+    // killed worker leaves nothing in the temp dir when the user chose one.
+    let scratch;
+    let work_dir = match work_dir {
+        Some(dir) => dir,
+        None => {
+            scratch = tempfile::Builder::new()
+                .prefix("harrow-worker-")
+                .tempdir()?;
+            scratch.path().to_path_buf()
+        }
+    };
     let config = harrow_worker::WorkerConfig {
         coordinator,
         listen,
