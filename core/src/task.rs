@@ -261,7 +261,10 @@ pub enum TaskSpec {
     Reduce {
         partition: u32,
         output: String,
-        map_outputs: Vec<MapOutput>,
+        /// One per map task, in order; `None` while the map task runs
+        /// again (the reducer asks where its output is once it has
+        /// succeeded).
+        map_outputs: Vec<Option<MapOutput>>,
     },
 }
 

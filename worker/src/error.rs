@@ -86,6 +86,10 @@ pub enum TaskError {
         call: &'static str,
         status: tonic::Status,
     },
+    /// The coordinator stopped a reduce attempt that waited for map output
+    /// (killed to make room for maps, superseded, or its job ended).
+    #[error("stopped by the coordinator while waiting for map output")]
+    Stopped,
 }
 
 impl TaskError {
@@ -117,7 +121,7 @@ impl TaskError {
                 FailureKind::Job
             }
             TaskError::Io { .. } => FailureKind::Worker,
-            TaskError::Coordinator { .. } => FailureKind::Transient,
+            TaskError::Coordinator { .. } | TaskError::Stopped => FailureKind::Transient,
         }
     }
 

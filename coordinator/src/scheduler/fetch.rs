@@ -150,7 +150,8 @@ impl Scheduler {
     }
 
     /// A waiting reduce attempt's question: nothing while some map task is
-    /// still to run again, the locations once all have succeeded.
+    /// still to run again (the attempt counts as waiting from then on), the
+    /// locations once all have succeeded.
     pub(super) fn wait_map_outputs(
         &mut self,
         worker: WorkerId,
@@ -165,9 +166,15 @@ impl Scheduler {
         }
         let job = &self.jobs[&attempt.task.job];
         if job.state != JobState::Running || !job.maps_done() {
+            let record = self.attempt_mut(attempt).expect("running attempt exists");
+            record.waiting_since_ms.get_or_insert(now_ms);
             return Vec::new();
         }
-        let outputs = self.map_outputs(attempt.task.job, attempt.task.index);
+        let outputs = self
+            .map_outputs(attempt.task.job, attempt.task.index)
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .expect("every map task succeeded");
         let record = self.attempt_mut(attempt).expect("running attempt exists");
         if let Some(since) = record.waiting_since_ms.take() {
             record.waited_ms += now_ms.saturating_sub(since);

@@ -222,7 +222,9 @@ impl Scheduler {
 
     /// Hands work to the worker's free slots: jobs in submission order, a
     /// job's map tasks before its reduce tasks; then backups for stalled
-    /// attempts and stragglers.
+    /// attempts and stragglers. Reduce tasks start once every map task has
+    /// succeeded, and again, to fetch what live workers hold, while some
+    /// map tasks run again but none waits for a slot.
     fn assign(&mut self, worker: WorkerId, free_slots: u32, now_ms: u64) -> Vec<Action> {
         match self.workers.get(&worker) {
             Some(record) if !record.is_alive() => return vec![Action::UnknownWorker { worker }],
@@ -254,10 +256,13 @@ impl Scheduler {
                 };
                 let candidates = if backups {
                     placement::backup_candidates(job, phase, worker, now_ms, &self.config, cap)
+                        .into_iter()
+                        .map(|index| (phase, index))
+                        .collect()
                 } else {
-                    placement::pending(job, phase, now_ms)
+                    placement::pending_in_order(job, now_ms)
                 };
-                for index in candidates.into_iter().take(free) {
+                for (phase, index) in candidates.into_iter().take(free) {
                     let assignment = self.start_attempt(job_id, phase, index, worker, now_ms);
                     actions.push(Action::Assign {
                         worker,
@@ -340,8 +345,9 @@ impl Scheduler {
         }
     }
 
-    /// Where each map task's segment of `partition` is.
-    fn map_outputs(&self, job: JobId, partition: u32) -> Vec<MapOutput> {
+    /// Where each map task's segment of `partition` is; `None` while the
+    /// map task runs again.
+    fn map_outputs(&self, job: JobId, partition: u32) -> Vec<Option<MapOutput>> {
         self.jobs[&job]
             .maps
             .iter()
@@ -352,14 +358,12 @@ impl Scheduler {
                         TaskOutput::Map {
                             worker, segments, ..
                         },
-                } => MapOutput {
+                } => Some(MapOutput {
                     map_attempt: *attempt,
                     shuffle_address: self.workers[worker].shuffle_address.clone(),
                     segment: segments[partition as usize],
-                },
-                other => {
-                    unreachable!("reduces start only after every map succeeded, found {other:?}")
-                }
+                }),
+                _ => None,
             })
             .collect()
     }

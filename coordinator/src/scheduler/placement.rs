@@ -15,12 +15,31 @@ fn tasks(job: &Job, phase: Phase) -> &[Task] {
 
 /// Indexes of the phase's pending tasks that may start now (not waiting
 /// out a backoff), in order.
-pub fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
+fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
     tasks(job, phase)
         .iter()
         .enumerate()
         .filter(|(_, t)| t.is_runnable(now_ms))
         .map(|(i, _)| i)
+        .collect()
+}
+
+/// The job's tasks that may start now, in the order to start them: map
+/// tasks first; reduce tasks once every map task has succeeded, or, after
+/// that happened once, while maps run again but none is left to start (a
+/// lost reducer fetches what live workers hold while the last maps run,
+/// and waits for the rest).
+pub fn pending_in_order(job: &Job, now_ms: u64) -> Vec<(Phase, usize)> {
+    let maps = pending(job, Phase::Map, now_ms);
+    let reducing =
+        job.maps_done() || (maps.is_empty() && job.reduces.iter().any(|t| !t.attempts.is_empty()));
+    let reduces = if reducing {
+        pending(job, Phase::Reduce, now_ms)
+    } else {
+        Vec::new()
+    };
+    let maps = maps.into_iter().map(|i| (Phase::Map, i));
+    maps.chain(reduces.into_iter().map(|i| (Phase::Reduce, i)))
         .collect()
 }
 

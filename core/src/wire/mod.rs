@@ -169,7 +169,7 @@ impl From<Assignment> for pb::TaskAssignment {
             } => pb::task_assignment::Task::Reduce(pb::ReduceTask {
                 partition,
                 output,
-                map_outputs: map_outputs.into_iter().map(Into::into).collect(),
+                map_outputs: map_outputs.into_iter().map(location).collect(),
             }),
         };
         let job = &*a.job;
@@ -223,19 +223,49 @@ impl From<MapOutput> for pb::MapOutputLocation {
             map_attempt_id: m.map_attempt.to_string(),
             shuffle_address: m.shuffle_address,
             segment: Some(m.segment.into()),
+            pending: false,
         }
     }
 }
 
-/// Map output locations from the wire.
-pub fn map_outputs(locations: Vec<pb::MapOutputLocation>) -> Result<Vec<MapOutput>, WireError> {
+/// A map output's location, or `pending` while its map task runs again.
+fn location(output: Option<MapOutput>) -> pb::MapOutputLocation {
+    match output {
+        Some(output) => output.into(),
+        None => pb::MapOutputLocation {
+            pending: true,
+            ..Default::default()
+        },
+    }
+}
+
+/// Map output locations from the wire, where some may be pending.
+fn pending_map_outputs(
+    locations: Vec<pb::MapOutputLocation>,
+) -> Result<Vec<Option<MapOutput>>, WireError> {
     locations
         .into_iter()
         .map(|m| {
-            Ok(MapOutput {
+            if m.pending {
+                return Ok(None);
+            }
+            Ok(Some(MapOutput {
                 map_attempt: m.map_attempt_id.parse()?,
                 shuffle_address: m.shuffle_address,
                 segment: required(m.segment, "map_outputs.segment")?.into(),
+            }))
+        })
+        .collect()
+}
+
+/// Map output locations from the wire, every one available.
+pub fn map_outputs(locations: Vec<pb::MapOutputLocation>) -> Result<Vec<MapOutput>, WireError> {
+    pending_map_outputs(locations)?
+        .into_iter()
+        .map(|m| {
+            m.ok_or(WireError::Invalid {
+                field: "map_outputs",
+                reason: "a location is pending where every map task has succeeded",
             })
         })
         .collect()
@@ -280,7 +310,7 @@ impl TryFrom<pb::TaskAssignment> for Assignment {
             pb::task_assignment::Task::Reduce(reduce) => TaskSpec::Reduce {
                 partition: reduce.partition,
                 output: reduce.output,
-                map_outputs: map_outputs(reduce.map_outputs)?,
+                map_outputs: pending_map_outputs(reduce.map_outputs)?,
             },
         };
         let job = JobSpec {

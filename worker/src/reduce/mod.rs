@@ -41,7 +41,8 @@ pub struct ReduceTask<'a> {
     pub attempt: AttemptId,
     pub partition: u32,
     pub output: &'a str,
-    pub map_outputs: &'a [MapOutput],
+    /// One per map task, in order; `None` while it runs again.
+    pub map_outputs: &'a [Option<MapOutput>],
     /// The job's key for fetching its map output.
     pub shuffle_key: &'a Token,
     /// Scratch space of this attempt, removed when it ends.
@@ -89,7 +90,7 @@ impl ReduceTask<'_> {
         };
         let segments = fetch.run(gate).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
-        let bytes_in = self.map_outputs.iter().map(|m| m.segment.bytes).sum();
+        let bytes_in = segments.iter().map(|run| run.len).sum();
 
         let file_name = part_file_name(self.partition, self.format);
         let temporary = output

@@ -4,7 +4,8 @@
 //! size and CRC32C its map attempt reported. A fetch that fails does not
 //! end the attempt: the fetcher keeps what it has, tells the coordinator
 //! (once per unreachable worker), waits for the new locations and fetches
-//! what is still missing.
+//! what is still missing. An attempt that starts while some map tasks run
+//! again fetches what is available and waits the same way for the rest.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Seek, SeekFrom};
@@ -62,7 +63,8 @@ pub trait Recovery {
         error: &TaskError,
     ) -> impl Future<Output = Result<Option<String>, TaskError>> + Send;
 
-    /// Where the map outputs are now, once every map task has succeeded.
+    /// Where the map outputs are now, once every map task has succeeded:
+    /// after a failed fetch, or for outputs that were pending at the start.
     fn relocate(
         &self,
         attempt: AttemptId,
@@ -85,7 +87,8 @@ impl Recovery for NoRecovery {
 /// What one reduce attempt fetches.
 pub struct Fetch<'a> {
     pub attempt: AttemptId,
-    pub map_outputs: &'a [MapOutput],
+    /// One per map task, in order; `None` while it runs again.
+    pub map_outputs: &'a [Option<MapOutput>],
     pub shuffle_key: &'a Token,
     pub partition: u32,
     /// Scratch space for fetched segments.
@@ -99,7 +102,7 @@ impl Fetch<'_> {
     /// Fetches every non-empty segment and returns the runs to merge, in
     /// map order. A failed fetch is reported through `recovery`; while it
     /// says to wait, the segments fetched are kept, and those missing are
-    /// fetched from their new locations.
+    /// fetched from their new locations, as are those pending at the start.
     pub async fn run(self, recovery: &impl Recovery) -> Result<Vec<Run>, TaskError> {
         tokio::fs::create_dir_all(self.dir)
             .await
@@ -109,10 +112,11 @@ impl Fetch<'_> {
         let mut channels: HashMap<String, AuthChannel> = HashMap::new();
         for round in 1.. {
             let failures = self.round(&outputs, &mut runs, &mut channels).await?;
-            if failures.is_empty() {
+            let pending = outputs.iter().any(Option::is_none);
+            if failures.is_empty() && !pending {
                 break;
             }
-            if round >= MAX_FETCH_ROUNDS {
+            if round >= MAX_FETCH_ROUNDS && !failures.is_empty() {
                 return Err(failures.into_iter().next().expect("not empty"));
             }
             for failure in &failures {
@@ -128,8 +132,9 @@ impl Fetch<'_> {
                 match recovery.relocate(self.attempt).await? {
                     Relocation::Ready(outputs) => break outputs,
                     Relocation::NotYet => continue,
+                    // The first failure says best why it waited, if any.
                     Relocation::Stop => {
-                        return Err(failures.into_iter().next().expect("not empty"));
+                        return Err(failures.into_iter().next().unwrap_or(TaskError::Stopped));
                     }
                 }
             };
@@ -140,14 +145,14 @@ impl Fetch<'_> {
             );
             for (i, location) in relocated.into_iter().enumerate() {
                 if runs[i].is_none() {
-                    outputs[i] = location;
+                    outputs[i] = Some(location);
                 }
             }
         }
         Ok(outputs
             .iter()
             .zip(runs)
-            .filter(|(output, _)| output.segment.bytes > 0)
+            .filter(|(output, _)| output.as_ref().expect("relocated").segment.bytes > 0)
             .map(|(_, run)| run.expect("every non-empty segment was fetched"))
             .collect())
     }
@@ -157,13 +162,14 @@ impl Fetch<'_> {
     /// round), and each missing or corrupt segment.
     async fn round(
         &self,
-        outputs: &[MapOutput],
+        outputs: &[Option<MapOutput>],
         runs: &mut [Option<Run>],
         channels: &mut HashMap<String, AuthChannel>,
     ) -> Result<Vec<TaskError>, TaskError> {
         let silent: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
         let mut fetches = Vec::new();
         for (i, output) in outputs.iter().enumerate() {
+            let Some(output) = output else { continue };
             if runs[i].is_some() || output.segment.bytes == 0 {
                 continue;
             }

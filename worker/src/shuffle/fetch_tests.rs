@@ -46,6 +46,16 @@ impl Setup {
         outputs: &[MapOutput],
         recovery: &impl Recovery,
     ) -> Result<Vec<Run>, TaskError> {
+        let outputs: Vec<_> = outputs.iter().cloned().map(Some).collect();
+        self.fetch_some(&outputs, recovery).await
+    }
+
+    /// Fetches where some outputs may be pending (`None`).
+    async fn fetch_some(
+        &self,
+        outputs: &[Option<MapOutput>],
+        recovery: &impl Recovery,
+    ) -> Result<Vec<Run>, TaskError> {
         let fetch = Fetch {
             attempt: "job-000001/r-00001/a-1".parse().unwrap(),
             map_outputs: outputs,
@@ -193,4 +203,34 @@ async fn a_fetch_failure_ends_the_attempt_when_the_coordinator_says_stop() {
         ),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn pending_outputs_are_fetched_once_relocated_without_a_report() {
+    let setup = Setup::new();
+    let available = setup.own_output("job-000001/m-00000/a-1");
+    let rerun = setup.own_output("job-000001/m-00001/a-2");
+    let recovery = Relocating {
+        moved: vec![available.clone(), rerun.clone()],
+        not_yet: Mutex::new(1),
+        reported: Mutex::new(Vec::new()),
+    };
+    let runs = setup
+        .fetch_some(&[Some(available.clone()), None], &recovery)
+        .await
+        .unwrap();
+    assert!(recovery.reported.lock().unwrap().is_empty());
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        setup.progress.load(Ordering::Relaxed),
+        2 * available.segment.bytes,
+        "the available segment is read once"
+    );
+
+    // Stopped while waiting: the attempt ends, saying so.
+    let error = setup
+        .fetch_some(&[Some(available), None], &NoRecovery)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TaskError::Stopped), "{error}");
 }

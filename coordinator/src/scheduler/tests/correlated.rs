@@ -94,7 +94,8 @@ impl World {
     /// Moves one running attempt of worker `i` on as a real one would: a
     /// map succeeds; a reduce succeeds if every map output it needs is
     /// served, else reports the first it cannot reach and waits for new
-    /// locations; a waiting reduce asks for them.
+    /// locations, as it does when some were pending at its start; a
+    /// waiting reduce asks for them.
     fn finish(&mut self, i: usize, pick: usize) {
         let sim = &mut self.sims[i];
         if sim.life != Life::Up || sim.running.is_empty() {
@@ -116,7 +117,7 @@ impl World {
                     let TaskSpec::Reduce { map_outputs, .. } = &mut sim.running[index].task else {
                         unreachable!()
                     };
-                    *map_outputs = outputs.clone();
+                    *map_outputs = outputs.iter().cloned().map(Some).collect();
                 }
                 [Action::StopAttempt { .. }] => {
                     sim.waiting.remove(&attempt);
@@ -140,10 +141,16 @@ impl World {
                 input: InputReport::default(),
             },
             TaskSpec::Reduce { map_outputs, .. } => {
-                match map_outputs
+                let unreachable = map_outputs
                     .iter()
-                    .find(|m| !self.serves(&m.shuffle_address))
-                {
+                    .flatten()
+                    .find(|m| !self.serves(&m.shuffle_address));
+                if unreachable.is_none() && map_outputs.iter().any(Option::is_none) {
+                    self.sims[i].waiting.insert(a.attempt);
+                    self.sims[i].running.push(a);
+                    return;
+                }
+                match unreachable {
                     Some(missing) => {
                         let actions = self.h.handle(Event::FetchFailed(FetchReport {
                             reducer: id,

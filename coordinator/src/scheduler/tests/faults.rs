@@ -9,7 +9,7 @@ use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
 use harrow_core::task::{Assignment, AttemptOutcome, FetchFailure, InputReport, TaskSpec};
 use proptest::prelude::*;
 
-use super::{Harness, phases};
+use super::{Harness, Outputs, phases};
 use crate::scheduler::*;
 
 /// A reducer's report that one segment of `map` was missing or corrupt.
@@ -92,7 +92,12 @@ fn a_dead_workers_attempts_and_needed_map_output_are_run_again() {
     let TaskSpec::Reduce { map_outputs, .. } = &reduce[0].task else {
         panic!()
     };
-    assert!(map_outputs.iter().all(|m| m.map_attempt.task.job == job));
+    assert!(
+        map_outputs
+            .iter()
+            .flatten()
+            .all(|m| m.map_attempt.task.job == job)
+    );
     h.succeed(w2, &reduce[0]);
     h.handle(Event::JobCommitEnded { job, error: None });
     assert_eq!(h.state(job), JobState::Succeeded);
@@ -172,7 +177,7 @@ fn a_fetch_failure_reruns_the_map_without_counting_against_the_reducer() {
     let TaskSpec::Reduce { map_outputs, .. } = &reduce[0].task else {
         panic!()
     };
-    let bad = map_outputs[1].map_attempt;
+    let bad = map_outputs[1].as_ref().unwrap().map_attempt;
     fetch_failed(&mut h, w, reduce[0].attempt, bad);
     assert!(matches!(
         attempt_states(&h, reduce[0].attempt.task)[..],
@@ -191,7 +196,10 @@ fn a_fetch_failure_reruns_the_map_without_counting_against_the_reducer() {
     let TaskSpec::Reduce { map_outputs, .. } = &reduce[0].task else {
         panic!()
     };
-    assert_eq!(map_outputs[1].map_attempt, rerun[0].attempt);
+    assert_eq!(
+        map_outputs[1].as_ref().unwrap().map_attempt,
+        rerun[0].attempt
+    );
     h.succeed(w, &reduce[0]);
     assert_eq!(h.state(job), JobState::Committing);
 }
@@ -521,8 +529,16 @@ proptest! {
                     if w.running.is_empty() || !w.alive {
                         continue;
                     }
-                    let a = w.running.remove(pick % w.running.len());
+                    let mut a = w.running.remove(pick % w.running.len());
                     let id = w.id;
+                    match h.ask_locations(id, &mut a) {
+                        Outputs::Known => {}
+                        Outputs::Pending => {
+                            w.running.push(a);
+                            continue;
+                        }
+                        Outputs::Stopped => continue,
+                    }
                     let task = a.attempt.task;
                     let fail = failures.entry(task).or_default();
                     if dice < 40 && *fail < 2 {
@@ -530,7 +546,7 @@ proptest! {
                         h.fail(id, a.attempt, "injected");
                     } else if dice < 45 && task.phase == Phase::Reduce {
                         let TaskSpec::Reduce { map_outputs, .. } = &a.task else { unreachable!() };
-                        let map = map_outputs[pick % map_outputs.len()].map_attempt;
+                        let map = map_outputs[pick % map_outputs.len()].as_ref().unwrap().map_attempt;
                         let count = fetch_failures.entry(map.task).or_default();
                         if *count < 2 {
                             *count += 1;
@@ -605,7 +621,16 @@ proptest! {
         while !h.state(job).is_terminal() && h.state(job) != JobState::Committing {
             prop_assert!(h.now_ms < deadline, "the job did not end: {:?}", h.state(job));
             backlog.extend(h.request(rescuer, 4));
-            if let Some(a) = backlog.pop() {
+            let next = backlog.pop().and_then(|mut a| match h.ask_locations(rescuer, &mut a) {
+                Outputs::Known => Some(a),
+                // Behind the maps it waits for, while time passes.
+                Outputs::Pending => {
+                    backlog.insert(0, a);
+                    None
+                }
+                Outputs::Stopped => None,
+            });
+            if let Some(a) = next {
                 if a.attempt.task.phase == Phase::Reduce {
                     let reply = h.handle(Event::RequestCommit { worker: rescuer, attempt: a.attempt });
                     if let [Action::CommitGranted { attempt }] = reply[..] {

@@ -67,7 +67,49 @@ pub(super) fn plan(
     }
 }
 
+/// A reduce assignment's map output locations (`None`: pending); none for
+/// a map.
+pub fn locations(assignment: &Assignment) -> &[Option<MapOutput>] {
+    match &assignment.task {
+        TaskSpec::Reduce { map_outputs, .. } => map_outputs,
+        TaskSpec::Map { .. } => &[],
+    }
+}
+
+/// Where a reduce attempt stands on the map output it needs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// Every location is known.
+    Known,
+    /// Some map task runs again.
+    Pending,
+    /// The coordinator stopped the attempt.
+    Stopped,
+}
+
 impl Harness {
+    /// Asks for the locations a reduce attempt lacks, as a real reducer
+    /// does, and fills them in once known.
+    pub fn ask_locations(&mut self, worker: WorkerId, assignment: &mut Assignment) -> Outputs {
+        if locations(assignment).iter().all(Option::is_some) {
+            return Outputs::Known;
+        }
+        let attempt = assignment.attempt;
+        let reply = self.handle(Event::WaitMapOutputs { worker, attempt });
+        let TaskSpec::Reduce { map_outputs, .. } = &mut assignment.task else {
+            unreachable!("only reduces have map outputs")
+        };
+        match &reply[..] {
+            [] => Outputs::Pending,
+            [Action::MapOutputs { outputs, .. }] => {
+                *map_outputs = outputs.iter().cloned().map(Some).collect();
+                Outputs::Known
+            }
+            [Action::StopAttempt { .. }] => Outputs::Stopped,
+            other => panic!("unexpected reply to WaitMapOutputs: {other:?}"),
+        }
+    }
+
     pub fn new(max_attempts: u32) -> Self {
         Harness {
             scheduler: Scheduler::new(test_config(max_attempts)),
@@ -152,6 +194,11 @@ impl Harness {
     }
 
     pub fn succeed(&mut self, worker: WorkerId, assignment: &Assignment) -> Vec<Action> {
+        assert!(
+            locations(assignment).iter().all(Option::is_some),
+            "{} cannot finish while map output is pending",
+            assignment.attempt
+        );
         let segments = (0..assignment.job.reducers)
             .map(|partition| SegmentInfo {
                 partition,
@@ -260,7 +307,11 @@ fn maps_run_before_reduces_and_every_slot_is_used() {
     };
     assert_eq!(*partition, 1);
     assert_eq!(map_outputs.len(), 3);
-    assert!(map_outputs.iter().all(|m| m.segment.partition == 1));
+    assert!(
+        map_outputs
+            .iter()
+            .all(|m| m.as_ref().unwrap().segment.partition == 1)
+    );
 
     h.succeed(worker, &reduces[0]);
     let actions = h.succeed(worker, &reduces[1]);

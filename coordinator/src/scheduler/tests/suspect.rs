@@ -6,11 +6,9 @@
 
 use harrow_core::ids::{AttemptId, Phase, TaskId, WorkerId};
 use harrow_core::rpc::health::ProbeFailure;
-use harrow_core::task::{
-    Assignment, AttemptOutcome, FailureKind, FetchFailure, MapOutput, TaskSpec,
-};
+use harrow_core::task::{Assignment, AttemptOutcome, FailureKind, FetchFailure, TaskSpec};
 
-use super::Harness;
+use super::{Harness, Outputs, locations};
 use crate::scheduler::*;
 
 fn unreachable(
@@ -28,13 +26,6 @@ fn unreachable(
             cause: FetchFailure::Unreachable,
         },
     )
-}
-
-fn map_outputs(assignment: &Assignment) -> &[MapOutput] {
-    match &assignment.task {
-        TaskSpec::Reduce { map_outputs, .. } => map_outputs,
-        TaskSpec::Map { .. } => panic!("not a reduce: {assignment:?}"),
-    }
 }
 
 /// How a probe of a process that is gone fails.
@@ -77,8 +68,9 @@ fn mapped(h: &mut Harness) -> (Vec<WorkerId>, JobId) {
 
 /// The map outputs of `reduce` held at `worker`'s address.
 fn held_at(reduce: &Assignment, index: usize) -> Vec<AttemptId> {
-    map_outputs(reduce)
+    locations(reduce)
         .iter()
+        .flatten()
         .filter(|m| m.shuffle_address == address(index))
         .map(|m| m.map_attempt)
         .collect()
@@ -468,7 +460,7 @@ fn a_reducer_that_cannot_fetch_waits_for_the_new_locations() {
     resumed.task = TaskSpec::Reduce {
         partition: 0,
         output: "/out".into(),
-        map_outputs: outputs.clone(),
+        map_outputs: outputs.iter().cloned().map(Some).collect(),
     };
     h.succeed(w[1], &resumed);
     let task = task(&h, attempt.task);
@@ -478,7 +470,7 @@ fn a_reducer_that_cannot_fetch_waits_for_the_new_locations() {
 }
 
 #[test]
-fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
+fn waiting_reducers_make_room_for_the_maps_they_wait_for_and_start_again_beside_them() {
     let mut h = Harness::new(1);
     let w: Vec<WorkerId> = (0..3).map(|i| h.worker_at(&address(i))).collect();
     let job = h.submit(9, 6);
@@ -547,6 +539,35 @@ fn waiting_reducers_make_room_for_the_maps_they_wait_for() {
     h.advance(0);
     assert_eq!(preempted(&h), gave_way);
     assert_eq!(h.state(job), JobState::Running);
+
+    // The slot left free takes a reducer at once: it fetches what the live
+    // workers hold and waits for the three outputs still to come.
+    let mut restarted = h.request(w[2], 1);
+    assert_eq!(phases(&restarted), [Phase::Reduce]);
+    let pending = locations(&restarted[0])
+        .iter()
+        .filter(|m| m.is_none())
+        .count();
+    assert_eq!(pending, 3);
+    assert!(
+        locations(&restarted[0])
+            .iter()
+            .flatten()
+            .all(|m| m.shuffle_address != address(0))
+    );
+    let restarted = &mut restarted[0];
+    assert_eq!(h.ask_locations(w[2], restarted), Outputs::Pending);
+    let waiting_since = task(&h, restarted.attempt.task)
+        .attempt(restarted.attempt)
+        .unwrap()
+        .waiting_since_ms;
+    assert!(waiting_since.is_some(), "it counts as waiting");
+    for (x, map) in [w[1], w[1], w[2]].into_iter().zip(&maps) {
+        h.succeed(x, map);
+    }
+    assert_eq!(h.ask_locations(w[2], restarted), Outputs::Known);
+    h.succeed(w[2], restarted);
+    assert_eq!(task(&h, restarted.attempt.task).state.name(), "succeeded");
 }
 
 fn phases(assignments: &[Assignment]) -> Vec<Phase> {
