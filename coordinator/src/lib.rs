@@ -13,3 +13,4 @@ pub mod sample;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod state;

@@ -1,0 +1,518 @@
+//! The coordinator's durable state under `--state-dir`: one redb file,
+//! `state.redb`, that a second coordinator cannot open while this one has
+//! it (redb locks the whole file). What it holds today:
+//! - `meta`: the format version, the coordinator's generation (one more at
+//!   every start), and how far job and worker ids are reserved;
+//! - `jobs`: every job's status as the client sees it (`JobStatus`, without
+//!   tasks), written when it is submitted and when it ends;
+//! - `job_tasks`: a finished job's status with its tasks and attempts.
+//!
+//! Writes are group-committed: one thread takes every write queued while
+//! the last commit ran and commits them in one transaction (one fsync).
+//! Submissions and id reservations wait for their commit; a job's end does
+//! not. Statuses are protobuf-encoded: field numbers make old records
+//! readable by newer code. Nothing secret is stored: a status holds no
+//! storage options and no token.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use harrow_core::ids::JobId;
+use harrow_proto::v1 as pb;
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use tokio::sync::oneshot;
+
+/// The layout this code reads and writes. A newer state dir is refused; an
+/// older one would be migrated forward here.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Ids reserved at once: a crash skips at most this many.
+const ID_BLOCK: u64 = 1_000;
+
+const FILE_NAME: &str = "state.redb";
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+const JOB_TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_tasks");
+
+const FORMAT: &str = "format_version";
+const GENERATION: &str = "generation";
+const JOBS_RESERVED: &str = "job_ids_reserved";
+const WORKERS_RESERVED: &str = "worker_ids_reserved";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is in use by another coordinator (only one may use a state dir)")]
+    Locked { path: PathBuf },
+    #[error("{path} is corrupt ({reason}); refusing to start over it")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} is not a Harrow coordinator's state (it has no format version)")]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} has state format {found}, newer than this coordinator's {FORMAT_VERSION}: run a newer harrow"
+    )]
+    Newer { path: PathBuf, found: u64 },
+    #[error("{path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: Box<redb::Error>,
+    },
+    #[error("{path}: a stored job record cannot be read: {reason}")]
+    Record { path: PathBuf, reason: String },
+    #[error("{path}: the state writer stopped")]
+    WriterGone { path: PathBuf },
+}
+
+/// Which ids a reservation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Job,
+    Worker,
+}
+
+impl IdKind {
+    fn key(self) -> &'static str {
+        match self {
+            IdKind::Job => JOBS_RESERVED,
+            IdKind::Worker => WORKERS_RESERVED,
+        }
+    }
+}
+
+/// What the coordinator found in its state dir at start.
+#[derive(Debug)]
+pub struct Restored {
+    /// This start's generation: 1 for a new state dir.
+    pub generation: u64,
+    /// Ids up to these may have been handed out before: the coordinator
+    /// starts after them.
+    pub jobs_used: u64,
+    pub workers_used: u64,
+    /// Jobs that had not ended when the last coordinator stopped.
+    pub interrupted: Vec<JobId>,
+}
+
+/// How long finished jobs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many finished jobs, the newest.
+    pub jobs: usize,
+    /// None that finished longer ago than this.
+    pub for_ms: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            jobs: 1_000,
+            for_ms: 7 * 24 * 3_600_000,
+        }
+    }
+}
+
+enum Record {
+    Job {
+        id: u64,
+        summary: Vec<u8>,
+        tasks: Option<Vec<u8>>,
+    },
+    Reserved {
+        kind: IdKind,
+        through: u64,
+    },
+    Prune {
+        retention: Retention,
+        now_ms: u64,
+    },
+}
+
+struct Write {
+    records: Vec<Record>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The open state dir.
+pub struct StateStore {
+    path: PathBuf,
+    db: std::sync::Arc<Database>,
+    /// To the writer thread; closed (and the thread joined) on drop, so
+    /// the file is free once the store is gone.
+    writes: Option<mpsc::Sender<Write>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    reserved: tokio::sync::Mutex<[u64; 2]>,
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl StateStore {
+    /// Opens (or starts) the state in `dir`: checks it, bumps the
+    /// generation, marks the jobs that had not ended as failed, drops
+    /// history past `retention`, and starts the writer.
+    pub fn open(
+        dir: &Path,
+        retention: Retention,
+        now_ms: u64,
+    ) -> Result<(StateStore, Restored), StateError> {
+        create_private_dir(dir)?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
+        let store_error = |e: redb::Error| StateError::Store {
+            path: path.clone(),
+            source: Box::new(e),
+        };
+        let txn = db.begin_write().map_err(|e| store_error(e.into()))?;
+        let restored = {
+            let mut meta = txn.open_table(META).map_err(|e| store_error(e.into()))?;
+            let format = meta.get(FORMAT).map_err(|e| store_error(e.into()))?;
+            match format.map(|v| v.value()) {
+                Some(FORMAT_VERSION) => {}
+                Some(found) if found > FORMAT_VERSION => {
+                    return Err(StateError::Newer { path, found });
+                }
+                Some(found) => {
+                    return Err(StateError::Corrupt {
+                        path,
+                        reason: format!("unknown format version {found}"),
+                    });
+                }
+                None => {
+                    let tables = txn.list_tables().map_err(|e| store_error(e.into()))?;
+                    if tables.into_iter().any(|t| t.name() != META.name()) {
+                        return Err(StateError::Foreign { path });
+                    }
+                    meta.insert(FORMAT, FORMAT_VERSION)
+                        .map_err(|e| store_error(e.into()))?;
+                }
+            }
+            let read = |key: &str| -> Result<u64, StateError> {
+                Ok(meta
+                    .get(key)
+                    .map_err(|e| store_error(e.into()))?
+                    .map_or(0, |v| v.value()))
+            };
+            let generation = read(GENERATION)? + 1;
+            let jobs_used = read(JOBS_RESERVED)?;
+            let workers_used = read(WORKERS_RESERVED)?;
+            meta.insert(GENERATION, generation)
+                .map_err(|e| store_error(e.into()))?;
+            Restored {
+                generation,
+                jobs_used,
+                workers_used,
+                interrupted: Vec::new(),
+            }
+        };
+        let mut restored = restored;
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(|e| store_error(e.into()))?;
+            let mut interrupted = Vec::new();
+            for entry in jobs.iter().map_err(|e| store_error(e.into()))? {
+                let (id, bytes) = entry.map_err(|e| store_error(e.into()))?;
+                let status = decode(&path, bytes.value())?;
+                if !is_terminal(&status) {
+                    interrupted.push((id.value(), status));
+                }
+            }
+            for (id, mut status) in interrupted {
+                status.state = pb::JobState::Failed as i32;
+                status.error = format!(
+                    "the coordinator stopped while the job ran (it started again as generation {}); submit the job again",
+                    restored.generation
+                );
+                status.finished_at_ms = Some(now_ms);
+                jobs.insert(id, status.encode_to_vec().as_slice())
+                    .map_err(|e| store_error(e.into()))?;
+                restored.interrupted.push(JobId(id));
+            }
+            txn.open_table(JOB_TASKS)
+                .map_err(|e| store_error(e.into()))?;
+        }
+        prune(&txn, retention, now_ms).map_err(store_error)?;
+        txn.commit().map_err(|e| store_error(e.into()))?;
+
+        let db = std::sync::Arc::new(db);
+        let (writes, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("harrow-state".into())
+            .spawn(move || write_loop(&writer_db, &queue))
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let reserved = [restored.jobs_used, restored.workers_used];
+        let store = StateStore {
+            path,
+            db,
+            writes: Some(writes),
+            writer: Some(writer),
+            reserved: tokio::sync::Mutex::new(reserved),
+        };
+        Ok((store, restored))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes sure ids up to `id` are reserved, durably, before one is
+    /// handed out: a block at a time, so most calls do not write.
+    pub async fn reserve(&self, kind: IdKind, id: u64) -> Result<(), StateError> {
+        let mut reserved = self.reserved.lock().await;
+        let slot = &mut reserved[kind as usize];
+        if id <= *slot {
+            return Ok(());
+        }
+        let through = id + ID_BLOCK - 1;
+        self.commit(vec![Record::Reserved { kind, through }])
+            .await?;
+        *slot = through;
+        Ok(())
+    }
+
+    /// Stores a job's status, durably before returning: for submissions.
+    pub async fn save_job(&self, status: &pb::JobStatus) -> Result<(), StateError> {
+        self.commit(vec![job_record(status, None)]).await
+    }
+
+    /// Stores a finished job's status and its tasks, then drops history
+    /// past `retention`, without waiting for the commit.
+    pub fn finish_job(&self, full: &pb::JobStatus, retention: Retention, now_ms: u64) {
+        let records = vec![
+            job_record(full, Some(full)),
+            Record::Prune { retention, now_ms },
+        ];
+        // A writer that stopped has logged why; the job's end is lost
+        // from history, nothing else.
+        let _ = self.sender().send(Write {
+            records,
+            done: None,
+        });
+    }
+
+    /// A stored job's status, with its tasks if asked and kept.
+    pub fn job(&self, job: JobId, with_tasks: bool) -> Result<Option<pb::JobStatus>, StateError> {
+        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            if with_tasks {
+                let tasks = txn.open_table(JOB_TASKS)?;
+                if let Some(bytes) = tasks.get(job.0)? {
+                    return Ok(Some(bytes.value().to_vec()));
+                }
+            }
+            let jobs = txn.open_table(JOBS)?;
+            Ok(jobs.get(job.0)?.map(|bytes| bytes.value().to_vec()))
+        };
+        let bytes = read().map_err(|e| self.store_error(e))?;
+        bytes.map(|b| decode(&self.path, &b)).transpose()
+    }
+
+    /// Stored jobs, newest first, without tasks: at most `limit` with ids
+    /// below `before` (paging).
+    pub fn jobs(
+        &self,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<pb::JobStatus>, StateError> {
+        let read = || -> Result<Vec<Vec<u8>>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let jobs = txn.open_table(JOBS)?;
+            let end = before.map_or(u64::MAX, |j| j.0);
+            jobs.range(..end)?
+                .rev()
+                .take(limit)
+                .map(|entry| Ok(entry?.1.value().to_vec()))
+                .collect()
+        };
+        let records = read().map_err(|e| self.store_error(e))?;
+        records.iter().map(|b| decode(&self.path, b)).collect()
+    }
+
+    async fn commit(&self, records: Vec<Record>) -> Result<(), StateError> {
+        let (done, committed) = oneshot::channel();
+        let gone = || StateError::WriterGone {
+            path: self.path.clone(),
+        };
+        self.sender()
+            .send(Write {
+                records,
+                done: Some(done),
+            })
+            .map_err(|_| gone())?;
+        committed
+            .await
+            .map_err(|_| gone())?
+            .map_err(|reason| StateError::Record {
+                path: self.path.clone(),
+                reason,
+            })
+    }
+
+    fn sender(&self) -> &mpsc::Sender<Write> {
+        self.writes.as_ref().expect("open until dropped")
+    }
+
+    fn store_error(&self, e: redb::Error) -> StateError {
+        StateError::Store {
+            path: self.path.clone(),
+            source: Box::new(e),
+        }
+    }
+}
+
+fn job_record(status: &pb::JobStatus, full: Option<&pb::JobStatus>) -> Record {
+    let mut summary = status.clone();
+    summary.tasks.clear();
+    let id = status
+        .job_id
+        .parse::<JobId>()
+        .map(|j| j.0)
+        .expect("the coordinator's own job id");
+    Record::Job {
+        id,
+        summary: summary.encode_to_vec(),
+        tasks: full.map(Message::encode_to_vec),
+    }
+}
+
+/// Commits queued writes until every sender is gone: each round takes all
+/// that queued during the last commit.
+fn write_loop(db: &Database, queue: &mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        let result = commit_batch(db, &batch).map_err(|e| e.to_string());
+        if let Err(error) = &result {
+            tracing::error!(%error, "could not write the coordinator's state");
+        }
+        for write in batch {
+            if let Some(done) = write.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit_batch(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    for record in batch.iter().flat_map(|w| &w.records) {
+        match record {
+            Record::Job { id, summary, tasks } => {
+                txn.open_table(JOBS)?.insert(id, summary.as_slice())?;
+                if let Some(tasks) = tasks {
+                    txn.open_table(JOB_TASKS)?.insert(id, tasks.as_slice())?;
+                }
+            }
+            Record::Reserved { kind, through } => {
+                let mut meta = txn.open_table(META)?;
+                let current = meta.get(kind.key())?.map_or(0, |v| v.value());
+                meta.insert(kind.key(), current.max(*through))?;
+            }
+            Record::Prune { retention, now_ms } => prune(&txn, *retention, *now_ms)?,
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Drops finished jobs past the retention: beyond the newest
+/// `retention.jobs`, or finished longer than `retention.for_ms` ago.
+fn prune(
+    txn: &redb::WriteTransaction,
+    retention: Retention,
+    now_ms: u64,
+) -> Result<(), redb::Error> {
+    let mut jobs = txn.open_table(JOBS)?;
+    let mut finished = 0usize;
+    let mut drop = Vec::new();
+    for entry in jobs.iter()?.rev() {
+        let (id, bytes) = entry?;
+        let Ok(status) = pb::JobStatus::decode(bytes.value()) else {
+            continue;
+        };
+        let Some(finished_at) = status.finished_at_ms.filter(|_| is_terminal(&status)) else {
+            continue;
+        };
+        finished += 1;
+        if finished > retention.jobs || now_ms.saturating_sub(finished_at) > retention.for_ms {
+            drop.push(id.value());
+        }
+    }
+    let mut tasks = txn.open_table(JOB_TASKS)?;
+    for id in drop {
+        jobs.remove(id)?;
+        tasks.remove(id)?;
+    }
+    Ok(())
+}
+
+fn is_terminal(status: &pb::JobStatus) -> bool {
+    matches!(
+        pb::JobState::try_from(status.state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<pb::JobStatus, StateError> {
+    pb::JobStatus::decode(bytes).map_err(|e| StateError::Record {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn open_error(path: &Path, error: redb::DatabaseError) -> StateError {
+    let path = path.to_path_buf();
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked { path },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+            StateError::Corrupt { path, reason }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            StateError::Corrupt {
+                path,
+                reason: source.to_string(),
+            }
+        }
+        other => StateError::Store {
+            path,
+            source: Box::new(other.into()),
+        },
+    }
+}
+
+/// The state dir, readable by this user only (it may hold plugins).
+fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+#[cfg(test)]
+mod tests;

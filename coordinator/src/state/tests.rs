@@ -1,0 +1,212 @@
+//! Tests of `coordinator/src/state.rs`.
+use super::*;
+
+fn status(id: u64, state: pb::JobState, finished_at_ms: Option<u64>) -> pb::JobStatus {
+    pb::JobStatus {
+        job_id: JobId(id).to_string(),
+        job_name: "wordcount".into(),
+        state: state as i32,
+        submitted_at_ms: 1,
+        finished_at_ms,
+        ..Default::default()
+    }
+}
+
+fn open(dir: &Path) -> Result<(StateStore, Restored), StateError> {
+    StateStore::open(dir, Retention::default(), 10)
+}
+
+#[tokio::test]
+async fn jobs_and_ids_outlive_the_store_and_unfinished_jobs_fail_naming_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    {
+        let (store, restored) = open(&state).unwrap();
+        assert_eq!(restored.generation, 1);
+        assert_eq!((restored.jobs_used, restored.workers_used), (0, 0));
+        store.reserve(IdKind::Job, 1).await.unwrap();
+        store.reserve(IdKind::Worker, 3).await.unwrap();
+        store
+            .save_job(&status(1, pb::JobState::Queued, None))
+            .await
+            .unwrap();
+        store
+            .save_job(&status(2, pb::JobState::Running, None))
+            .await
+            .unwrap();
+        let mut done = status(2, pb::JobState::Succeeded, Some(5));
+        done.tasks.push(pb::TaskStatus::default());
+        store.finish_job(&done, Retention::default(), 5);
+        // The finished write lands before the next durable one.
+        store.reserve(IdKind::Job, 3).await.unwrap();
+    }
+    let mode = std::fs::metadata(&state).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o700
+    );
+
+    let (store, restored) = open(&state).unwrap();
+    assert_eq!(restored.generation, 2);
+    // Reserved in blocks: ids handed out before are never handed out again.
+    assert!(restored.jobs_used >= 3, "{restored:?}");
+    assert!(restored.workers_used >= 3, "{restored:?}");
+    assert_eq!(restored.interrupted, [JobId(1)]);
+    let first = store.job(JobId(1), false).unwrap().unwrap();
+    assert_eq!(first.state, pb::JobState::Failed as i32);
+    assert!(first.error.contains("generation 2"), "{}", first.error);
+    assert_eq!(first.finished_at_ms, Some(10));
+    let second = store.job(JobId(2), true).unwrap().unwrap();
+    assert_eq!(second.state, pb::JobState::Succeeded as i32);
+    assert_eq!(second.tasks.len(), 1);
+    assert!(
+        store
+            .job(JobId(2), false)
+            .unwrap()
+            .unwrap()
+            .tasks
+            .is_empty()
+    );
+    assert!(store.job(JobId(3), false).unwrap().is_none());
+    let listed: Vec<String> = store
+        .jobs(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job_id)
+        .collect();
+    assert_eq!(listed, ["job-000002", "job-000001"]);
+    let page: Vec<String> = store
+        .jobs(Some(JobId(2)), 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job_id)
+        .collect();
+    assert_eq!(page, ["job-000001"]);
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_finished_jobs_within_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).unwrap();
+    let keep = Retention {
+        jobs: 2,
+        for_ms: 1_000,
+    };
+    for id in 1..=4 {
+        store
+            .save_job(&status(id, pb::JobState::Running, None))
+            .await
+            .unwrap();
+    }
+    // Job 1 finished long ago; 2..=4 just now, and only two are kept.
+    store.finish_job(&status(1, pb::JobState::Failed, Some(100)), keep, 5_000);
+    for id in 2..=4 {
+        store.finish_job(
+            &status(id, pb::JobState::Succeeded, Some(4_900)),
+            keep,
+            5_000,
+        );
+    }
+    store
+        .save_job(&status(5, pb::JobState::Queued, None))
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .jobs(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job_id)
+        .collect();
+    // Unfinished jobs are never dropped.
+    assert_eq!(ids, ["job-000005", "job-000004", "job-000003"]);
+    assert!(store.job(JobId(2), true).unwrap().is_none());
+}
+
+#[test]
+fn a_second_coordinator_on_the_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path()).unwrap();
+    let error = open(dir.path()).err().expect("refused");
+    assert!(matches!(error, StateError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("state.redb"), "{error}");
+}
+
+#[test]
+fn a_damaged_state_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).unwrap());
+    let file = dir.path().join(FILE_NAME);
+    let bytes = std::fs::read(&file).unwrap();
+
+    // Truncated.
+    std::fs::write(&file, &bytes[..bytes.len() / 3]).unwrap();
+    let error = open(dir.path()).err().expect("refused");
+    assert!(error.to_string().contains("state.redb"), "{error}");
+
+    // Not a redb file at all.
+    std::fs::write(&file, b"not a database, just some text").unwrap();
+    let error = open(dir.path()).err().expect("refused");
+    assert!(error.to_string().contains("state.redb"), "{error}");
+
+    // Every byte of the committed pages flipped in turn is caught by a
+    // checksum or refused as unreadable; none opens as if nothing happened.
+    std::fs::write(&file, &bytes).unwrap();
+    let (store, _) = open(dir.path()).unwrap();
+    drop(store);
+    let bytes = std::fs::read(&file).unwrap();
+    let mut opened = 0;
+    for offset in (0..bytes.len()).step_by(bytes.len() / 64 + 1) {
+        let mut flipped = bytes.clone();
+        flipped[offset] ^= 0x55;
+        std::fs::write(&file, &flipped).unwrap();
+        match std::panic::catch_unwind(|| open(dir.path())) {
+            Ok(Ok((store, restored))) => {
+                // A flip in space the state does not use: what it holds
+                // reads back as it was.
+                assert_eq!(restored.generation, 3);
+                opened += 1;
+                drop(store);
+                std::fs::write(&file, &bytes).unwrap();
+            }
+            Ok(Err(error)) => assert!(error.to_string().contains("state.redb"), "{error}"),
+            Err(_) => panic!("opening a state file flipped at {offset} panicked"),
+        }
+    }
+    assert!(opened < 64, "no flip was caught");
+}
+
+#[test]
+fn a_newer_or_foreign_state_is_refused_with_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).unwrap());
+    {
+        let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(FORMAT, FORMAT_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = open(dir.path()).err().expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("format {}", FORMAT_VERSION + 1)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("coordinator's {FORMAT_VERSION}")),
+        "{message}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    {
+        let db = Database::create(other.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: TableDefinition<&str, &str> = TableDefinition::new("something_else");
+        txn.open_table(table).unwrap().insert("a", "b").unwrap();
+        txn.commit().unwrap();
+    }
+    let error = open(other.path()).err().expect("refused");
+    assert!(matches!(error, StateError::Foreign { .. }), "{error}");
+}
