@@ -8,6 +8,7 @@ use harrow_core::task::{InputFormat, OutputFormat};
 
 use harrow_coordinator::scheduler::SchedulerConfig;
 use harrow_coordinator::server::DEFAULT_HEARTBEAT_INTERVAL_MS;
+use harrow_coordinator::state::Retention;
 
 use crate::values::{
     Millis, SplitSize, parse_bytes, parse_delimiter, parse_duration_ms, parse_key_value,
@@ -164,6 +165,26 @@ pub struct CoordinatorArgs {
     pub tls: TlsOptions,
     #[command(flatten)]
     pub insecure: Insecure,
+    #[command(flatten)]
+    pub state: StateOptions,
+}
+
+/// Where the coordinator keeps jobs and their history across restarts.
+#[derive(Debug, Args)]
+pub struct StateOptions {
+    /// Keep the coordinator's state in this directory (created 0700):
+    /// job ids and the history of finished jobs survive a restart, and
+    /// uploaded plugins are kept here (unless --plugin-dir). One
+    /// coordinator at a time may use it. Without it, everything is in
+    /// memory.
+    #[arg(long, env = "HARROW_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Finished jobs kept in the history, the newest.
+    #[arg(long, env = "HARROW_RETAIN_JOBS", default_value_t = Retention::default().jobs)]
+    pub retain_jobs: usize,
+    /// How long a finished job stays in the history.
+    #[arg(long, env = "HARROW_RETAIN_FOR", default_value_t = Millis(Retention::default().for_ms), value_parser = parse_millis)]
+    pub retain_for: Millis,
 }
 
 // The flags of `harrow worker` (its help is the variant's).

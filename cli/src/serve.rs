@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
+use harrow_coordinator::state::Retention;
 use harrow_core::rpc::security::{Token, check_listen};
 use harrow_worker::memory::default_budget;
 
@@ -49,6 +50,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         insecure,
         listener,
         http_listen,
+        state,
     } = args;
     let (client_token, worker_token) =
         coordinator_tokens(token_file.as_deref(), worker_token_file.as_deref())?;
@@ -62,11 +64,21 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         faults.worker_timeout.0 > heartbeat_interval_ms,
         "--worker-timeout must be longer than --heartbeat-interval-ms"
     );
+    anyhow::ensure!(state.retain_jobs > 0, "--retain-jobs must be at least 1");
+    if state.state_dir.is_none() {
+        tracing::warn!(
+            "no --state-dir: jobs and their history will not survive a restart of the coordinator"
+        );
+    }
+    // Uploaded plugins live with the state they belong to.
+    let plugin_dir = plugin_dir
+        .or_else(|| state.state_dir.as_ref().map(|dir| dir.join("plugins")))
+        .unwrap_or(CoordinatorConfig::default().plugin_dir);
     let config = CoordinatorConfig {
         listen,
         scheduler: faults.scheduler_config(heartbeat_interval_ms),
         heartbeat_interval_ms,
-        plugin_dir: plugin_dir.unwrap_or(CoordinatorConfig::default().plugin_dir),
+        plugin_dir,
         executable: executable()?,
         client_token,
         worker_token,
@@ -74,10 +86,15 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         health_listen: listener.health_listen,
         http_listen,
         max_connections: listener.max_connections,
+        state_dir: state.state_dir,
+        retention: Retention {
+            jobs: state.retain_jobs,
+            for_ms: state.retain_for.0,
+        },
     };
     let coordinator = start_coordinator(config, builtin_jobs())
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("starting the coordinator on {listen}"))?;
     if let Some(health) = coordinator.health_address {
         tracing::info!(%health, "serving gRPC health in plaintext");
     }
@@ -86,11 +103,19 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
     }
     // Tests and scripts read the address from this line.
     println!("harrow coordinator listening on {}", coordinator.address);
-    tokio::select! {
-        served = coordinator.wait() => served.context("coordinator stopped")?,
-        stopped = shutdown_signal() => stopped?,
+    let mut signal_error = None;
+    coordinator
+        .serve_until(async {
+            if let Err(error) = shutdown_signal().await {
+                signal_error = Some(error);
+            }
+        })
+        .await
+        .context("coordinator stopped")?;
+    match signal_error {
+        Some(error) => Err(error).context("waiting for SIGTERM or SIGINT"),
+        None => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `harrow worker`: serves until SIGTERM or SIGINT, then drains.

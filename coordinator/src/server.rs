@@ -15,11 +15,23 @@ use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::limits::{CLOSE_CONNECTIONS, MAX_MESSAGE_BYTES};
 use crate::plugins::PluginStore;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};
+use crate::state::{Retention, StateError, StateStore};
+
+/// Why a coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
 
 /// How often workers heartbeat unless told otherwise.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
@@ -46,6 +58,11 @@ pub struct CoordinatorConfig {
     pub http_listen: Option<SocketAddr>,
     /// Connections the gRPC server holds open at once.
     pub max_connections: usize,
+    /// Where the coordinator keeps its state across restarts; `None`: in
+    /// memory only.
+    pub state_dir: Option<PathBuf>,
+    /// How long finished jobs stay in the state dir's history.
+    pub retention: Retention,
 }
 
 impl Default for CoordinatorConfig {
@@ -62,6 +79,8 @@ impl Default for CoordinatorConfig {
             health_listen: None,
             http_listen: None,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            state_dir: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -84,6 +103,7 @@ pub struct CoordinatorHandle {
     /// Where it serves `/metrics` and `/healthz`, if asked to.
     pub http_address: Option<SocketAddr>,
     tls: bool,
+    coordinator: Arc<Coordinator>,
 }
 
 const WORKER_SERVICE: &str = <WorkerServiceServer<WorkerApi> as NamedService>::NAME;
@@ -96,6 +116,8 @@ impl CoordinatorHandle {
         format!("{scheme}://{}", self.address)
     }
 
+    /// Stops serving, then records in the state dir (if any) the ids
+    /// handed out, so the next start goes on from them.
     pub async fn shutdown(mut self) {
         self.health.clear().await;
         let _ = self.shutdown.send(true);
@@ -107,27 +129,58 @@ impl CoordinatorHandle {
             tracing::warn!("closing connections that outlived the shutdown");
             self.serving.abort();
         }
+        if let Err(error) = self.coordinator.close_state().await {
+            tracing::warn!(%error, "could not record the ids handed out; the next start skips ahead");
+        }
     }
 
-    /// Serves until the server fails.
-    pub async fn wait(self) -> Result<(), tonic::transport::Error> {
-        self.serving
-            .await
-            .expect("coordinator server task panicked")
+    /// Serves until `stop` resolves, then shuts down; or until the server
+    /// fails.
+    pub async fn serve_until(
+        mut self,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        tokio::select! {
+            served = &mut self.serving => served.expect("coordinator server task panicked"),
+            () = stop => {
+                self.shutdown().await;
+                Ok(())
+            }
+        }
     }
 }
 
+/// Opens the state (refusing a damaged or busy one before anything is
+/// bound), then serves.
 pub async fn start_coordinator(
     config: CoordinatorConfig,
     registry: Arc<JobRegistry>,
-) -> std::io::Result<CoordinatorHandle> {
+) -> Result<CoordinatorHandle, StartError> {
+    let clock = Arc::new(SystemClock::new());
+    let mut scheduler = Scheduler::new(config.scheduler.clone());
+    let state = match &config.state_dir {
+        Some(dir) => {
+            let (store, restored) = StateStore::open(dir, config.retention, clock.now_ms())?;
+            tracing::info!(
+                state = %store.path().display(),
+                generation = restored.generation,
+                interrupted = restored.interrupted.len(),
+                "coordinator state restored"
+            );
+            for job in &restored.interrupted {
+                tracing::warn!(%job, "the job had not ended when the coordinator stopped: marked failed");
+            }
+            scheduler.start_ids_after(restored.jobs_used, restored.workers_used);
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let tick = tick_interval(&config.scheduler);
-    let scheduler = Scheduler::new(config.scheduler.clone());
     let coordinator = Coordinator::new(
         scheduler,
-        Arc::new(SystemClock::new()),
+        clock,
         registry,
         PluginSettings {
             store: PluginStore::new(config.plugin_dir.clone()),
@@ -136,7 +189,9 @@ pub async fn start_coordinator(
         config.heartbeat_interval_ms,
         // Probes ask only for health, which needs no token.
         security::Connector::new(None, config.tls.clone()),
+        state.map(|store| (store, config.retention)),
     );
+    let handle = coordinator.clone();
     let (shutdown, stopped) = watch::channel(false);
     let ticking = coordinator.clone();
     let mut ticker_stopped = stopped.clone();
@@ -170,8 +225,8 @@ pub async fn start_coordinator(
         }
         None => None,
     };
-    let mut server = security::server(config.tls.as_ref())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
+    let mut server =
+        security::server(config.tls.as_ref()).map_err(|e| StartError::Tls(e.to_string()))?;
     let serving = tokio::spawn(
         server
             .add_service(health_service)
@@ -182,7 +237,7 @@ pub async fn start_coordinator(
                 TokenCheck::new(Role::Worker, config.worker_token.as_ref()),
             ))
             .add_service(InterceptedService::new(
-                JobServiceServer::new(JobApi(coordinator))
+                JobServiceServer::new(JobApi(coordinator.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 TokenCheck::new(Role::Client, config.client_token.as_ref()),
@@ -200,5 +255,6 @@ pub async fn start_coordinator(
         health_address,
         http_address,
         tls: config.tls.is_some(),
+        coordinator: handle,
     })
 }

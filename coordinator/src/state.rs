@@ -127,6 +127,12 @@ enum Record {
         kind: IdKind,
         through: u64,
     },
+    /// Ids past `through` were never handed out: a clean stop gives back
+    /// the rest of the reservation.
+    Used {
+        kind: IdKind,
+        through: u64,
+    },
     Prune {
         retention: Retention,
         now_ms: u64,
@@ -307,6 +313,28 @@ impl StateStore {
         });
     }
 
+    /// On a clean stop, after the last id was handed out: records the ids
+    /// used, so the next start goes on from them rather than past the
+    /// reservation.
+    pub async fn close(&self, jobs_used: u64, workers_used: u64) -> Result<(), StateError> {
+        let records = vec![
+            Record::Used {
+                kind: IdKind::Job,
+                through: jobs_used,
+            },
+            Record::Used {
+                kind: IdKind::Worker,
+                through: workers_used,
+            },
+        ];
+        self.commit(records).await
+    }
+
+    /// Returns once every write queued before is durable.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        self.commit(Vec::new()).await
+    }
+
     /// A stored job's status, with its tasks if asked and kept.
     pub fn job(&self, job: JobId, with_tasks: bool) -> Result<Option<pb::JobStatus>, StateError> {
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {
@@ -424,6 +452,9 @@ fn commit_batch(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
                 let mut meta = txn.open_table(META)?;
                 let current = meta.get(kind.key())?.map_or(0, |v| v.value());
                 meta.insert(kind.key(), current.max(*through))?;
+            }
+            Record::Used { kind, through } => {
+                txn.open_table(META)?.insert(kind.key(), *through)?;
             }
             Record::Prune { retention, now_ms } => prune(&txn, *retention, *now_ms)?,
         }

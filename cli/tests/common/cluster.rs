@@ -13,6 +13,11 @@ pub struct Cluster {
     pub url: String,
     pub dir: tempfile::TempDir,
     coordinator: Option<Child>,
+    /// The coordinator's flags, for a restart.
+    coordinator_args: Vec<String>,
+    /// Coordinator processes started so far (a restart's log is
+    /// `coordinator-N.log`).
+    coordinator_starts: usize,
     pub workers: Vec<WorkerProcess>,
     slots: usize,
     /// Flags every worker gets.
@@ -76,6 +81,8 @@ impl Cluster {
             url: format!("{scheme}://{address}"),
             dir,
             coordinator: Some(child),
+            coordinator_args: args.iter().map(|a| a.to_string()).collect(),
+            coordinator_starts: 1,
             workers: Vec::new(),
             slots,
             worker_flags: worker_flags.iter().map(|f| f.to_string()).collect(),
@@ -129,6 +136,56 @@ impl Cluster {
             child,
         });
         index
+    }
+
+    /// SIGKILL to the coordinator: gone without a word to anyone.
+    pub fn kill_coordinator(&mut self) {
+        let mut child = self.coordinator.take().expect("a coordinator runs");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM to the coordinator, then waits for it to exit; returns how.
+    pub fn stop_coordinator(&mut self) -> std::process::ExitStatus {
+        let mut child = self.coordinator.take().expect("a coordinator runs");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let dir = self.dir.path().to_path_buf();
+        bounded::exit(&mut child, "the coordinator", || logs_in(&dir))
+    }
+
+    /// Starts the coordinator again with its flags, on the address it had
+    /// (so the workers find it), after `kill_coordinator` or
+    /// `stop_coordinator`.
+    pub fn restart_coordinator(&mut self) {
+        assert!(self.coordinator.is_none(), "stop the coordinator first");
+        let address = self.url.rsplit('/').next().unwrap().to_string();
+        let mut args = self.coordinator_args.clone();
+        let listen = args.iter().position(|a| a == "--listen").unwrap() + 1;
+        args[listen] = address;
+        self.coordinator_starts += 1;
+        let name = format!("coordinator-{}", self.coordinator_starts);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (child, _) = spawn(self.dir.path(), &name, &args);
+        self.coordinator = Some(child);
+    }
+
+    /// Runs a second coordinator with this one's flags on a port of its
+    /// own, expecting it to refuse to start; returns what it said.
+    pub fn second_coordinator_fails(&self) -> String {
+        let mut args = self.coordinator_args.clone();
+        let listen = args.iter().position(|a| a == "--listen").unwrap() + 1;
+        args[listen] = "127.0.0.1:0".to_string();
+        let mut command = Command::new(HARROW);
+        command.args(&args);
+        let output = bounded::output(&mut command, "a second coordinator", || self.logs());
+        assert!(
+            !output.status.success(),
+            "a second coordinator started:\n{}",
+            describe(&output)
+        );
+        String::from_utf8(output.stderr).unwrap()
     }
 
     /// SIGKILL: the worker is gone, with whatever it held.

@@ -112,6 +112,23 @@ impl Scheduler {
         &self.config
     }
 
+    /// Hands out job and worker ids after these: a restarted coordinator
+    /// never reuses an id.
+    pub fn start_ids_after(&mut self, jobs: u64, workers: u64) {
+        self.next_job = self.next_job.max(jobs);
+        self.next_worker = self.next_worker.max(workers);
+    }
+
+    /// The id the next submitted job gets.
+    pub fn next_job_id(&self) -> JobId {
+        JobId(self.next_job + 1)
+    }
+
+    /// The id the next registered worker gets.
+    pub fn next_worker_id(&self) -> WorkerId {
+        WorkerId(self.next_worker + 1)
+    }
+
     pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
         self.jobs.values()
     }

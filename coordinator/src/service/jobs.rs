@@ -20,7 +20,7 @@ use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
 use crate::limits::MAX_PLUGIN_BYTES;
 use crate::planner;
-use crate::report::{job_report, worker_reports};
+use crate::report::worker_reports;
 use crate::sample::sample_range_bounds;
 use crate::scheduler::{Action, Event, JobPlan};
 
@@ -32,9 +32,7 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + S
 
 impl JobApi {
     fn report(&self, job: JobId, include_tasks: bool) -> Result<pb::JobStatus, Status> {
-        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
-        let job = scheduler.job(job).ok_or_else(|| status::no_job(job))?;
-        Ok(job_report(&scheduler, job, include_tasks).into())
+        self.0.job_status(job, include_tasks)
     }
 }
 
@@ -195,7 +193,7 @@ impl JobService for JobApi {
             output: output.to_string(),
             splits,
         };
-        match self.0.apply(Event::SubmitJob { plan }).as_slice() {
+        match self.0.submit(plan).await?.as_slice() {
             [Action::JobAccepted { job }] => {
                 tracing::info!(%job, "job submitted");
                 Ok(Response::new(pb::SubmitJobResponse {
@@ -222,12 +220,7 @@ impl JobService for JobApi {
         &self,
         _request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
-        let jobs = scheduler
-            .jobs()
-            .rev()
-            .map(|job| job_report(&scheduler, job, false).into())
-            .collect();
+        let jobs = self.0.job_statuses()?;
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
 
@@ -238,6 +231,7 @@ impl JobService for JobApi {
         let job: JobId = parse_id(&request.into_inner().job_id)?;
         self.report(job, false)?;
         self.0.apply(Event::CancelJob { job });
+        self.0.sync_state().await?;
         let state = self.report(job, false)?.state;
         Ok(Response::new(pb::CancelJobResponse { state }))
     }

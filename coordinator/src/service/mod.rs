@@ -3,6 +3,7 @@
 //! clock's time, carry out side effects, convert the reply. Protobuf types
 //! stop here.
 
+mod durable;
 mod jobs;
 mod status;
 mod workers;
@@ -32,6 +33,8 @@ use crate::clock::Clock;
 use crate::limits::MAX_TASK_WAIT;
 use crate::plugins::PluginStore;
 use crate::scheduler::{Action, Event, Scheduler};
+use crate::state::{Retention, StateStore};
+use durable::Durable;
 
 /// Where uploaded plugins live, and the `harrow` binary that runs one in
 /// a child process to check a submission.
@@ -54,6 +57,8 @@ pub struct Coordinator {
     work_available: Notify,
     /// Bumped on every state change, for status watchers.
     version: watch::Sender<u64>,
+    /// The state dir, if the coordinator has one.
+    durable: Option<Durable>,
 }
 
 impl Coordinator {
@@ -64,6 +69,7 @@ impl Coordinator {
         plugins: PluginSettings,
         heartbeat_interval_ms: u64,
         connector: Connector,
+        state: Option<(Arc<StateStore>, Retention)>,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
             scheduler: Mutex::new(scheduler),
@@ -74,6 +80,7 @@ impl Coordinator {
             connector,
             work_available: Notify::new(),
             version: watch::Sender::new(0),
+            durable: state.map(|(store, retention)| Durable::new(store, retention)),
         })
     }
 
@@ -110,7 +117,8 @@ impl Coordinator {
                     });
                 }
                 Action::JobFinished { job, state } => {
-                    tracing::info!(%job, state = state.name(), "job finished")
+                    tracing::info!(%job, state = state.name(), "job finished");
+                    self.keep_history(*job);
                 }
                 Action::ProbeWorker { worker, address } => {
                     self.spawn_probe(*worker, address.clone())

@@ -56,10 +56,10 @@ impl WorkerService for WorkerApi {
         if request.slots == 0 {
             return Err(status::invalid("a worker needs at least one slot"));
         }
-        let actions = self.0.apply(Event::RegisterWorker {
-            shuffle_address: request.shuffle_address,
-            slots: request.slots,
-        });
+        let actions = self
+            .0
+            .register(request.shuffle_address, request.slots)
+            .await?;
         let [Action::WorkerRegistered { worker }] = actions.as_slice() else {
             unreachable!("registration always registers: {actions:?}")
         };
