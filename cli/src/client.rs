@@ -7,12 +7,19 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use std::path::{Path, PathBuf};
 
-use harrow_core::rpc::security::{AuthChannel, ConnectError, Connector, describe_status};
+use harrow_core::rpc::security::{
+    AuthChannel, ConnectError, Connector, describe_status, is_outage,
+};
 
 use harrow_coordinator::limits::{MAX_MESSAGE_BYTES, PLUGIN_CHUNK_BYTES};
 use harrow_core::report::{JobReport, WorkerReport};
 
 use crate::args::JobOptions;
+
+/// How long a follower keeps reconnecting to a coordinator it cannot
+/// reach, and how often it tries.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+const RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What to submit.
 #[derive(Debug, Clone)]
@@ -223,7 +230,9 @@ impl Client {
     }
 
     /// Like [`Client::watch`], with every task and attempt in each status
-    /// when `include_tasks`.
+    /// when `include_tasks`. While the coordinator cannot be reached (it
+    /// is restarting), it connects again and goes on following, for up to
+    /// `RECONNECT_FOR` without an answer.
     pub async fn follow(
         &self,
         job_id: &str,
@@ -234,22 +243,41 @@ impl Client {
             job_id: job_id.to_string(),
             include_tasks,
         };
-        let mut stream = self
-            .jobs
-            .clone()
-            .watch_job(request)
-            .await
-            .map_err(self.failed("watch"))?
-            .into_inner();
-        let mut last = None;
-        while let Some(status) = stream.next().await {
-            let report = JobReport::from(status.map_err(self.failed("watch"))?);
-            on_change(&report);
-            last = Some(report);
-        }
-        match last {
-            Some(report) if report.is_terminal() => Ok(report),
-            _ => self.status(job_id, false).await,
+        let mut last: Option<JobReport> = None;
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            let outage = match self.jobs.clone().watch_job(request.clone()).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(status)) => {
+                                heard = tokio::time::Instant::now();
+                                let report = JobReport::from(status);
+                                if last.as_ref() != Some(&report) {
+                                    on_change(&report);
+                                }
+                                let terminal = report.is_terminal();
+                                last = Some(report);
+                                if terminal {
+                                    return Ok(last.expect("just set"));
+                                }
+                            }
+                            Some(Err(status)) if is_outage(&status) => break status,
+                            Some(Err(status)) => return Err(self.failed("watch")(status)),
+                            // The coordinator closed the stream (it is
+                            // stopping): follow it again.
+                            None => break tonic::Status::unavailable("the watch ended"),
+                        }
+                    }
+                }
+                Err(status) if is_outage(&status) => status,
+                Err(status) => return Err(self.failed("watch")(status)),
+            };
+            if heard.elapsed() > RECONNECT_FOR {
+                return Err(self.failed("watch")(outage));
+            }
+            tokio::time::sleep(RECONNECT_DELAY).await;
         }
     }
 }

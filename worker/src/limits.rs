@@ -15,6 +15,11 @@ pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Registration tries before the worker gives up (about a minute).
 pub const REGISTER_TRIES: u32 = 120;
 
+/// How long an attempt's calls to the coordinator (its report, a commit
+/// request, a fetch failure) keep trying while it cannot be reached: long
+/// enough for a coordinator to restart from its state dir.
+pub const COORDINATOR_OUTAGE: Duration = Duration::from_secs(120);
+
 /// How long a waiting reduce attempt's question may wait for an answer.
 pub const RELOCATE_WAIT: Duration = Duration::from_secs(20);
 

@@ -318,6 +318,16 @@ pub fn describe_status(status: &Status) -> String {
     with_causes(status.message().to_string(), status)
 }
 
+/// Whether a call failed because the other end is down or restarting
+/// (nothing answered, or the connection broke), rather than refusing it:
+/// worth trying again.
+pub fn is_outage(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
 /// Whether a call failed because a TLS peer refused this process's
 /// certificate or presented one this process refuses: waiting will not
 /// change that. The HTTP/2 layer keeps only the TLS error's text, in an

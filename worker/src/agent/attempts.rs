@@ -13,6 +13,7 @@ use harrow_core::wire;
 use harrow_formats::source::SplitInput;
 
 use super::Shared;
+use super::link::patiently;
 use crate::cpu::CpuPanic;
 use crate::error::TaskError;
 use crate::map::{MapOutputSpec, lanes, run_map};
@@ -62,7 +63,13 @@ pub(super) async fn run_attempt(shared: &Shared, assignment: Assignment, progres
         }
     };
     let report = wire::attempt_report(shared.worker_id(), attempt, counters, outcome);
-    if let Err(status) = shared.coordinator.clone().report_attempt(report).await {
+    let reported = patiently("ReportAttempt", || {
+        let mut client = shared.coordinator.clone();
+        let report = report.clone();
+        async move { client.report_attempt(report).await }
+    })
+    .await;
+    if let Err(status) = reported {
         tracing::warn!(%attempt, %status, "could not report attempt");
     }
 }

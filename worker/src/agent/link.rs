@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use harrow_core::ids::{AttemptId, JobId};
-use harrow_core::rpc::security;
+use harrow_core::rpc::security::{self, is_outage};
 use harrow_core::task::{Assignment, FetchFailure};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
@@ -15,12 +15,49 @@ use harrow_proto::v1 as pb;
 use super::attempts::run_attempt;
 use super::{RunningAttempt, Shared, WorkerError};
 use crate::error::TaskError;
-use crate::limits::{REGISTER_TRIES, RELOCATE_WAIT, RETRY_DELAY, TASK_POLL_MS};
+use crate::limits::{COORDINATOR_OUTAGE, REGISTER_TRIES, RELOCATE_WAIT, RETRY_DELAY, TASK_POLL_MS};
 use crate::reduce::CommitGate;
 use crate::shuffle::fetch::{Recovery, Relocation};
 use crate::shuffle::serve::job_dir;
 
+/// Makes a call to the coordinator, again while it cannot be reached (it
+/// may be restarting from its state dir), for up to `COORDINATOR_OUTAGE`.
+/// The calls retried are idempotent: a repeated report of an ended attempt
+/// is ignored, a repeated commit request of the holder granted again.
+pub(super) async fn patiently<T, F, Fut>(
+    call: &'static str,
+    mut make: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        match make().await {
+            Err(status) if is_outage(&status) && started.elapsed() < COORDINATOR_OUTAGE => {
+                tracing::debug!(call, %status, "coordinator not reachable; trying again");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Shared {
+    /// An attempt's call to the coordinator, made `patiently`; a failure
+    /// is the attempt's `TaskError::Coordinator`.
+    async fn call<T, F, Fut>(&self, call: &'static str, make: F) -> Result<T, TaskError>
+    where
+        F: Fn(pb::worker_service_client::WorkerServiceClient<security::AuthChannel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        patiently(call, || make(self.coordinator.clone()))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| TaskError::Coordinator { call, status })
+    }
+
     pub(super) fn worker_id(&self) -> String {
         self.worker_id.lock().expect("worker id lock").clone()
     }
@@ -242,15 +279,11 @@ impl Recovery for Shared {
         };
         tracing::info!(%attempt, %error, "fetch failed; waiting for the map output");
         let response = self
-            .coordinator
-            .clone()
-            .report_fetch_failure(request)
-            .await
-            .map_err(|status| TaskError::Coordinator {
-                call: "ReportFetchFailure",
-                status,
-            })?
-            .into_inner();
+            .call("ReportFetchFailure", |mut client| {
+                let request = request.clone();
+                async move { client.report_fetch_failure(request).await }
+            })
+            .await?;
         Ok((!response.wait).then_some(response.reason))
     }
 
@@ -261,15 +294,11 @@ impl Recovery for Shared {
             wait_ms: RELOCATE_WAIT.as_millis() as u64,
         };
         let response = self
-            .coordinator
-            .clone()
-            .wait_map_outputs(request)
-            .await
-            .map_err(|status| TaskError::Coordinator {
-                call: "WaitMapOutputs",
-                status,
-            })?
-            .into_inner();
+            .call("WaitMapOutputs", |mut client| {
+                let request = request.clone();
+                async move { client.wait_map_outputs(request).await }
+            })
+            .await?;
         Ok(match response {
             pb::WaitMapOutputsResponse { stop: true, .. } => Relocation::Stop,
             pb::WaitMapOutputsResponse {
@@ -294,15 +323,11 @@ impl CommitGate for Shared {
             attempt_id: attempt.to_string(),
         };
         let response = self
-            .coordinator
-            .clone()
-            .request_commit(request)
-            .await
-            .map_err(|status| TaskError::Coordinator {
-                call: "RequestCommit",
-                status,
-            })?
-            .into_inner();
+            .call("RequestCommit", |mut client| {
+                let request = request.clone();
+                async move { client.request_commit(request).await }
+            })
+            .await?;
         Ok((!response.granted).then_some(response.reason))
     }
 }
