@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/harrow/v1/client.proto",
         "proto/harrow/v1/shuffle.proto",
         "proto/harrow/v1/plugin.proto",
+        "proto/harrow/v1/state.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -123,6 +123,21 @@ fn the_helm_chart_renders_valid_secure_manifests() {
     }
     document(&default, "PodDisruptionBudget", "harrow-worker");
     assert!(!default.contains("HorizontalPodAutoscaler"));
+    // The coordinator's state on a claim of the chart's, kept across pod
+    // restarts, upgrades and uninstalls.
+    assert!(coordinator_config.contains("HARROW_STATE_DIR: /var/lib/harrow/state"));
+    let claim = document(
+        &default,
+        "PersistentVolumeClaim",
+        "harrow-coordinator-state",
+    );
+    assert!(claim.contains("ReadWriteOnce"), "{claim}");
+    assert!(claim.contains("helm.sh/resource-policy: keep"), "{claim}");
+    let coordinator = document(&default, "Deployment", "harrow-coordinator");
+    assert!(
+        coordinator.contains("claimName: harrow-coordinator-state"),
+        "{coordinator}"
+    );
 
     // Every feature: TLS files, an existing token Secret, credentials from
     // secretKeyRef only, an autoscaler, both disruption budgets.
@@ -134,6 +149,14 @@ fn the_helm_chart_renders_valid_secure_manifests() {
     assert!(coordinator_config.contains("HARROW_MAX_ATTEMPTS: \"6\""));
     assert!(coordinator_config.contains("HARROW_WORKER_TIMEOUT: \"20s\""));
     assert!(!coordinator_config.contains("HARROW_STALL_TIMEOUT"));
+    assert!(coordinator_config.contains("HARROW_RETAIN_JOBS: \"500\""));
+    assert!(coordinator_config.contains("HARROW_RETAIN_FOR: \"72h\""));
+    assert!(!all.contains("kind: PersistentVolumeClaim"));
+    let coordinator = document(&all, "Deployment", "harrow-coordinator");
+    assert!(
+        coordinator.contains("claimName: harrow-coordinator-state-claim"),
+        "{coordinator}"
+    );
     let worker_config = document(&all, "ConfigMap", "harrow-worker");
     assert!(worker_config.contains("HARROW_COORDINATOR: \"https://harrow-coordinator:7070\""));
     assert!(worker_config.contains("HARROW_TLS_CA:"));

@@ -3,6 +3,7 @@
 //! the jobs linked in; tests start the same code in-process.
 
 pub mod clock;
+pub mod failpoint;
 pub mod input_plan;
 pub mod limits;
 pub mod metrics;

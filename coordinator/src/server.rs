@@ -158,19 +158,22 @@ pub async fn start_coordinator(
 ) -> Result<CoordinatorHandle, StartError> {
     let clock = Arc::new(SystemClock::new());
     let mut scheduler = Scheduler::new(config.scheduler.clone());
+    let mut resumed = Vec::new();
     let state = match &config.state_dir {
         Some(dir) => {
             let (store, restored) = StateStore::open(dir, config.retention, clock.now_ms())?;
             tracing::info!(
                 state = %store.path().display(),
                 generation = restored.generation,
-                interrupted = restored.interrupted.len(),
+                resumed = restored.jobs.len(),
+                workers = restored.workers.iter().filter(|w| w.is_alive()).count(),
                 "coordinator state restored"
             );
             for job in &restored.interrupted {
-                tracing::warn!(%job, "the job had not ended when the coordinator stopped: marked failed");
+                tracing::warn!(%job, "the job cannot be resumed: marked failed");
             }
             scheduler.start_ids_after(restored.jobs_used, restored.workers_used);
+            resumed = scheduler.restore(restored.workers, restored.jobs, clock.now_ms());
             Some(Arc::new(store))
         }
         None => None,
@@ -191,6 +194,9 @@ pub async fn start_coordinator(
         security::Connector::new(None, config.tls.clone()),
         state.map(|store| (store, config.retention)),
     );
+    coordinator.start_persisting();
+    // A job that was committing commits again.
+    coordinator.carry_out(&resumed);
     let handle = coordinator.clone();
     let (shutdown, stopped) = watch::channel(false);
     let ticking = coordinator.clone();

@@ -5,7 +5,11 @@
 //!   every start), and how far job and worker ids are reserved;
 //! - `jobs`: every job's status as the client sees it (`JobStatus`, without
 //!   tasks), written when it is submitted and when it ends;
-//! - `job_tasks`: a finished job's status with its tasks and attempts.
+//! - `job_tasks`: a finished job's status with its tasks and attempts;
+//! - for jobs that have not ended (`live.rs`): `plans`, `live_jobs`,
+//!   `tasks` and `workers`, from which a restarted coordinator resumes
+//!   them, and each job's secrets in `secrets/JOB` (0600), removed when
+//!   it ends.
 //!
 //! Writes are group-committed: one thread takes every write queued while
 //! the last commit ran and commits them in one transaction (one fsync).
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use harrow_core::ids::JobId;
+
+use crate::scheduler::{Job, Task, Worker};
 use harrow_proto::v1 as pb;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
@@ -95,8 +101,13 @@ pub struct Restored {
     /// starts after them.
     pub jobs_used: u64,
     pub workers_used: u64,
-    /// Jobs that had not ended when the last coordinator stopped.
+    /// Jobs that had not ended when the last coordinator stopped and
+    /// cannot be resumed (their plan or secrets are gone): failed.
     pub interrupted: Vec<JobId>,
+    /// Jobs to resume, as last written.
+    pub jobs: Vec<crate::scheduler::ResumedJob>,
+    /// Every worker known, as last written.
+    pub workers: Vec<crate::scheduler::Worker>,
 }
 
 /// How long finished jobs are kept.
@@ -118,6 +129,28 @@ impl Default for Retention {
 }
 
 enum Record {
+    /// A job first seen: its plan, and its secrets for a file of their own.
+    Plan {
+        id: u64,
+        plan: Vec<u8>,
+        secrets: Vec<u8>,
+    },
+    LiveJob {
+        id: u64,
+        record: Vec<u8>,
+    },
+    Task {
+        key: (u64, u8, u32),
+        task: Vec<u8>,
+    },
+    Worker {
+        id: u64,
+        worker: Vec<u8>,
+    },
+    /// The job ended: what it needed to resume goes.
+    Ended {
+        id: u64,
+    },
     Job {
         id: u64,
         summary: Vec<u8>,
@@ -223,25 +256,46 @@ impl StateStore {
                 jobs_used,
                 workers_used,
                 interrupted: Vec::new(),
+                jobs: Vec::new(),
+                workers: Vec::new(),
             }
         };
         let mut restored = restored;
+        let live::Live {
+            jobs,
+            workers,
+            lost,
+        } = live::read(&txn, dir, &path)?;
+        for job in &lost {
+            forget_live(&txn, job.0).map_err(&store_error)?;
+            live::remove_secrets(dir, job.0);
+        }
+        restored.jobs = jobs;
+        restored.workers = workers;
         {
             let mut jobs = txn.open_table(JOBS).map_err(|e| store_error(e.into()))?;
             let mut interrupted = Vec::new();
             for entry in jobs.iter().map_err(|e| store_error(e.into()))? {
                 let (id, bytes) = entry.map_err(|e| store_error(e.into()))?;
                 let status = decode(&path, bytes.value())?;
-                if !is_terminal(&status) {
+                let resumed = restored.jobs.iter().any(|j| j.id.0 == id.value());
+                if !is_terminal(&status) && !resumed {
                     interrupted.push((id.value(), status));
                 }
             }
             for (id, mut status) in interrupted {
                 status.state = pb::JobState::Failed as i32;
-                status.error = format!(
-                    "the coordinator stopped while the job ran (it started again as generation {}); submit the job again",
-                    restored.generation
-                );
+                status.error = if lost.contains(&JobId(id)) {
+                    format!(
+                        "the coordinator stopped while the job ran, and its secrets are gone from {}; submit the job again",
+                        dir.join("secrets").display()
+                    )
+                } else {
+                    format!(
+                        "the coordinator stopped while the job ran (it started again as generation {}); submit the job again",
+                        restored.generation
+                    )
+                };
                 status.finished_at_ms = Some(now_ms);
                 jobs.insert(id, status.encode_to_vec().as_slice())
                     .map_err(|e| store_error(e.into()))?;
@@ -256,9 +310,10 @@ impl StateStore {
         let db = std::sync::Arc::new(db);
         let (writes, queue) = mpsc::channel();
         let writer_db = db.clone();
+        let writer_dir = dir.to_path_buf();
         let writer = std::thread::Builder::new()
             .name("harrow-state".into())
-            .spawn(move || write_loop(&writer_db, &queue))
+            .spawn(move || write_loop(&writer_db, &writer_dir, &queue))
             .map_err(|source| StateError::Io {
                 path: path.clone(),
                 source,
@@ -293,24 +348,10 @@ impl StateStore {
         Ok(())
     }
 
-    /// Stores a job's status, durably before returning: for submissions.
-    pub async fn save_job(&self, status: &pb::JobStatus) -> Result<(), StateError> {
-        self.commit(vec![job_record(status, None)]).await
-    }
-
-    /// Stores a finished job's status and its tasks, then drops history
-    /// past `retention`, without waiting for the commit.
-    pub fn finish_job(&self, full: &pb::JobStatus, retention: Retention, now_ms: u64) {
-        let records = vec![
-            job_record(full, Some(full)),
-            Record::Prune { retention, now_ms },
-        ];
-        // A writer that stopped has logged why; the job's end is lost
-        // from history, nothing else.
-        let _ = self.sender().send(Write {
-            records,
-            done: None,
-        });
+    /// Writes `changes` in one commit (with whatever else is queued);
+    /// returns once it is durable.
+    pub async fn write(&self, changes: Changes) -> Result<(), StateError> {
+        self.commit(changes.records).await
     }
 
     /// On a clean stop, after the last id was handed out: records the ids
@@ -405,6 +446,67 @@ impl StateStore {
     }
 }
 
+/// What changed in the scheduler since the last write, built under its
+/// lock so the records agree with one another.
+#[derive(Default)]
+pub struct Changes {
+    records: Vec<Record>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// A job first seen: its plan, its secrets (a file of their own) and
+    /// its status as submitted.
+    pub fn submitted(&mut self, job: &Job, status: &pb::JobStatus) {
+        let (plan, secrets) = live::encode_plan(&job.plan);
+        self.records.push(Record::Plan {
+            id: job.id.0,
+            plan,
+            secrets,
+        });
+        self.records.push(job_record(status, None));
+        self.job(job);
+    }
+
+    /// A job's state changed.
+    pub fn job(&mut self, job: &Job) {
+        self.records.push(Record::LiveJob {
+            id: job.id.0,
+            record: live::encode_json(&JobRecord::of(job)),
+        });
+    }
+
+    /// A task changed: its state, attempts or commit.
+    pub fn task(&mut self, task: &Task) {
+        self.records.push(Record::Task {
+            key: live::task_key(task.id),
+            task: live::encode_json(task),
+        });
+    }
+
+    /// A worker registered or changed state.
+    pub fn worker(&mut self, worker: &Worker) {
+        self.records.push(Record::Worker {
+            id: worker.id.0,
+            worker: live::encode_json(worker),
+        });
+    }
+
+    /// A job ended: its status and tasks go to the history, what it needed
+    /// to resume goes, and the history is pruned to `retention`.
+    pub fn ended(&mut self, full: &pb::JobStatus, retention: Retention, now_ms: u64) {
+        let record = job_record(full, Some(full));
+        if let Record::Job { id, .. } = &record {
+            self.records.push(Record::Ended { id: *id });
+        }
+        self.records.push(record);
+        self.records.push(Record::Prune { retention, now_ms });
+    }
+}
+
 fn job_record(status: &pb::JobStatus, full: Option<&pb::JobStatus>) -> Record {
     let mut summary = status.clone();
     summary.tasks.clear();
@@ -422,11 +524,11 @@ fn job_record(status: &pb::JobStatus, full: Option<&pb::JobStatus>) -> Record {
 
 /// Commits queued writes until every sender is gone: each round takes all
 /// that queued during the last commit.
-fn write_loop(db: &Database, queue: &mpsc::Receiver<Write>) {
+fn write_loop(db: &Database, dir: &Path, queue: &mpsc::Receiver<Write>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         batch.extend(queue.try_iter());
-        let result = commit_batch(db, &batch).map_err(|e| e.to_string());
+        let result = commit_batch(db, dir, &batch).map_err(|e| e.to_string());
         if let Err(error) = &result {
             tracing::error!(%error, "could not write the coordinator's state");
         }
@@ -438,10 +540,31 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Write>) {
     }
 }
 
-fn commit_batch(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
+fn commit_batch(db: &Database, dir: &Path, batch: &[Write]) -> Result<(), redb::Error> {
+    // Secrets first: a plan is never committed without them.
+    for record in batch.iter().flat_map(|w| &w.records) {
+        if let Record::Plan { id, secrets, .. } = record {
+            live::write_secrets(dir, *id, secrets).map_err(redb::StorageError::Io)?;
+        }
+    }
     let txn = db.begin_write()?;
     for record in batch.iter().flat_map(|w| &w.records) {
         match record {
+            Record::Plan { id, plan, .. } => {
+                txn.open_table(live::PLANS)?.insert(id, plan.as_slice())?;
+            }
+            Record::LiveJob { id, record } => {
+                txn.open_table(live::LIVE_JOBS)?
+                    .insert(id, record.as_slice())?;
+            }
+            Record::Task { key, task } => {
+                txn.open_table(live::TASKS)?.insert(key, task.as_slice())?;
+            }
+            Record::Worker { id, worker } => {
+                txn.open_table(live::WORKERS)?
+                    .insert(id, worker.as_slice())?;
+            }
+            Record::Ended { id } => forget_live(&txn, *id)?,
             Record::Job { id, summary, tasks } => {
                 txn.open_table(JOBS)?.insert(id, summary.as_slice())?;
                 if let Some(tasks) = tasks {
@@ -460,6 +583,20 @@ fn commit_batch(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
         }
     }
     txn.commit()?;
+    for record in batch.iter().flat_map(|w| &w.records) {
+        if let Record::Ended { id } = record {
+            live::remove_secrets(dir, *id);
+        }
+    }
+    Ok(())
+}
+
+/// Drops what a job needed to resume.
+fn forget_live(txn: &redb::WriteTransaction, id: u64) -> Result<(), redb::Error> {
+    txn.open_table(live::PLANS)?.remove(id)?;
+    txn.open_table(live::LIVE_JOBS)?.remove(id)?;
+    let mut tasks = txn.open_table(live::TASKS)?;
+    tasks.retain_in((id, 0, 0)..=(id, 1, u32::MAX), |_, _| false)?;
     Ok(())
 }
 
@@ -545,5 +682,8 @@ fn create_private_dir(dir: &Path) -> Result<(), StateError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
+mod live;
 #[cfg(test)]
 mod tests;
+
+pub use live::JobRecord;

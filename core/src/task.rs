@@ -187,7 +187,7 @@ impl InputSpec {
 }
 
 /// A malformed input record that was skipped (or that failed the attempt).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadRecord {
     pub location: String,
     /// Byte offset of the record in its file (decompressed, for compressed files).
@@ -209,7 +209,7 @@ impl fmt::Display for BadRecord {
 pub const BAD_RECORD_SAMPLES: usize = 20;
 
 /// What a map attempt says about the input it read.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InputReport {
     /// For byte-range splits: where the first record owned by the split
     /// starts and where its last one ends.
@@ -220,7 +220,7 @@ pub struct InputReport {
 }
 
 /// A byte range of one file: the input of one map task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Split {
     pub location: String,
     pub start: u64,
@@ -235,7 +235,7 @@ impl std::fmt::Display for Split {
 }
 
 /// What one map attempt wrote for one reduce partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SegmentInfo {
     pub partition: u32,
     pub bytes: u64,
@@ -325,7 +325,7 @@ impl std::fmt::Display for PluginRef {
 }
 
 /// Bytes and records an attempt read and wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AttemptCounters {
     pub bytes_in: u64,
     pub records_in: u64,
@@ -336,7 +336,31 @@ pub struct AttemptCounters {
     /// Milliseconds a reduce attempt spent fetching its segments.
     pub fetch_ms: u64,
     /// The job's own counters.
+    #[serde(with = "user_counters")]
     pub user: harrow_sdk::Counters,
+}
+
+/// The job's counters as a map of names to values, for the coordinator's
+/// state (the SDK carries no serde).
+mod user_counters {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        counters: &harrow_sdk::Counters,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let map: BTreeMap<&str, u64> = counters.iter().collect();
+        map.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<harrow_sdk::Counters, D::Error> {
+        let map = BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(map.into_iter().collect())
+    }
 }
 
 /// How an attempt ended, as its worker reports it.
@@ -362,7 +386,7 @@ pub enum AttemptOutcome {
 }
 
 /// Whose fault a failed attempt was, which decides what it counts toward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FailureKind {
     /// The job's: its code, its input, an object store refusing its
     /// request (auth, not found). Counts toward `--max-attempts`.
@@ -387,7 +411,7 @@ impl FailureKind {
 }
 
 /// Why a reduce attempt could not use a map output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FetchFailure {
     /// The map output's worker did not answer (connection refused or
     /// reset, a timeout, UNAVAILABLE, TLS): evidence about the whole

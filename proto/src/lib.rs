@@ -1,5 +1,6 @@
 //! The generated gRPC code for Harrow's three services (worker, client,
-//! shuffle). Nothing else lives here: domain types and conversions are in
+//! shuffle), the plugin host's messages and the coordinator's stored
+//! records. Nothing else lives here: domain types and conversions are in
 //! `harrow-core`.
 
 #![allow(clippy::all, missing_docs)]

@@ -47,14 +47,23 @@ pub fn exit(
     what: &str,
     logs: impl FnOnce() -> String,
 ) -> std::process::ExitStatus {
+    let mut status = None;
+    let exited = || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    };
+    until(&format!("{what} exiting"), exited, logs);
+    status.expect("exited")
+}
+
+/// Waits until `condition` holds, checking it every 20 ms, within
+/// [`DEADLINE`]; past it, panics with `what` and `logs()`.
+pub fn until(what: &str, mut condition: impl FnMut() -> bool, logs: impl FnOnce() -> String) {
     let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
+    while !condition() {
         assert!(
             start.elapsed() < DEADLINE,
-            "{what} did not exit within {DEADLINE:?}\n{}",
+            "no {what} within {DEADLINE:?}\n{}",
             logs()
         );
         std::thread::sleep(Duration::from_millis(20));

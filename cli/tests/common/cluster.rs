@@ -159,6 +159,12 @@ impl Cluster {
     /// (so the workers find it), after `kill_coordinator` or
     /// `stop_coordinator`.
     pub fn restart_coordinator(&mut self) {
+        self.restart_coordinator_with(&[]);
+    }
+
+    /// Like `restart_coordinator`, with `NAME=VALUE` settings in its
+    /// environment (a failpoint, say).
+    pub fn restart_coordinator_with(&mut self, env: &[&str]) {
         assert!(self.coordinator.is_none(), "stop the coordinator first");
         let address = self.url.rsplit('/').next().unwrap().to_string();
         let mut args = self.coordinator_args.clone();
@@ -167,8 +173,26 @@ impl Cluster {
         self.coordinator_starts += 1;
         let name = format!("coordinator-{}", self.coordinator_starts);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (child, _) = spawn(self.dir.path(), &name, &args);
+        let command: Vec<&str> = ["env"]
+            .into_iter()
+            .chain(env.iter().copied())
+            .chain([HARROW])
+            .collect();
+        let (child, _) = spawn_via(self.dir.path(), &name, &command, &args);
         self.coordinator = Some(child);
+    }
+
+    /// Waits until the running coordinator's log has a line holding `text`.
+    pub fn await_coordinator_log(&self, text: &str) {
+        let log = self
+            .dir
+            .path()
+            .join(format!("coordinator-{}.log", self.coordinator_starts));
+        bounded::until(
+            &format!("the coordinator to log {text:?}"),
+            || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(text)),
+            || self.logs(),
+        );
     }
 
     /// Runs a second coordinator with this one's flags on a port of its

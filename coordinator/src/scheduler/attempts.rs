@@ -39,7 +39,7 @@ impl Scheduler {
             .expect("running attempt has a task");
         match task.committer {
             None if attempt.task.phase == Phase::Reduce => {
-                task.committer = Some(attempt);
+                task.grant_commit(attempt);
                 vec![Action::CommitGranted { attempt }]
             }
             None => refuse("map attempts do not commit"),

@@ -26,7 +26,7 @@ pub struct JobPlan {
     pub splits: Vec<Split>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobState {
     Queued,
     Running,
@@ -95,6 +95,8 @@ pub struct Job {
     /// Fetch failures reported against each map task's outputs, with the
     /// worker that held each; those a worker's death explains are dropped.
     pub fetch_failures: BTreeMap<TaskId, Vec<FetchFailureRecord>>,
+    /// Counts the changes of state (see `Task::revision`).
+    pub revision: u64,
 }
 
 impl Job {
@@ -122,6 +124,7 @@ impl Job {
             submitted_at_ms: now_ms,
             finished_at_ms: None,
             fetch_failures: BTreeMap::new(),
+            revision: 0,
         }
     }
 
@@ -203,6 +206,7 @@ impl Job {
             self.finished_at_ms = Some(now_ms);
         }
         self.state = next;
+        self.revision += 1;
         true
     }
 }

@@ -22,7 +22,7 @@ use harrow_core::ids::{AttemptId, WorkerId};
 /// reports count. A dead worker that comes back is told it is unknown and
 /// registers anew, under a new id; nothing it reports under the old id
 /// counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WorkerState {
     Alive,
     /// A reducer could not reach it. Cleared once a probe of its shuffle
@@ -57,14 +57,14 @@ impl WorkerState {
 }
 
 /// A reducer's report that it could not reach `target`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnreachableReport {
     pub target: WorkerId,
     pub at_ms: u64,
 }
 
 /// A registered worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Worker {
     pub id: WorkerId,
     pub shuffle_address: String,

@@ -11,10 +11,11 @@ mod invariants;
 pub mod job;
 mod lifecycle;
 mod placement;
+mod restore;
 pub mod speed;
 pub mod task;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tick;
 mod workers;
 
@@ -29,6 +30,7 @@ pub use fetch::FetchReport;
 use fetch::FetchVerdict;
 pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
 pub use lifecycle::{AttemptProgress, UnreachableReport, Worker, WorkerState};
+pub use restore::ResumedJob;
 pub use task::{
     Attempt, AttemptState, LostCause, Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState,
 };
@@ -98,6 +100,9 @@ pub struct Scheduler {
     next_worker: u64,
     /// Since when no worker has been alive, if none is.
     no_workers_since_ms: Option<u64>,
+    /// Attempts restored as running, per worker, until the worker's first
+    /// heartbeat says which still run.
+    unconfirmed: BTreeMap<WorkerId, Vec<AttemptId>>,
 }
 
 impl Scheduler {

@@ -41,7 +41,7 @@ use crate::limits::{
 };
 
 /// What a task reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskInput {
     Split(Split),
     Partition(u32),
@@ -56,7 +56,7 @@ impl std::fmt::Display for TaskInput {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskState {
     Pending,
     /// One attempt, or several when backups run; never empty.
@@ -89,7 +89,7 @@ impl TaskState {
 }
 
 /// What a succeeded task left for later tasks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskOutput {
     /// A map task's segments, one per partition, on the worker that ran
     /// it, and what it found in its input.
@@ -102,7 +102,7 @@ pub enum TaskOutput {
     Reduce,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttemptState {
     Running,
     Succeeded,
@@ -135,7 +135,7 @@ impl AttemptState {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     pub id: AttemptId,
     pub worker: WorkerId,
@@ -155,7 +155,7 @@ pub struct Attempt {
 }
 
 /// Why an attempt was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LostCause {
     /// Its worker died (or left) while it ran, with `attempts` attempts
     /// running in all (this one included).
@@ -169,10 +169,14 @@ pub enum LostCause {
     /// Killed while waiting for map output, to give its slot to the maps
     /// it waits for.
     Preempted,
+    /// Running when the coordinator last wrote its state, but not on its
+    /// worker when the restarted coordinator heard from it (it ended while
+    /// the coordinator was down, and its report was lost).
+    Unconfirmed,
 }
 
 /// A map output set aside while its worker is suspect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SuspendedOutput {
     pub attempt: AttemptId,
     pub output: TaskOutput,
@@ -234,7 +238,7 @@ pub enum TaskChange {
     Ignored,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: TaskId,
     pub input: TaskInput,
@@ -246,6 +250,10 @@ pub struct Task {
     pub suspended: Option<SuspendedOutput>,
     /// A task retried after a passing failure waits until then.
     pub not_before_ms: u64,
+    /// Counts the changes of state, attempts and commit, so the
+    /// coordinator's state dir writes only the tasks that changed.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 impl Task {
@@ -258,6 +266,7 @@ impl Task {
             committer: None,
             suspended: None,
             not_before_ms: 0,
+            revision: 0,
         }
     }
 
@@ -308,6 +317,20 @@ impl Task {
 
     /// Every transition of the task lifecycle.
     pub fn apply(&mut self, event: TaskEvent, now_ms: u64, max_attempts: u32) -> TaskChange {
+        let change = self.transition(event, now_ms, max_attempts);
+        if change != TaskChange::Ignored {
+            self.revision += 1;
+        }
+        change
+    }
+
+    /// Grants the commit to `attempt`.
+    pub fn grant_commit(&mut self, attempt: AttemptId) {
+        self.committer = Some(attempt);
+        self.revision += 1;
+    }
+
+    fn transition(&mut self, event: TaskEvent, now_ms: u64, max_attempts: u32) -> TaskChange {
         match (&mut self.state, event) {
             (TaskState::Pending | TaskState::Running { .. }, TaskEvent::Assigned { worker }) => {
                 let id = AttemptId {

@@ -158,16 +158,8 @@ impl Scheduler {
             waiting.sort_by_key(|a| (a.progress_bytes, a.id));
             preempt.extend(waiting.into_iter().take(ready).map(|a| a.id));
         }
-        let mut actions = Vec::new();
-        for attempt in preempt {
-            let event = TaskEvent::Lost {
-                attempt,
-                reason: "killed while waiting for map output, to make room for it".to_string(),
-                cause: LostCause::Preempted,
-            };
-            actions.extend(self.apply_to_task(attempt, event, now_ms));
-        }
-        actions
+        let reason = "killed while waiting for map output, to make room for it";
+        self.lose_attempts(preempt, reason, LostCause::Preempted, now_ms)
     }
 
     /// Fails every job with work to do once no worker has been alive for

@@ -58,6 +58,8 @@ impl Scheduler {
         if record.apply(WorkerEvent::Heartbeat, now_ms) == WorkerChange::Cleared {
             self.set_aside_outputs(worker, TaskEvent::OutputRestored, now_ms);
         }
+        let listed: Vec<AttemptId> = running.iter().map(|p| p.attempt).collect();
+        actions.extend(self.confirm_attempts(worker, &listed, now_ms));
         let mut kill = Vec::new();
         for progress in running {
             let attempt = self

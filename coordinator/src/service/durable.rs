@@ -1,18 +1,28 @@
-//! What the services keep in the state dir, when there is one: ids are
-//! reserved before they are handed out, a submission is answered once it
-//! is stored, a job's end goes to the history, and a job the scheduler no
-//! longer holds (it ended before a restart) is read from the history.
+//! What the services keep in the state dir, when there is one. The
+//! persister writes what changed in the scheduler (jobs, tasks, workers;
+//! a job's end to the history) in one commit at a time, each taking every
+//! change made while the last one was written. Ids are reserved before
+//! they are handed out; a submission, a cancellation and a commit grant
+//! are answered once the persister has written them. A job the scheduler
+//! no longer holds (it ended before a restart) is read from the history.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use harrow_core::ids::JobId;
+use harrow_core::ids::{JobId, WorkerId};
 use harrow_proto::v1 as pb;
+use tokio::sync::watch;
 use tonic::Status;
 
 use super::{Coordinator, status};
 use crate::report::job_report;
-use crate::scheduler::{Action, Event, JobPlan};
-use crate::state::{IdKind, Retention, StateStore};
+use crate::scheduler::{Action, Event, Job, JobPlan, Scheduler};
+use crate::state::{Changes, IdKind, Retention, StateStore};
+
+/// How long a call waits for its change to be written before it gives up
+/// on the coordinator's disk.
+const WRITE_WAIT: Duration = Duration::from_secs(30);
 
 /// The coordinator's state dir and how long it keeps finished jobs.
 pub(super) struct Durable {
@@ -21,16 +31,113 @@ pub(super) struct Durable {
     /// Held from reserving an id to handing it out, so two submissions (or
     /// registrations) cannot both take the last reserved id.
     ids: tokio::sync::Mutex<()>,
+    /// What the state dir holds, as the persister last wrote it.
+    written: std::sync::Mutex<Written>,
+    /// The scheduler version the state dir holds everything of.
+    durable: watch::Sender<u64>,
+}
+
+/// Revisions written, to find what changed since.
+#[derive(Default)]
+struct Written {
+    jobs: BTreeMap<JobId, Revisions>,
+    ended: BTreeSet<JobId>,
+    /// Each worker's shown state, slots and address.
+    workers: BTreeMap<WorkerId, (&'static str, u32, String)>,
+}
+
+struct Revisions {
+    job: u64,
+    maps: Vec<u64>,
+    reduces: Vec<u64>,
+}
+
+impl Revisions {
+    fn of(job: &Job) -> Self {
+        Revisions {
+            job: job.revision,
+            maps: job.maps.iter().map(|t| t.revision).collect(),
+            reduces: job.reduces.iter().map(|t| t.revision).collect(),
+        }
+    }
 }
 
 impl Durable {
-    pub(super) fn new(store: Arc<StateStore>, retention: Retention) -> Self {
+    /// The state dir, holding what `scheduler` was restored from.
+    pub(super) fn new(store: Arc<StateStore>, retention: Retention, scheduler: &Scheduler) -> Self {
+        let mut written = Written::default();
+        for job in scheduler.jobs() {
+            written.jobs.insert(job.id, Revisions::of(job));
+        }
+        for worker in scheduler.workers() {
+            written.workers.insert(worker.id, worker_key(worker));
+        }
         Durable {
             store,
             retention,
             ids: tokio::sync::Mutex::new(()),
+            written: std::sync::Mutex::new(written),
+            durable: watch::Sender::new(0),
         }
     }
+
+    /// What changed since the last write; records it as written.
+    fn changes(&self, scheduler: &Scheduler, now_ms: u64) -> Changes {
+        let mut written = self.written.lock().expect("written lock");
+        let mut changes = Changes::default();
+        for job in scheduler.jobs() {
+            if written.ended.contains(&job.id) {
+                continue;
+            }
+            if job.state.is_terminal() {
+                let full = job_report(scheduler, job, true).into();
+                changes.ended(&full, self.retention, now_ms);
+                written.jobs.remove(&job.id);
+                written.ended.insert(job.id);
+                continue;
+            }
+            let Some(revisions) = written.jobs.get(&job.id) else {
+                let summary = job_report(scheduler, job, false).into();
+                changes.submitted(job, &summary);
+                for task in job.tasks() {
+                    changes.task(task);
+                }
+                written.jobs.insert(job.id, Revisions::of(job));
+                continue;
+            };
+            if revisions.job != job.revision {
+                changes.job(job);
+            }
+            let phases = [
+                (&job.maps, &revisions.maps),
+                (&job.reduces, &revisions.reduces),
+            ];
+            for (tasks, revisions) in phases {
+                for (task, &revision) in tasks.iter().zip(revisions) {
+                    if task.revision != revision {
+                        changes.task(task);
+                    }
+                }
+            }
+            written.jobs.insert(job.id, Revisions::of(job));
+        }
+        for worker in scheduler.workers() {
+            let key = worker_key(worker);
+            if written.workers.get(&worker.id) != Some(&key) {
+                changes.worker(worker);
+                written.workers.insert(worker.id, key);
+            }
+        }
+        changes
+    }
+}
+
+fn worker_key(worker: &crate::scheduler::Worker) -> (&'static str, u32, String) {
+    (
+        worker.state.name(),
+        worker.slots,
+        worker.shuffle_address.clone(),
+    )
 }
 
 impl Coordinator {
@@ -46,14 +153,63 @@ impl Coordinator {
                 self.apply(Event::SubmitJob { plan })
             })
             .await?;
-        if let [Action::JobAccepted { job }] = actions.as_slice() {
-            let stored = self.status_of(*job, false).expect("just accepted");
-            if let Err(error) = durable.store.save_job(&stored).await {
-                self.apply(Event::CancelJob { job: *job });
-                return Err(status::internal("storing the submitted job", error));
-            }
+        if let [Action::JobAccepted { job }] = actions.as_slice()
+            && let Err(error) = self.written().await
+        {
+            self.apply(Event::CancelJob { job: *job });
+            return Err(error);
         }
         Ok(actions)
+    }
+
+    /// Starts the persister: it writes what changed whenever the
+    /// scheduler's version moves, one commit at a time.
+    pub fn start_persisting(self: &Arc<Self>) {
+        if self.durable.is_none() {
+            return;
+        }
+        let coordinator = self.clone();
+        tokio::spawn(async move {
+            let mut moved = coordinator.version.subscribe();
+            loop {
+                let durable = coordinator.durable.as_ref().expect("checked above");
+                let (version, changes) = {
+                    let scheduler = coordinator.lock();
+                    let version = *moved.borrow_and_update();
+                    let changes = durable.changes(&scheduler, coordinator.clock.now_ms());
+                    (version, changes)
+                };
+                if !changes.is_empty()
+                    && let Err(error) = durable.store.write(changes).await
+                {
+                    // Write everything again on the next try.
+                    tracing::error!(%error, "could not write the coordinator's state; retrying");
+                    *durable.written.lock().expect("written lock") = Written::default();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                durable.durable.send_replace(version);
+                if moved.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Returns once the state dir holds every change made so far (with no
+    /// state dir, at once).
+    pub(super) async fn written(&self) -> Result<(), Status> {
+        let Some(durable) = &self.durable else {
+            return Ok(());
+        };
+        let target = *self.version.borrow();
+        let mut durable = durable.durable.subscribe();
+        match tokio::time::timeout(WRITE_WAIT, durable.wait_for(|v| *v >= target)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Status::unavailable(
+                "the coordinator could not write its state dir in time; try again",
+            )),
+        }
     }
 
     /// Registers a worker under an id never handed out before.
@@ -94,18 +250,6 @@ impl Coordinator {
         Ok(hand_out())
     }
 
-    /// Stores a finished job, its tasks included, in the history.
-    pub(super) fn keep_history(&self, job: JobId) {
-        let Some(durable) = &self.durable else {
-            return;
-        };
-        if let Some(full) = self.status_of(job, true) {
-            durable
-                .store
-                .finish_job(&full, durable.retention, self.clock.now_ms());
-        }
-    }
-
     /// Records the ids handed out, once the services have stopped.
     pub async fn close_state(&self) -> Result<(), crate::state::StateError> {
         let Some(durable) = &self.durable else {
@@ -120,19 +264,6 @@ impl Coordinator {
             )
         };
         durable.store.close(jobs, workers).await
-    }
-
-    /// Returns once what the services stored so far is durable (a
-    /// cancellation is answered then).
-    pub(super) async fn sync_state(&self) -> Result<(), Status> {
-        match &self.durable {
-            Some(durable) => durable
-                .store
-                .sync()
-                .await
-                .map_err(|e| status::internal("storing the job's end", e)),
-            None => Ok(()),
-        }
     }
 
     /// A job's status: the scheduler's while it holds the job, else the

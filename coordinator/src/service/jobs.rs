@@ -231,7 +231,7 @@ impl JobService for JobApi {
         let job: JobId = parse_id(&request.into_inner().job_id)?;
         self.report(job, false)?;
         self.0.apply(Event::CancelJob { job });
-        self.0.sync_state().await?;
+        self.0.written().await?;
         let state = self.report(job, false)?.state;
         Ok(Response::new(pb::CancelJobResponse { state }))
     }

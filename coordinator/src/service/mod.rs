@@ -71,6 +71,7 @@ impl Coordinator {
         connector: Connector,
         state: Option<(Arc<StateStore>, Retention)>,
     ) -> Arc<Self> {
+        let durable = state.map(|(store, retention)| Durable::new(store, retention, &scheduler));
         Arc::new(Coordinator {
             scheduler: Mutex::new(scheduler),
             clock,
@@ -80,7 +81,7 @@ impl Coordinator {
             connector,
             work_available: Notify::new(),
             version: watch::Sender::new(0),
-            durable: state.map(|(store, retention)| Durable::new(store, retention)),
+            durable,
         })
     }
 
@@ -103,7 +104,19 @@ impl Coordinator {
             let mut scheduler = self.scheduler.lock().expect("scheduler lock");
             scheduler.handle(event, self.clock.now_ms())
         };
-        for action in &actions {
+        // The version moves first: a side effect that waits for the state
+        // dir to hold this change (a commit) waits for this version.
+        if !is_poll || !actions.is_empty() {
+            self.work_available.notify_waiters();
+            self.version.send_modify(|v| *v += 1);
+        }
+        self.carry_out(&actions);
+        actions
+    }
+
+    /// Starts the side effects `actions` call for.
+    pub fn carry_out(self: &Arc<Self>, actions: &[Action]) {
+        for action in actions {
             match action {
                 Action::CommitJob { job, output } => self.spawn_commit(*job, output.clone()),
                 Action::AbortJobOutput { job, output } => {
@@ -117,8 +130,7 @@ impl Coordinator {
                     });
                 }
                 Action::JobFinished { job, state } => {
-                    tracing::info!(%job, state = state.name(), "job finished");
-                    self.keep_history(*job);
+                    tracing::info!(%job, state = state.name(), "job finished")
                 }
                 Action::ProbeWorker { worker, address } => {
                     self.spawn_probe(*worker, address.clone())
@@ -138,11 +150,6 @@ impl Coordinator {
                 | Action::MayExit { .. } => {}
             }
         }
-        if !is_poll || !actions.is_empty() {
-            self.work_available.notify_waiters();
-            self.version.send_modify(|v| *v += 1);
-        }
-        actions
     }
 
     /// Builds a plugin's job in a plugin host of its own, as a worker will,
@@ -266,6 +273,9 @@ impl Coordinator {
         let coordinator = self.clone();
         let storage = self.storage_of(job);
         tokio::spawn(async move {
+            if coordinator.written().await.is_ok() {
+                crate::failpoint::pause_at("job-commit").await;
+            }
             let error = commit_job_output(&output, &storage).await.err();
             coordinator.apply(Event::JobCommitEnded { job, error });
         });

@@ -147,6 +147,13 @@ impl WorkerService for WorkerApi {
                 (response, done)
             })
             .await;
+        let reduces = response
+            .assignments
+            .iter()
+            .any(|a| matches!(a.task, Some(pb::task_assignment::Task::Reduce(_))));
+        if reduces && self.0.written().await.is_ok() {
+            crate::failpoint::pause_at("reduce-assigned").await;
+        }
         Ok(Response::new(response))
     }
 
@@ -159,10 +166,15 @@ impl WorkerService for WorkerApi {
         let attempt: AttemptId = parse_id(&request.attempt_id)?;
         let actions = self.0.apply(Event::RequestCommit { worker, attempt });
         let response = match actions.as_slice() {
-            [Action::CommitGranted { .. }] => pb::CommitResponse {
-                granted: true,
-                reason: String::new(),
-            },
+            // A grant holds once written: a restarted coordinator knows
+            // who holds each partition's commit.
+            [Action::CommitGranted { .. }] => {
+                self.0.written().await?;
+                pb::CommitResponse {
+                    granted: true,
+                    reason: String::new(),
+                }
+            }
             [Action::CommitRefused { reason, .. }] => pb::CommitResponse {
                 granted: false,
                 reason: reason.clone(),
@@ -244,6 +256,10 @@ impl WorkerService for WorkerApi {
             counters,
             outcome,
         });
+        // Answered once written: the worker holds the attempt (and reports
+        // it running) until then, so a restarted coordinator never runs
+        // finished work again.
+        self.0.written().await?;
         Ok(Response::new(pb::ReportResponse {}))
     }
 }

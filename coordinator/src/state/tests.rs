@@ -1,5 +1,7 @@
-//! Tests of `coordinator/src/state.rs`.
+//! Tests of `coordinator/src/state.rs` and `state/live.rs`.
 use super::*;
+use crate::scheduler::tests::Harness;
+use crate::scheduler::{AttemptState, TaskState};
 
 fn status(id: u64, state: pb::JobState, finished_at_ms: Option<u64>) -> pb::JobStatus {
     pb::JobStatus {
@@ -16,6 +18,36 @@ fn open(dir: &Path) -> Result<(StateStore, Restored), StateError> {
     StateStore::open(dir, Retention::default(), 10)
 }
 
+/// A scheduler with `jobs` jobs submitted (two maps, one reducer each).
+fn submitted(jobs: usize) -> Harness {
+    let mut h = Harness::new(4);
+    for job in 0..jobs {
+        h.submit_to(2, 1, &format!("/out/{job}"));
+    }
+    h
+}
+
+/// Writes every job of `h` as submitted, with its tasks, and its workers.
+async fn write_all(store: &StateStore, h: &Harness) {
+    let mut changes = Changes::default();
+    for job in h.scheduler.jobs() {
+        changes.submitted(job, &status(job.id.0, pb::JobState::Queued, None));
+        for task in job.tasks() {
+            changes.task(task);
+        }
+    }
+    for worker in h.scheduler.workers() {
+        changes.worker(worker);
+    }
+    store.write(changes).await.unwrap();
+}
+
+async fn end(store: &StateStore, status: pb::JobStatus, retention: Retention, now_ms: u64) {
+    let mut changes = Changes::default();
+    changes.ended(&status, retention, now_ms);
+    store.write(changes).await.unwrap();
+}
+
 #[tokio::test]
 async fn jobs_and_ids_outlive_the_store_and_unfinished_jobs_fail_naming_the_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,18 +58,10 @@ async fn jobs_and_ids_outlive_the_store_and_unfinished_jobs_fail_naming_the_rest
         assert_eq!((restored.jobs_used, restored.workers_used), (0, 0));
         store.reserve(IdKind::Job, 1).await.unwrap();
         store.reserve(IdKind::Worker, 3).await.unwrap();
-        store
-            .save_job(&status(1, pb::JobState::Queued, None))
-            .await
-            .unwrap();
-        store
-            .save_job(&status(2, pb::JobState::Running, None))
-            .await
-            .unwrap();
+        write_all(&store, &submitted(2)).await;
         let mut done = status(2, pb::JobState::Succeeded, Some(5));
         done.tasks.push(pb::TaskStatus::default());
-        store.finish_job(&done, Retention::default(), 5);
-        // The finished write lands before the next durable one.
+        end(&store, done, Retention::default(), 5).await;
         store.reserve(IdKind::Job, 3).await.unwrap();
     }
     let mode = std::fs::metadata(&state).unwrap().permissions();
@@ -51,11 +75,11 @@ async fn jobs_and_ids_outlive_the_store_and_unfinished_jobs_fail_naming_the_rest
     // Reserved in blocks: ids handed out before are never handed out again.
     assert!(restored.jobs_used >= 3, "{restored:?}");
     assert!(restored.workers_used >= 3, "{restored:?}");
-    assert_eq!(restored.interrupted, [JobId(1)]);
-    let first = store.job(JobId(1), false).unwrap().unwrap();
-    assert_eq!(first.state, pb::JobState::Failed as i32);
-    assert!(first.error.contains("generation 2"), "{}", first.error);
-    assert_eq!(first.finished_at_ms, Some(10));
+    // Job 1 resumes; job 2 ended, and its secrets are gone.
+    assert!(restored.interrupted.is_empty());
+    assert_eq!(restored.jobs.len(), 1);
+    assert_eq!(restored.jobs[0].id, JobId(1));
+    assert!(!live::secrets_path(&state, 2).exists());
     let second = store.job(JobId(2), true).unwrap().unwrap();
     assert_eq!(second.state, pb::JobState::Succeeded as i32);
     assert_eq!(second.tasks.len(), 1);
@@ -92,25 +116,19 @@ async fn history_keeps_the_newest_finished_jobs_within_the_retention() {
         jobs: 2,
         for_ms: 1_000,
     };
-    for id in 1..=4 {
-        store
-            .save_job(&status(id, pb::JobState::Running, None))
-            .await
-            .unwrap();
-    }
+    write_all(&store, &submitted(5)).await;
     // Job 1 finished long ago; 2..=4 just now, and only two are kept.
-    store.finish_job(&status(1, pb::JobState::Failed, Some(100)), keep, 5_000);
+    end(
+        &store,
+        status(1, pb::JobState::Failed, Some(100)),
+        keep,
+        5_000,
+    )
+    .await;
     for id in 2..=4 {
-        store.finish_job(
-            &status(id, pb::JobState::Succeeded, Some(4_900)),
-            keep,
-            5_000,
-        );
+        let done = status(id, pb::JobState::Succeeded, Some(4_900));
+        end(&store, done, keep, 5_000).await;
     }
-    store
-        .save_job(&status(5, pb::JobState::Queued, None))
-        .await
-        .unwrap();
     let ids: Vec<String> = store
         .jobs(None, 10)
         .unwrap()
@@ -209,4 +227,59 @@ fn a_newer_or_foreign_state_is_refused_with_what_it_is() {
     }
     let error = open(other.path()).err().expect("refused");
     assert!(matches!(error, StateError::Foreign { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_running_job_comes_back_with_its_tasks_commits_and_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = submitted(1);
+    let worker = h.worker();
+    let maps = h.request(worker, 2);
+    h.succeed(worker, &maps[0]);
+    {
+        let (store, _) = open(dir.path()).unwrap();
+        write_all(&store, &h).await;
+    }
+    let (_store, restored) = open(dir.path()).unwrap();
+    assert_eq!(restored.workers.len(), 1);
+    assert_eq!(restored.workers[0].id, worker);
+    let job = &restored.jobs[0];
+    let before = h.scheduler.jobs().next().unwrap();
+    assert_eq!(job.plan.spec, before.plan.spec, "secrets and all");
+    assert_eq!(job.plan.splits, before.plan.splits);
+    assert_eq!(job.state, before.state);
+    assert!(matches!(job.maps[0].state, TaskState::Succeeded { .. }));
+    assert_eq!(job.maps[0].state, before.maps[0].state);
+    assert_eq!(job.maps[1].attempts[0].state, AttemptState::Running);
+    assert_eq!(job.reduces[0].state, TaskState::Pending);
+
+    // The job's secrets are a file of their own, for this user only.
+    let secrets = live::secrets_path(dir.path(), job.id.0);
+    let mode = std::fs::metadata(&secrets).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let plan = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+    let key = job.plan.spec.shuffle_key.expose().as_bytes();
+    assert!(
+        !plan.windows(key.len()).any(|w| w == key),
+        "no secret in the state file"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_secrets_are_gone_is_failed_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open(dir.path()).unwrap();
+        write_all(&store, &submitted(1)).await;
+    }
+    std::fs::remove_file(live::secrets_path(dir.path(), 1)).unwrap();
+    let (store, restored) = open(dir.path()).unwrap();
+    assert!(restored.jobs.is_empty());
+    assert_eq!(restored.interrupted, [JobId(1)]);
+    let failed = store.job(JobId(1), false).unwrap().unwrap();
+    assert_eq!(failed.state, pb::JobState::Failed as i32);
+    assert!(failed.error.contains("secrets"), "{}", failed.error);
 }

@@ -154,12 +154,7 @@ impl From<Assignment> for pb::TaskAssignment {
     fn from(a: Assignment) -> Self {
         let task = match a.task {
             TaskSpec::Map { split, job_maps } => pb::task_assignment::Task::Map(pb::MapTask {
-                split: Some(pb::InputSplit {
-                    location: split.location,
-                    start: split.start,
-                    end: split.end,
-                    file_size: split.file_size,
-                }),
+                split: Some(split.into()),
                 job_maps,
             }),
             TaskSpec::Reduce {
@@ -172,30 +167,60 @@ impl From<Assignment> for pb::TaskAssignment {
                 map_outputs: map_outputs.into_iter().map(location).collect(),
             }),
         };
-        let job = &*a.job;
         pb::TaskAssignment {
             attempt_id: a.attempt.to_string(),
-            job_name: job.name.clone(),
-            args: job.args.clone().into_iter().collect(),
-            reducers: job.reducers,
             task: Some(task),
-            storage_options: job.storage.clone().into_map().into_iter().collect(),
-            input: Some(pb::InputSpec {
-                format: job.input.format.name().to_string(),
-                arrow_schema: schema_to_bytes(&job.input.schema),
-                csv_delimiter: job.input.csv_delimiter.into(),
-                skip_bad_records: job.input.skip_bad_records,
-            }),
-            plugin: job.plugin.clone().map(Into::into),
-            output_format: job.output_format.name().to_string(),
-            range_partitioner: match &job.partitioner {
-                Partitioner::Hash => None,
-                Partitioner::Range { bounds } => Some(pb::RangePartitioner {
-                    bounds: bounds.to_vec(),
-                }),
-            },
-            shuffle_key: job.shuffle_key.expose().to_string(),
+            ..job_spec_fields(&a.job)
         }
+    }
+}
+
+impl From<Split> for pb::InputSplit {
+    fn from(split: Split) -> Self {
+        pb::InputSplit {
+            location: split.location,
+            start: split.start,
+            end: split.end,
+            file_size: split.file_size,
+        }
+    }
+}
+
+impl From<pb::InputSplit> for Split {
+    fn from(split: pb::InputSplit) -> Self {
+        Split {
+            location: split.location,
+            start: split.start,
+            end: split.end,
+            file_size: split.file_size,
+        }
+    }
+}
+
+/// A job's spec as the job fields of an assignment (no attempt, no task).
+pub fn job_spec_fields(job: &JobSpec) -> pb::TaskAssignment {
+    pb::TaskAssignment {
+        attempt_id: String::new(),
+        job_name: job.name.clone(),
+        args: job.args.clone().into_iter().collect(),
+        reducers: job.reducers,
+        task: None,
+        storage_options: job.storage.clone().into_map().into_iter().collect(),
+        input: Some(pb::InputSpec {
+            format: job.input.format.name().to_string(),
+            arrow_schema: schema_to_bytes(&job.input.schema),
+            csv_delimiter: job.input.csv_delimiter.into(),
+            skip_bad_records: job.input.skip_bad_records,
+        }),
+        plugin: job.plugin.clone().map(Into::into),
+        output_format: job.output_format.name().to_string(),
+        range_partitioner: match &job.partitioner {
+            Partitioner::Hash => None,
+            Partitioner::Range { bounds } => Some(pb::RangePartitioner {
+                bounds: bounds.to_vec(),
+            }),
+        },
+        shuffle_key: job.shuffle_key.expose().to_string(),
     }
 }
 
@@ -293,61 +318,57 @@ impl From<pb::BadRecord> for BadRecord {
 
 impl TryFrom<pb::TaskAssignment> for Assignment {
     type Error = WireError;
-    fn try_from(a: pb::TaskAssignment) -> Result<Self, WireError> {
-        let task = match required(a.task, "task")? {
-            pb::task_assignment::Task::Map(map) => {
-                let split = required(map.split, "map.split")?;
-                TaskSpec::Map {
-                    split: Split {
-                        location: split.location,
-                        start: split.start,
-                        end: split.end,
-                        file_size: split.file_size,
-                    },
-                    job_maps: map.job_maps,
-                }
-            }
+    fn try_from(mut a: pb::TaskAssignment) -> Result<Self, WireError> {
+        let task = match required(a.task.take(), "task")? {
+            pb::task_assignment::Task::Map(map) => TaskSpec::Map {
+                split: required(map.split, "map.split")?.into(),
+                job_maps: map.job_maps,
+            },
             pb::task_assignment::Task::Reduce(reduce) => TaskSpec::Reduce {
                 partition: reduce.partition,
                 output: reduce.output,
                 map_outputs: pending_map_outputs(reduce.map_outputs)?,
             },
         };
-        let job = JobSpec {
-            name: a.job_name,
-            args: a.args.into_iter().collect(),
-            reducers: a.reducers,
-            storage: StorageOptions::new(a.storage_options.into_iter().collect()),
-            input: required(a.input, "input")?.try_into()?,
-            output_format: a.output_format.parse()?,
-            plugin: a.plugin.map(Into::into),
-            partitioner: match a.range_partitioner {
-                None => Partitioner::Hash,
-                Some(range) => {
-                    if range.bounds.len() + 1 != a.reducers as usize
-                        || range.bounds.windows(2).any(|w| w[0] > w[1])
-                    {
-                        return Err(WireError::Range {
-                            field: "range_partitioner.bounds",
-                            value: range.bounds.len() as u64,
-                        });
-                    }
-                    Partitioner::Range {
-                        bounds: range.bounds.into(),
-                    }
-                }
-            },
-            shuffle_key: Token::from_wire(&a.shuffle_key).ok_or(WireError::Invalid {
-                field: "shuffle_key",
-                reason: "not a well-formed key",
-            })?,
-        };
         Ok(Assignment {
             attempt: a.attempt_id.parse()?,
             task,
-            job: Arc::new(job),
+            job: Arc::new(job_spec(a)?),
         })
     }
+}
+
+/// A job's spec from the job fields of an assignment.
+pub fn job_spec(a: pb::TaskAssignment) -> Result<JobSpec, WireError> {
+    Ok(JobSpec {
+        name: a.job_name,
+        args: a.args.into_iter().collect(),
+        reducers: a.reducers,
+        storage: StorageOptions::new(a.storage_options.into_iter().collect()),
+        input: required(a.input, "input")?.try_into()?,
+        output_format: a.output_format.parse()?,
+        plugin: a.plugin.map(Into::into),
+        partitioner: match a.range_partitioner {
+            None => Partitioner::Hash,
+            Some(range) => {
+                if range.bounds.len() + 1 != a.reducers as usize
+                    || range.bounds.windows(2).any(|w| w[0] > w[1])
+                {
+                    return Err(WireError::Range {
+                        field: "range_partitioner.bounds",
+                        value: range.bounds.len() as u64,
+                    });
+                }
+                Partitioner::Range {
+                    bounds: range.bounds.into(),
+                }
+            }
+        },
+        shuffle_key: Token::from_wire(&a.shuffle_key).ok_or(WireError::Invalid {
+            field: "shuffle_key",
+            reason: "not a well-formed key",
+        })?,
+    })
 }
 
 impl From<PluginRef> for pb::PluginRef {

@@ -3,6 +3,7 @@
 
 mod correlated;
 mod faults;
+mod restore;
 mod speed;
 mod suspect;
 
@@ -17,7 +18,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-pub(super) struct Harness {
+pub(crate) struct Harness {
     pub scheduler: Scheduler,
     pub now_ms: u64,
     /// How far each event moves the clock.
