@@ -117,16 +117,37 @@ fn phase_done(status: &serde_json::Value, phase: &str) -> u64 {
     status[phase]["succeeded"].as_u64().unwrap()
 }
 
-/// Submits the word count, kills the coordinator at `point`, restarts it
-/// on the same state dir, and returns the job's final status, checked: it
-/// kept its id, a `submit --wait` begun before the kill returns 0, the
-/// output is the reference's, and nothing that finished ran again.
+/// The id of the job writing `out`, once the coordinator has it.
+fn job_writing(cluster: &Cluster, out: &str) -> String {
+    let mut id = None;
+    let listed = || {
+        let jobs: serde_json::Value =
+            serde_json::from_str(&cluster.ok(&["jobs", "--json"])).unwrap();
+        id = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["output"] == out)
+            .map(|j| j["job_id"].as_str().unwrap().to_string());
+        id.is_some()
+    };
+    common::bounded::until("the job listed", listed, || cluster.logs());
+    id.expect("listed")
+}
+
+/// Submits the word count with `submit --wait`, kills the coordinator at
+/// `point` (and SIGKILLs the worker `killed` while it is down), restarts
+/// it on the same state dir, and returns the job's final status, checked:
+/// it kept its id, the `submit --wait` returns 0, the output is the
+/// reference's, nothing that finished on a surviving worker ran again, and
+/// no partition was committed twice.
 fn survive(
     cluster: &mut Cluster,
     corpus: &str,
     reference: &[String],
     label: &str,
     point: KillPoint,
+    killed: Option<usize>,
 ) -> serde_json::Value {
     let out = cluster.path(&format!("out-{label}"));
     if let KillPoint::Failpoint(name) = point {
@@ -134,16 +155,17 @@ fn survive(
         cluster.restart_coordinator_with(&[&format!("HARROW_FAILPOINT={name}")]);
     }
     let split = ["--split-size", SPLIT, "--reducers", &REDUCERS.to_string()].map(String::from);
-    let extra: Vec<&str> = split.iter().map(String::as_str).collect();
-    let job = job_id(&cluster.ok(&submit_args("wordcount", corpus, &out, &extra)));
+    let mut extra: Vec<&str> = split.iter().map(String::as_str).collect();
+    extra.push("--wait");
     // A client waiting on the job through the restart.
     let mut waiting = std::process::Command::new(HARROW)
-        .args(["status", &job, "--follow", "--json"])
+        .args(submit_args("wordcount", corpus, &out, &extra))
         .env("HARROW_COORDINATOR", &cluster.url)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let job = job_writing(cluster, &out);
     match point {
         KillPoint::Progress(reached) => {
             let status = cluster
@@ -159,25 +181,41 @@ fn survive(
         }
     }
     cluster.kill_coordinator();
+    let killed = killed.map(|index| {
+        cluster.kill_worker(index);
+        cluster.workers[index].id.clone()
+    });
     cluster.restart_coordinator();
     let status = cluster.follow(&job).until("the job ends", is_terminal);
     assert_eq!(status["state"], "succeeded", "{label}: {}", status["error"]);
     assert_eq!(status["job_id"], job.as_str());
     assert_eq!(read_output(&out), reference, "{label}: the output differs");
     let waited = waiting.wait().unwrap();
-    assert!(
-        waited.success(),
-        "{label}: the follower through the restart failed"
-    );
+    assert!(waited.success(), "{label}: submit --wait failed");
     // Nothing finished ran again: no map attempt lost (a reduce attempt
     // handed out but never delivered may be), every task won by one
     // attempt, so no partition committed twice.
     let lost: Vec<_> = attempts(&status, "m")
         .into_iter()
-        .filter(|a| a["state"] == "lost")
+        .filter(|a| {
+            a["state"] == "lost" && Some(a["worker_id"].as_str().unwrap()) != killed.as_deref()
+        })
         .map(|a| a["attempt_id"].clone())
         .collect();
     assert!(lost.is_empty(), "{label}: map attempts lost: {lost:?}");
+    if let Some(killed) = &killed {
+        // Each map task's last success is on a worker that lived: what the
+        // killed one held ran again.
+        for task in status["tasks"].as_array().unwrap() {
+            let last = task["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rfind(|a| a["state"] == "succeeded")
+                .unwrap();
+            assert_ne!(last["worker_id"], killed.as_str(), "{label}: {task}");
+        }
+    }
     for task in status["tasks"].as_array().unwrap() {
         let won = task["attempts"]
             .as_array()
@@ -185,7 +223,11 @@ fn survive(
             .iter()
             .filter(|a| a["state"] == "succeeded")
             .count();
-        assert_eq!(won, 1, "{label}: {}", task["task_id"]);
+        // A map of the killed worker succeeded twice: there and again.
+        let reduce = task["task_id"].as_str().unwrap().contains("/r-");
+        if reduce || killed.is_none() {
+            assert_eq!(won, 1, "{label}: {}", task["task_id"]);
+        }
     }
     status
 }
@@ -213,6 +255,7 @@ fn running_jobs_survive_the_coordinator_killed_at_any_point() {
         &reference,
         "mid-map",
         KillPoint::Progress(mid_map),
+        None,
     );
     assert!(
         status["map"]["total"].as_u64().unwrap() >= 300,
@@ -225,6 +268,7 @@ fn running_jobs_survive_the_coordinator_killed_at_any_point() {
         &reference,
         "between the phases",
         KillPoint::Failpoint("reduce-assigned"),
+        None,
     );
     let mid_reduce =
         |s: &serde_json::Value| (1..REDUCERS as u64).contains(&phase_done(s, "reduce"));
@@ -234,6 +278,7 @@ fn running_jobs_survive_the_coordinator_killed_at_any_point() {
         &reference,
         "mid-reduce",
         KillPoint::Progress(mid_reduce),
+        None,
     );
     survive(
         &mut cluster,
@@ -241,9 +286,20 @@ fn running_jobs_survive_the_coordinator_killed_at_any_point() {
         &reference,
         "inside the commit",
         KillPoint::Failpoint("job-commit"),
+        None,
+    );
+    // A worker killed while the coordinator was down: its output runs
+    // again, the others' is adopted.
+    survive(
+        &mut cluster,
+        &corpus,
+        &reference,
+        "a worker lost meanwhile",
+        KillPoint::Progress(mid_map),
+        Some(0),
     );
     println!(
-        "coordinator restarts: {:.1} s for 4 jobs",
+        "coordinator restarts: {:.1} s for 5 jobs",
         started.elapsed().as_secs_f64()
     );
 }
