@@ -17,9 +17,13 @@ pub enum Event {
     RegisterWorker {
         shuffle_address: String,
         slots: u32,
+        /// The worker process's start, drawn by it.
+        incarnation: u64,
     },
     Heartbeat {
         worker: WorkerId,
+        /// Must be the incarnation the id was given to.
+        incarnation: u64,
         running: Vec<AttemptProgress>,
         jobs_with_data: Vec<JobId>,
     },

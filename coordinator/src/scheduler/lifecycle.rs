@@ -69,6 +69,9 @@ pub struct Worker {
     pub id: WorkerId,
     pub shuffle_address: String,
     pub slots: u32,
+    /// The worker process's start, which its heartbeats must carry.
+    #[serde(default)]
+    pub incarnation: u64,
     pub registered_at_ms: u64,
     pub last_heartbeat_ms: u64,
     pub state: WorkerState,

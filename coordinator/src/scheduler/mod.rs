@@ -179,12 +179,14 @@ impl Scheduler {
             Event::RegisterWorker {
                 shuffle_address,
                 slots,
-            } => self.register(shuffle_address, slots, now_ms),
+                incarnation,
+            } => self.register(shuffle_address, slots, incarnation, now_ms),
             Event::Heartbeat {
                 worker,
+                incarnation,
                 running,
                 jobs_with_data,
-            } => self.heartbeat(worker, &running, &jobs_with_data, now_ms),
+            } => self.heartbeat(worker, incarnation, &running, &jobs_with_data, now_ms),
             Event::WorkerDraining { worker } => self.drain(worker),
             Event::WorkerLeft { worker } => {
                 match self.workers.get(&worker).filter(|w| w.is_alive()) {

@@ -18,6 +18,7 @@ impl Scheduler {
         &mut self,
         shuffle_address: String,
         slots: u32,
+        incarnation: u64,
         now_ms: u64,
     ) -> Vec<Action> {
         self.next_worker += 1;
@@ -28,6 +29,7 @@ impl Scheduler {
                 id,
                 shuffle_address,
                 slots,
+                incarnation,
                 registered_at_ms: now_ms,
                 last_heartbeat_ms: now_ms,
                 state: WorkerState::Alive,
@@ -47,11 +49,17 @@ impl Scheduler {
     pub(super) fn heartbeat(
         &mut self,
         worker: WorkerId,
+        incarnation: u64,
         running: &[AttemptProgress],
         jobs_with_data: &[JobId],
         now_ms: u64,
     ) -> Vec<Action> {
-        let Some(record) = self.workers.get_mut(&worker).filter(|w| w.is_alive()) else {
+        // Another process using this id (fenced): it must register anew.
+        let Some(record) = self
+            .workers
+            .get_mut(&worker)
+            .filter(|w| w.is_alive() && w.incarnation == incarnation)
+        else {
             return vec![Action::UnknownWorker { worker }];
         };
         let mut actions = Vec::new();

@@ -217,10 +217,12 @@ impl Coordinator {
         self: &Arc<Self>,
         shuffle_address: String,
         slots: u32,
+        incarnation: u64,
     ) -> Result<Vec<Action>, Status> {
         let event = Event::RegisterWorker {
             shuffle_address,
             slots,
+            incarnation,
         };
         let Some(durable) = &self.durable else {
             return Ok(self.apply(event));

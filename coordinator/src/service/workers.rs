@@ -58,7 +58,7 @@ impl WorkerService for WorkerApi {
         }
         let actions = self
             .0
-            .register(request.shuffle_address, request.slots)
+            .register(request.shuffle_address, request.slots, request.incarnation)
             .await?;
         let [Action::WorkerRegistered { worker }] = actions.as_slice() else {
             unreachable!("registration always registers: {actions:?}")
@@ -102,6 +102,7 @@ impl WorkerService for WorkerApi {
         let mut response = pb::HeartbeatResponse::default();
         for action in self.0.apply(Event::Heartbeat {
             worker,
+            incarnation: request.incarnation,
             running,
             jobs_with_data,
         }) {

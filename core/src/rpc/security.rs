@@ -115,8 +115,7 @@ impl Token {
     /// A fresh random token, for a cluster that lives in one process
     /// (`harrow run`), so that other local users cannot call it.
     pub fn random() -> std::io::Result<Token> {
-        let mut bytes = [0u8; 32];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let bytes: [u8; 32] = random_bytes()?;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Token(hex.into()))
     }
@@ -316,6 +315,19 @@ impl Connector {
 /// certificate shows only as "transport error" without them).
 pub fn describe_status(status: &Status) -> String {
     with_causes(status.message().to_string(), status)
+}
+
+/// Bytes from the operating system's random source.
+fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// A process's incarnation: drawn once at its start, so a coordinator can
+/// tell a worker process from another given the same id.
+pub fn draw_incarnation() -> std::io::Result<u64> {
+    random_bytes().map(u64::from_le_bytes)
 }
 
 /// Whether a call failed because the other end is down or restarting

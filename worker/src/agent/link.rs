@@ -67,6 +67,7 @@ impl Shared {
         let request = pb::RegisterRequest {
             shuffle_address: self.shuffle_address.clone(),
             slots: self.config.slots as u32,
+            incarnation: self.incarnation,
         };
         let mut tries = 0;
         loop {
@@ -134,6 +135,7 @@ pub(super) async fn send_heartbeat(shared: &Shared, leaving: bool) {
         jobs_with_data,
         draining: shared.draining.load(Ordering::SeqCst),
         leaving,
+        incarnation: shared.incarnation,
     };
     match shared.coordinator.clone().heartbeat(request).await {
         Ok(response) if !leaving => handle_heartbeat_response(shared, response.into_inner()).await,

@@ -126,6 +126,8 @@ pub enum WorkerError {
         tries: u32,
         reason: String,
     },
+    #[error("drawing the worker's incarnation: {0}")]
+    Incarnation(#[source] std::io::Error),
 }
 
 /// A running worker.
@@ -237,6 +239,8 @@ struct Shared {
     connector: Connector,
     shuffle_address: String,
     worker_id: Mutex<String>,
+    /// Drawn at start; registration and heartbeats carry it.
+    incarnation: u64,
     running: Mutex<HashMap<AttemptId, RunningAttempt>>,
     /// The jobs with map output here, and their shuffle keys.
     shuffle_keys: ShuffleKeys,
@@ -335,6 +339,8 @@ pub async fn start_worker(
         connector,
         shuffle_address: advertised.clone(),
         worker_id: Mutex::new(String::new()),
+        incarnation: harrow_core::rpc::security::draw_incarnation()
+            .map_err(WorkerError::Incarnation)?,
         running: Mutex::new(HashMap::new()),
         shuffle_keys,
         draining: AtomicBool::new(false),

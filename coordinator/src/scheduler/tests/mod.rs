@@ -18,6 +18,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The incarnation of every simulated worker process.
+pub const INCARNATION: u64 = 7;
+
 pub(crate) struct Harness {
     pub scheduler: Scheduler,
     pub now_ms: u64,
@@ -143,6 +146,7 @@ impl Harness {
             .collect();
         self.handle(Event::Heartbeat {
             worker,
+            incarnation: INCARNATION,
             running,
             jobs_with_data: vec![],
         })
@@ -157,6 +161,7 @@ impl Harness {
         match self.handle(Event::RegisterWorker {
             shuffle_address: address.into(),
             slots: 2,
+            incarnation: INCARNATION,
         })[..]
         {
             [Action::WorkerRegistered { worker }] => worker,
@@ -464,6 +469,7 @@ fn cancel_kills_running_attempts_through_heartbeats_and_releases_data() {
     }];
     let actions = h.handle(Event::Heartbeat {
         worker,
+        incarnation: INCARNATION,
         running,
         jobs_with_data: vec![job],
     });
@@ -499,6 +505,7 @@ fn unknown_workers_are_told_to_register() {
     );
     let heartbeat = Event::Heartbeat {
         worker: ghost,
+        incarnation: INCARNATION,
         running: vec![],
         jobs_with_data: vec![],
     };
@@ -506,6 +513,16 @@ fn unknown_workers_are_told_to_register() {
         h.handle(heartbeat),
         [Action::UnknownWorker { worker: ghost }]
     );
+    // A known id from another process (another incarnation) is fenced.
+    let worker = h.worker();
+    let impostor = Event::Heartbeat {
+        worker,
+        incarnation: INCARNATION + 1,
+        running: vec![],
+        jobs_with_data: vec![],
+    };
+    assert_eq!(h.handle(impostor), [Action::UnknownWorker { worker }]);
+    assert!(h.heartbeat(worker, &[], 0).is_empty());
 }
 
 #[test]
