@@ -7,9 +7,8 @@ use harrow_proto::v1 as pb;
 use harrow_proto::v1::job_service_client::JobServiceClient;
 use std::path::{Path, PathBuf};
 
-use harrow_core::rpc::security::{
-    AuthChannel, ConnectError, Connector, describe_status, is_outage,
-};
+use harrow_core::rpc::retry::{is_outage, patiently};
+use harrow_core::rpc::security::{AuthChannel, ConnectError, Connector, Token, describe_status};
 
 use harrow_coordinator::limits::{MAX_MESSAGE_BYTES, PLUGIN_CHUNK_BYTES};
 use harrow_core::report::{JobReport, WorkerReport};
@@ -154,13 +153,20 @@ impl Client {
                 .map(|d| char::from(d).to_string())
                 .unwrap_or_default(),
             skip_bad_records: submission.skip_bad_records,
+            // The same on every retry: a coordinator that restarted after
+            // accepting the job answers with it rather than making another.
+            request_id: Token::random()
+                .context("drawing a request id")?
+                .expose()
+                .to_string(),
         };
-        let response = self
-            .jobs
-            .clone()
-            .submit_job(request)
-            .await
-            .map_err(self.failed("submit"))?;
+        let response = patiently("submit", RECONNECT_FOR, RECONNECT_DELAY, || {
+            let mut jobs = self.jobs.clone();
+            let request = request.clone();
+            async move { jobs.submit_job(request).await }
+        })
+        .await
+        .map_err(self.failed("submit"))?;
         Ok(response.into_inner().job_id)
     }
 

@@ -6,6 +6,8 @@
 //! - `jobs`: every job's status as the client sees it (`JobStatus`, without
 //!   tasks), written when it is submitted and when it ends;
 //! - `job_tasks`: a finished job's status with its tasks and attempts;
+//! - `requests`: each submission's request id to its job, so a client's
+//!   retry after a crash does not run the job twice;
 //! - for jobs that have not ended (`live.rs`): `plans`, `live_jobs`,
 //!   `tasks` and `workers`, from which a restarted coordinator resumes
 //!   them, and each job's secrets in `secrets/JOB` (0600), removed when
@@ -40,6 +42,8 @@ const FILE_NAME: &str = "state.redb";
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const JOB_TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_tasks");
+/// A submission's request id to the job it made, while the job is kept.
+const REQUESTS: TableDefinition<&str, u64> = TableDefinition::new("requests");
 
 const FORMAT: &str = "format_version";
 const GENERATION: &str = "generation";
@@ -150,6 +154,10 @@ enum Record {
     /// The job ended: what it needed to resume goes.
     Ended {
         id: u64,
+    },
+    Request {
+        id: String,
+        job: u64,
     },
     Job {
         id: u64,
@@ -303,6 +311,8 @@ impl StateStore {
             }
             txn.open_table(JOB_TASKS)
                 .map_err(|e| store_error(e.into()))?;
+            txn.open_table(REQUESTS)
+                .map_err(|e| store_error(e.into()))?;
         }
         prune(&txn, retention, now_ms).map_err(store_error)?;
         txn.commit().map_err(|e| store_error(e.into()))?;
@@ -393,6 +403,16 @@ impl StateStore {
         bytes.map(|b| decode(&self.path, &b)).transpose()
     }
 
+    /// The job a submission with this request id made, if it is kept.
+    pub fn job_for_request(&self, request_id: &str) -> Result<Option<JobId>, StateError> {
+        let read = || -> Result<Option<u64>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let requests = txn.open_table(REQUESTS)?;
+            Ok(requests.get(request_id)?.map(|job| job.value()))
+        };
+        Ok(read().map_err(|e| self.store_error(e))?.map(JobId))
+    }
+
     /// Stored jobs, newest first, without tasks: at most `limit` with ids
     /// below `before` (paging).
     pub fn jobs(
@@ -458,9 +478,15 @@ impl Changes {
         self.records.is_empty()
     }
 
-    /// A job first seen: its plan, its secrets (a file of their own) and
-    /// its status as submitted.
+    /// A job first seen: its plan, its secrets (a file of their own), its
+    /// request id and its status as submitted.
     pub fn submitted(&mut self, job: &Job, status: &pb::JobStatus) {
+        if let Some(request) = &job.plan.request_id {
+            self.records.push(Record::Request {
+                id: request.clone(),
+                job: job.id.0,
+            });
+        }
         let (plan, secrets) = live::encode_plan(&job.plan);
         self.records.push(Record::Plan {
             id: job.id.0,
@@ -565,6 +591,9 @@ fn commit_batch(db: &Database, dir: &Path, batch: &[Write]) -> Result<(), redb::
                     .insert(id, worker.as_slice())?;
             }
             Record::Ended { id } => forget_live(&txn, *id)?,
+            Record::Request { id, job } => {
+                txn.open_table(REQUESTS)?.insert(id.as_str(), job)?;
+            }
             Record::Job { id, summary, tasks } => {
                 txn.open_table(JOBS)?.insert(id, summary.as_slice())?;
                 if let Some(tasks) = tasks {
@@ -624,9 +653,13 @@ fn prune(
         }
     }
     let mut tasks = txn.open_table(JOB_TASKS)?;
-    for id in drop {
+    for &id in &drop {
         jobs.remove(id)?;
         tasks.remove(id)?;
+    }
+    if !drop.is_empty() {
+        txn.open_table(REQUESTS)?
+            .retain(|_, job| !drop.contains(&job))?;
     }
     Ok(())
 }

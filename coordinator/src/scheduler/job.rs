@@ -24,6 +24,8 @@ pub struct JobPlan {
     pub inputs: Vec<String>,
     pub output: String,
     pub splits: Vec<Split>,
+    /// The client's id for the submission, the same on its retries.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -117,6 +117,14 @@ impl Scheduler {
         &self.config
     }
 
+    /// The job a submission with this request id made, if it holds one.
+    pub fn job_submitted_as(&self, request_id: &str) -> Option<JobId> {
+        self.jobs
+            .values()
+            .find(|j| j.plan.request_id.as_deref() == Some(request_id))
+            .map(|j| j.id)
+    }
+
     /// Hands out job and worker ids after these: a restarted coordinator
     /// never reuses an id.
     pub fn start_ids_after(&mut self, jobs: u64, workers: u64) {
@@ -217,6 +225,12 @@ impl Scheduler {
     }
 
     fn submit(&mut self, plan: JobPlan, now_ms: u64) -> Vec<Action> {
+        // A retry of a submission already accepted.
+        if let Some(id) = &plan.request_id
+            && let Some(job) = self.job_submitted_as(id)
+        {
+            return vec![Action::JobAccepted { job }];
+        }
         if let Some(other) = self
             .jobs
             .values()

@@ -288,6 +288,24 @@ impl Coordinator {
         stored.ok_or_else(|| status::no_job(job))
     }
 
+    /// The job a submission with this request id made: one the scheduler
+    /// holds, or one in the history. None for an empty id.
+    pub(super) fn job_submitted_as(&self, request_id: &str) -> Result<Option<JobId>, Status> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        if let Some(job) = self.lock().job_submitted_as(request_id) {
+            return Ok(Some(job));
+        }
+        match &self.durable {
+            Some(durable) => durable
+                .store
+                .job_for_request(request_id)
+                .map_err(|e| status::internal("reading the job history", e)),
+            None => Ok(None),
+        }
+    }
+
     /// Every job, newest first: those the scheduler holds, then the
     /// history's older ones.
     pub(super) fn job_statuses(&self) -> Result<Vec<pb::JobStatus>, Status> {

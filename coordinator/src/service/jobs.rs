@@ -43,6 +43,13 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
+        // A retry of a submission already accepted: its job, not another.
+        if let Some(job) = self.0.job_submitted_as(&request.request_id)? {
+            tracing::info!(%job, request = request.request_id, "submission retried");
+            return Ok(Response::new(pb::SubmitJobResponse {
+                job_id: job.to_string(),
+            }));
+        }
         let args = JobArgs::new(request.args.clone().into_iter().collect());
         // Names and arguments first, before any storage is touched; the job
         // is built once the input's schema is known. A plugin's job is
@@ -192,6 +199,7 @@ impl JobService for JobApi {
             inputs: request.inputs,
             output: output.to_string(),
             splits,
+            request_id: Some(request.request_id).filter(|id| !id.is_empty()),
         };
         match self.0.submit(plan).await?.as_slice() {
             [Action::JobAccepted { job }] => {

@@ -66,6 +66,7 @@ pub fn encode_plan(plan: &JobPlan) -> (Vec<u8>, Vec<u8>) {
         inputs: plan.inputs.clone(),
         output: plan.output.clone(),
         splits: plan.splits.iter().cloned().map(Into::into).collect(),
+        request_id: plan.request_id.clone().unwrap_or_default(),
     };
     (stored.encode_to_vec(), secrets.encode_to_vec())
 }
@@ -88,6 +89,7 @@ fn decode_plan(path: &Path, plan: &[u8], secrets: &[u8]) -> Result<JobPlan, Stat
         inputs: stored.inputs,
         output: stored.output,
         splits: stored.splits.into_iter().map(Into::into).collect(),
+        request_id: Some(stored.request_id).filter(|id| !id.is_empty()),
     })
 }
 

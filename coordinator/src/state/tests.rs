@@ -1,6 +1,6 @@
 //! Tests of `coordinator/src/state.rs` and `state/live.rs`.
 use super::*;
-use crate::scheduler::tests::Harness;
+use crate::scheduler::tests::{Harness, plan};
 use crate::scheduler::{AttemptState, TaskState};
 
 fn status(id: u64, state: pb::JobState, finished_at_ms: Option<u64>) -> pb::JobStatus {
@@ -18,11 +18,23 @@ fn open(dir: &Path) -> Result<(StateStore, Restored), StateError> {
     StateStore::open(dir, Retention::default(), 10)
 }
 
-/// A scheduler with `jobs` jobs submitted (two maps, one reducer each).
+/// A scheduler with `jobs` jobs submitted (two maps, one reducer each),
+/// the first with a request id.
 fn submitted(jobs: usize) -> Harness {
     let mut h = Harness::new(4);
     for job in 0..jobs {
-        h.submit_to(2, 1, &format!("/out/{job}"));
+        let splits = (0..2)
+            .map(|i| harrow_core::task::Split {
+                location: format!("/in/{i}"),
+                start: 0,
+                end: 10,
+                file_size: 10,
+            })
+            .collect();
+        let input = harrow_core::task::InputSpec::text();
+        let mut plan = plan("wordcount", &format!("/out/{job}"), 1, splits, input);
+        plan.request_id = (job == 0).then(|| "request-1".to_string());
+        h.handle(crate::scheduler::Event::SubmitJob { plan });
     }
     h
 }
@@ -240,12 +252,15 @@ async fn a_running_job_comes_back_with_its_tasks_commits_and_workers() {
         let (store, _) = open(dir.path()).unwrap();
         write_all(&store, &h).await;
     }
-    let (_store, restored) = open(dir.path()).unwrap();
+    let (store, restored) = open(dir.path()).unwrap();
     assert_eq!(restored.workers.len(), 1);
     assert_eq!(restored.workers[0].id, worker);
     let job = &restored.jobs[0];
     let before = h.scheduler.jobs().next().unwrap();
     assert_eq!(job.plan.spec, before.plan.spec, "secrets and all");
+    assert_eq!(job.plan.request_id.as_deref(), Some("request-1"));
+    assert_eq!(store.job_for_request("request-1").unwrap(), Some(job.id));
+    assert_eq!(store.job_for_request("request-2").unwrap(), None);
     assert_eq!(job.plan.splits, before.plan.splits);
     assert_eq!(job.state, before.state);
     assert!(matches!(job.maps[0].state, TaskState::Succeeded { .. }));

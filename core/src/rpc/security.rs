@@ -330,16 +330,6 @@ pub fn draw_incarnation() -> std::io::Result<u64> {
     random_bytes().map(u64::from_le_bytes)
 }
 
-/// Whether a call failed because the other end is down or restarting
-/// (nothing answered, or the connection broke), rather than refusing it:
-/// worth trying again.
-pub fn is_outage(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-    )
-}
-
 /// Whether a call failed because a TLS peer refused this process's
 /// certificate or presented one this process refuses: waiting will not
 /// change that. The HTTP/2 layer keeps only the TLS error's text, in an

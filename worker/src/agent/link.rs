@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use harrow_core::ids::{AttemptId, JobId};
-use harrow_core::rpc::security::{self, is_outage};
+use harrow_core::rpc::{retry, security};
 use harrow_core::task::{Assignment, FetchFailure};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
@@ -20,28 +20,17 @@ use crate::reduce::CommitGate;
 use crate::shuffle::fetch::{Recovery, Relocation};
 use crate::shuffle::serve::job_dir;
 
-/// Makes a call to the coordinator, again while it cannot be reached (it
-/// may be restarting from its state dir), for up to `COORDINATOR_OUTAGE`.
-/// The calls retried are idempotent: a repeated report of an ended attempt
-/// is ignored, a repeated commit request of the holder granted again.
-pub(super) async fn patiently<T, F, Fut>(
-    call: &'static str,
-    mut make: F,
-) -> Result<T, tonic::Status>
+/// An attempt's call to the coordinator, again while it cannot be reached
+/// (it may be restarting from its state dir), for up to
+/// `COORDINATOR_OUTAGE`. The calls retried are idempotent: a repeated
+/// report of an ended attempt is ignored, a repeated commit request of the
+/// holder granted again.
+pub(super) async fn patiently<T, F, Fut>(call: &'static str, make: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
-    let started = tokio::time::Instant::now();
-    loop {
-        match make().await {
-            Err(status) if is_outage(&status) && started.elapsed() < COORDINATOR_OUTAGE => {
-                tracing::debug!(call, %status, "coordinator not reachable; trying again");
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-            other => return other,
-        }
-    }
+    retry::patiently(call, COORDINATOR_OUTAGE, RETRY_DELAY, make).await
 }
 
 impl Shared {

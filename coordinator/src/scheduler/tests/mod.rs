@@ -45,7 +45,7 @@ pub(super) fn test_config(max_attempts: u32) -> SchedulerConfig {
 }
 
 /// A job of built-in `name` over `splits` of text or `input`.
-pub(super) fn plan(
+pub(crate) fn plan(
     name: &str,
     output: &str,
     reducers: u32,
@@ -68,6 +68,7 @@ pub(super) fn plan(
         inputs: vec!["/in".into()],
         output: output.into(),
         splits,
+        request_id: None,
     }
 }
 
@@ -619,4 +620,27 @@ proptest! {
         }
         prop_assert_eq!(committed.len(), jobs * reducers as usize);
     }
+}
+
+#[test]
+fn a_retried_submission_gets_the_job_it_made_not_another() {
+    let mut h = Harness::new(4);
+    let with_request = |id: &str| {
+        let mut plan = plan("wordcount", "/out", 1, vec![], InputSpec::text());
+        plan.request_id = Some(id.to_string());
+        plan
+    };
+    let first = h.handle(Event::SubmitJob {
+        plan: with_request("r-1"),
+    });
+    let [Action::JobAccepted { job }] = first[..] else {
+        panic!("{first:?}")
+    };
+    let again = h.handle(Event::SubmitJob {
+        plan: with_request("r-1"),
+    });
+    assert_eq!(again, [Action::JobAccepted { job }]);
+    assert_eq!(h.scheduler.jobs().count(), 1);
+    assert_eq!(h.scheduler.job_submitted_as("r-1"), Some(job));
+    assert_eq!(h.scheduler.job_submitted_as("r-2"), None);
 }
