@@ -8,10 +8,12 @@
 //! cargo run --release -p harrow-benches -- plugin --size 256MiB
 //! cargo run --release -p harrow-benches -- terasort --size 1GiB
 //! cargo run --release -p harrow-benches -- parquet --size 1GiB
+//! cargo run --release -p harrow-benches -- recovery --tasks 10000 --history 1000
 //! ```
 
 mod group_by;
 mod peers;
+mod recovery;
 mod rss;
 mod table;
 mod terasort;
@@ -73,6 +75,16 @@ enum Workload {
         #[command(flatten)]
         options: Options,
     },
+    /// A coordinator's restart from its state dir: time from opening it to
+    /// the first task assigned.
+    Recovery {
+        /// Unfinished tasks to resume (jobs of 1,000 maps, half done).
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        /// Finished jobs in the history.
+        #[arg(long, default_value_t = 1_000)]
+        history: usize,
+    },
     /// Word count built in (in-process) against the same crate built as a
     /// plugin (run in a plugin host child process): the plugin path's cost.
     Plugin {
@@ -113,6 +125,7 @@ fn main() -> Result<()> {
     // As the harrow binary does; the baselines in this process share it.
     harrow_worker::memory::limit_malloc_arenas();
     let (workload, size, o): (WorkloadFn, _, _) = match Cli::parse().workload {
+        Workload::Recovery { tasks, history } => return recovery::recovery(tasks, history),
         Workload::Wordcount { size, options } => (wordcount, size, options),
         Workload::Aggregate { size, options } => (group_by::aggregate, size, options),
         Workload::Plugin { size, options } => (plugin, size, options),
