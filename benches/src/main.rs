@@ -9,12 +9,14 @@
 //! cargo run --release -p harrow-benches -- terasort --size 1GiB
 //! cargo run --release -p harrow-benches -- parquet --size 1GiB
 //! cargo run --release -p harrow-benches -- recovery --tasks 10000 --history 1000
+//! cargo run --release -p harrow-benches -- schedule --workers 1000 --tasks 100000
 //! ```
 
 mod group_by;
 mod peers;
 mod recovery;
 mod rss;
+mod schedule;
 mod table;
 mod terasort;
 mod tuned;
@@ -85,6 +87,19 @@ enum Workload {
         #[arg(long, default_value_t = 1_000)]
         history: usize,
     },
+    /// The coordinator's scheduling throughput over real gRPC, in memory
+    /// and with a state dir: simulated workers that finish each task at
+    /// once.
+    Schedule {
+        #[arg(long, default_value_t = 1_000)]
+        workers: usize,
+        /// Map tasks of the job.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Runs of each setting.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Word count built in (in-process) against the same crate built as a
     /// plugin (run in a plugin host child process): the plugin path's cost.
     Plugin {
@@ -126,6 +141,11 @@ fn main() -> Result<()> {
     harrow_worker::memory::limit_malloc_arenas();
     let (workload, size, o): (WorkloadFn, _, _) = match Cli::parse().workload {
         Workload::Recovery { tasks, history } => return recovery::recovery(tasks, history),
+        Workload::Schedule {
+            workers,
+            tasks,
+            runs,
+        } => return schedule::schedule(workers, tasks, runs),
         Workload::Wordcount { size, options } => (wordcount, size, options),
         Workload::Aggregate { size, options } => (group_by::aggregate, size, options),
         Workload::Plugin { size, options } => (plugin, size, options),

@@ -16,8 +16,7 @@ use harrow_coordinator::scheduler::{
 use harrow_coordinator::state::{Changes, Retention, StateStore};
 use harrow_core::rpc::security::Token;
 use harrow_core::task::{
-    AttemptOutcome, InputReport, InputSpec, JobSpec, OutputFormat, Partitioner, SegmentInfo,
-    Split,
+    AttemptOutcome, InputReport, InputSpec, JobSpec, OutputFormat, Partitioner, SegmentInfo, Split,
 };
 
 const TASKS_PER_JOB: usize = 1_000;
@@ -167,7 +166,11 @@ pub fn recovery(tasks: usize, history: usize) -> Result<()> {
     let now = 3_000_000;
     let (store, restored) = StateStore::open(dir.path(), Retention::default(), now)?;
     let opened = started.elapsed();
-    ensure!(restored.jobs.len() == live, "{} jobs resumed", restored.jobs.len());
+    ensure!(
+        restored.jobs.len() == live,
+        "{} jobs resumed",
+        restored.jobs.len()
+    );
     let mut scheduler = Scheduler::new(SchedulerConfig::default());
     scheduler.start_ids_after(restored.jobs_used, restored.workers_used);
     let worker = restored.workers[0].id;

@@ -1,0 +1,203 @@
+//! `harrow-bench schedule`: the coordinator's scheduling throughput over
+//! real gRPC, without and with a state dir, in the same run. Simulated
+//! workers (each a connection of its own) register, heartbeat, ask for one
+//! task at a time and report it done at once: a `teragen` job of `tasks`
+//! map tasks (and its reduces, through the commit protocol) finishes
+//! without any data. Reports completions per second and the p50 and p99
+//! latency of a task request that got a task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use harrow_cli::builtin_jobs;
+use harrow_cli::client::{Client, Submission};
+use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
+use harrow_coordinator::state::Retention;
+use harrow_core::rpc::security::{AuthChannel, Connector};
+use harrow_core::task::{AttemptCounters, AttemptOutcome, InputReport, SegmentInfo};
+use harrow_core::wire;
+use harrow_proto::v1 as pb;
+use harrow_proto::v1::worker_service_client::WorkerServiceClient;
+
+const REDUCERS: u32 = 8;
+
+struct Measured {
+    tasks: usize,
+    seconds: f64,
+    /// Latencies of task requests that got a task, sorted.
+    latencies: Vec<Duration>,
+}
+
+impl Measured {
+    fn quantile(&self, q: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+
+    fn line(&self, label: &str) -> String {
+        format!(
+            "{label:<22} {:>9.0} completions/s   request p50 {:>6.2} ms   p99 {:>6.2} ms",
+            self.tasks as f64 / self.seconds,
+            self.quantile(0.5).as_secs_f64() * 1e3,
+            self.quantile(0.99).as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// One simulated worker: takes a task at a time and reports it done.
+async fn simulate(
+    mut client: WorkerServiceClient<AuthChannel>,
+    done: Arc<AtomicBool>,
+) -> Result<Vec<Duration>> {
+    let registered = client
+        .register(pb::RegisterRequest {
+            shuffle_address: "127.0.0.1:9".into(),
+            slots: 1,
+            incarnation: 1,
+        })
+        .await?
+        .into_inner();
+    let worker_id = registered.worker_id;
+    let beating = {
+        let (mut client, worker_id, done) = (client.clone(), worker_id.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let heartbeat = pb::HeartbeatRequest {
+                    worker_id: worker_id.clone(),
+                    incarnation: 1,
+                    ..Default::default()
+                };
+                let _ = client.heartbeat(heartbeat).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let mut latencies = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        let asked = Instant::now();
+        let response = client
+            .request_task(pb::TaskRequest {
+                worker_id: worker_id.clone(),
+                free_slots: 1,
+                wait_ms: 200,
+            })
+            .await?
+            .into_inner();
+        for assignment in response.assignments {
+            latencies.push(asked.elapsed());
+            let attempt = assignment.attempt_id.parse()?;
+            let outcome = match assignment.task {
+                Some(pb::task_assignment::Task::Map(_)) => AttemptOutcome::Succeeded {
+                    segments: (0..REDUCERS)
+                        .map(|partition| SegmentInfo {
+                            partition,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    input: InputReport::default(),
+                },
+                _ => {
+                    let commit = pb::CommitRequest {
+                        worker_id: worker_id.clone(),
+                        attempt_id: assignment.attempt_id.clone(),
+                    };
+                    client.request_commit(commit).await?;
+                    AttemptOutcome::Succeeded {
+                        segments: Vec::new(),
+                        input: InputReport::default(),
+                    }
+                }
+            };
+            let report = wire::attempt_report(
+                worker_id.clone(),
+                attempt,
+                AttemptCounters::default(),
+                outcome,
+            );
+            client.report_attempt(report).await?;
+        }
+    }
+    beating.abort();
+    Ok(latencies)
+}
+
+async fn measure(
+    workers: usize,
+    tasks: usize,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Measured> {
+    let out = tempfile::tempdir()?;
+    let config = CoordinatorConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_connections: workers + 64,
+        plugin_dir: out.path().join("plugins"),
+        state_dir: state_dir.map(|d| d.to_path_buf()),
+        retention: Retention::default(),
+        ..CoordinatorConfig::default()
+    };
+    let coordinator = start_coordinator(config, builtin_jobs())
+        .await
+        .context("starting the coordinator")?;
+    let url = coordinator.url();
+    let connector = Connector::new(None, None);
+    let done = Arc::new(AtomicBool::new(false));
+    let mut simulated = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let channel = connector.connect(&url).await?;
+        simulated.push(tokio::spawn(simulate(
+            WorkerServiceClient::new(channel),
+            done.clone(),
+        )));
+    }
+    let client = Client::connect(&url, &connector).await?;
+    let output = out.path().join("out").to_string_lossy().into_owned();
+    let mut submission = Submission::new("teragen", Vec::new(), output);
+    submission.reducers = REDUCERS;
+    submission.args = vec![
+        ("rows".to_string(), tasks.to_string()),
+        ("rows_per_task".to_string(), "1".to_string()),
+    ];
+    let started = Instant::now();
+    let job = client.submit(submission).await?;
+    let report = client.watch(&job, |_| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        report.state == "succeeded",
+        "the job ended {}: {}",
+        report.state,
+        report.error
+    );
+    done.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for worker in simulated {
+        latencies.extend(worker.await??);
+    }
+    latencies.sort();
+    coordinator.shutdown().await;
+    Ok(Measured {
+        tasks: tasks + REDUCERS as usize,
+        seconds,
+        latencies,
+    })
+}
+
+pub fn schedule(workers: usize, tasks: usize, runs: usize) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    eprintln!("{workers} simulated workers, {tasks} map tasks and {REDUCERS} reduces per job");
+    for run in 1..=runs.max(1) {
+        let memory = runtime.block_on(measure(workers, tasks, None))?;
+        let dir = tempfile::tempdir()?;
+        let durable = runtime.block_on(measure(workers, tasks, Some(dir.path())))?;
+        println!("run {run}");
+        println!("  {}", memory.line("in memory"));
+        println!("  {}", durable.line("with --state-dir"));
+        println!(
+            "  --state-dir: {:.1}% fewer completions/s",
+            (1.0 - memory.seconds / durable.seconds) * 100.0
+        );
+    }
+    Ok(())
+}
