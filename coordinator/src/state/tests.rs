@@ -298,3 +298,67 @@ async fn a_job_whose_secrets_are_gone_is_failed_saying_so() {
     assert_eq!(failed.state, pb::JobState::Failed as i32);
     assert!(failed.error.contains("secrets"), "{}", failed.error);
 }
+
+/// The checked-in state dir of format 1: one finished job, one running with
+/// a map done and a request id, one worker.
+fn format_1_fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-format-1")
+}
+
+/// Writes `format_1_fixture` again: `cargo test -p harrow-coordinator
+/// write_the_format_1_fixture -- --ignored`. Only while format 1 is the
+/// current one: the fixture stands for what released coordinators wrote.
+#[tokio::test]
+#[ignore]
+async fn write_the_format_1_fixture() {
+    let dir = format_1_fixture();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut h = submitted(2);
+    let worker = h.worker();
+    let maps = h.request(worker, 1);
+    h.succeed(worker, &maps[0]);
+    let (store, _) = open(&dir).unwrap();
+    write_all(&store, &h).await;
+    let second = h.scheduler.jobs().nth(1).unwrap();
+    let ended = status(second.id.0, pb::JobState::Succeeded, Some(20));
+    end(&store, ended, Retention::default(), 30).await;
+}
+
+#[test]
+fn a_state_dir_of_format_1_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("state");
+    for entry in walk(&format_1_fixture()) {
+        let target = copy.join(entry.strip_prefix(format_1_fixture()).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+    let (store, restored) = StateStore::open(&copy, Retention::default(), 40).unwrap();
+    assert_eq!(restored.generation, 2);
+    assert!(restored.interrupted.is_empty());
+    assert_eq!(restored.workers.len(), 1);
+    let [job] = &restored.jobs[..] else {
+        panic!("{:?}", restored.jobs)
+    };
+    assert_eq!(job.id, JobId(1));
+    assert_eq!(job.plan.request_id.as_deref(), Some("request-1"));
+    assert_eq!(job.maps[0].state.name(), "succeeded");
+    assert_eq!(job.maps[1].state.name(), "pending");
+    let ended = store.job(JobId(2), false).unwrap().unwrap();
+    assert_eq!(ended.state, pb::JobState::Succeeded as i32);
+    assert_eq!(store.job_for_request("request-1").unwrap(), Some(JobId(1)));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
