@@ -13,7 +13,7 @@ use super::task::LostCause;
 use super::{Action, AttemptState, Job, JobPlan, JobState, Scheduler, Task, TaskEvent, Worker};
 
 /// A job as the state dir holds it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ResumedJob {
     pub id: JobId,
     pub plan: JobPlan,

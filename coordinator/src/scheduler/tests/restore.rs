@@ -1,26 +1,17 @@
 //! Resuming from the state dir (`scheduler/restore.rs`): what a restarted
 //! coordinator makes of jobs, tasks and workers as they were written.
 
-use harrow_core::ids::Phase;
+use std::collections::{BTreeMap, BTreeSet};
+
+use harrow_core::ids::{AttemptId, Phase, WorkerId};
+use proptest::prelude::*;
 
 use super::{Harness, phases};
 use crate::scheduler::*;
 
 /// A new scheduler holding what `h`'s held, as the state dir would give it.
 fn restarted(h: &Harness, now_ms: u64) -> (Harness, Vec<Action>) {
-    let jobs = h
-        .scheduler
-        .jobs()
-        .map(|job| ResumedJob {
-            id: job.id,
-            plan: job.plan.clone(),
-            state: job.state.clone(),
-            submitted_at_ms: job.submitted_at_ms,
-            maps: job.maps.clone(),
-            reduces: job.reduces.clone(),
-        })
-        .collect();
-    let workers = h.scheduler.workers().cloned().collect();
+    let Durable { workers, jobs } = durable(h);
     let mut after = Harness::new(4);
     after.now_ms = now_ms;
     let actions = after.scheduler.restore(workers, jobs, now_ms);
@@ -114,4 +105,164 @@ fn a_worker_that_does_not_come_back_loses_its_output_and_a_committing_job_commit
     assert_eq!(state, "dead");
     let rerun = h.request(b, 1);
     assert_eq!(phases(&rerun), [Phase::Map]);
+}
+
+/// What the state dir holds: the scheduler as of the last answered report
+/// or commit grant (those are answered only once written).
+#[derive(Clone)]
+struct Durable {
+    workers: Vec<Worker>,
+    jobs: Vec<ResumedJob>,
+}
+
+fn durable(h: &Harness) -> Durable {
+    Durable {
+        workers: h.scheduler.workers().cloned().collect(),
+        jobs: h
+            .scheduler
+            .jobs()
+            .map(|job| ResumedJob {
+                id: job.id,
+                plan: job.plan.clone(),
+                state: job.state.clone(),
+                submitted_at_ms: job.submitted_at_ms,
+                maps: job.maps.clone(),
+                reduces: job.reduces.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A simulated worker process: the attempts it runs.
+struct Process {
+    id: WorkerId,
+    running: Vec<harrow_core::task::Assignment>,
+}
+
+/// Drops the attempts `actions` tell the process to stop.
+fn obey(process: &mut Process, actions: &[Action]) {
+    for action in actions {
+        if let Action::KillAttempts { attempts, .. } = action {
+            process.running.retain(|a| !attempts.contains(&a.attempt));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Crashes at random points, each restoring from the last durable
+    /// point, with the worker processes carrying on: the job still ends
+    /// well, and no partition is ever granted to two attempts that both
+    /// wrote their output.
+    #[test]
+    fn restores_from_any_durable_point_never_commit_twice(
+        steps in proptest::collection::vec((0u8..100, 0usize..1_000), 1..300),
+    ) {
+        let mut h = Harness::new(4);
+        let mut processes: Vec<Process> = (0..3)
+            .map(|_| Process { id: h.worker(), running: Vec::new() })
+            .collect();
+        let job = h.submit(12, 3);
+        let mut saved = durable(&h);
+        // Per partition, the attempts that were granted the commit and then
+        // reported their output written.
+        let mut written: BTreeMap<u32, BTreeSet<AttemptId>> = BTreeMap::new();
+
+        let mut finish = |h: &mut Harness, p: &mut Process, pick: usize, saved: &mut Durable| {
+            if p.running.is_empty() {
+                return;
+            }
+            let mut a = p.running.remove(pick % p.running.len());
+            match h.ask_locations(p.id, &mut a) {
+                super::Outputs::Known => {}
+                super::Outputs::Pending => {
+                    p.running.push(a);
+                    return;
+                }
+                super::Outputs::Stopped => return,
+            }
+            if a.attempt.task.phase == Phase::Reduce {
+                let commit = Event::RequestCommit { worker: p.id, attempt: a.attempt };
+                if h.handle(commit) != [Action::CommitGranted { attempt: a.attempt }] {
+                    return;
+                }
+                *saved = durable(h);
+                let outcome = harrow_core::task::AttemptOutcome::Succeeded {
+                    segments: Vec::new(),
+                    input: Default::default(),
+                };
+                h.report(p.id, a.attempt, outcome);
+                written.entry(a.attempt.task.index).or_default().insert(a.attempt);
+            } else {
+                h.succeed(p.id, &a);
+            }
+            *saved = durable(h);
+        };
+
+        for (dice, pick) in steps {
+            let p = &mut processes[pick % 3];
+            match dice {
+                0..=34 => {
+                    let free = 2u32.saturating_sub(p.running.len() as u32);
+                    if free > 0 {
+                        let request = Event::RequestTasks { worker: p.id, free_slots: free };
+                        for action in h.handle(request) {
+                            if let Action::Assign { assignment, .. } = action {
+                                p.running.push(*assignment);
+                            }
+                        }
+                    }
+                }
+                35..=79 => finish(&mut h, p, pick, &mut saved),
+                80..=94 => {
+                    let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
+                    let actions = h.heartbeat(p.id, &running, 0);
+                    obey(p, &actions);
+                }
+                _ => {
+                    // The coordinator dies and comes back from its state dir;
+                    // the processes carry on and heartbeat first.
+                    let now = h.now_ms + 1_000;
+                    let mut after = Harness::new(4);
+                    after.now_ms = now;
+                    let Durable { workers, jobs } = saved.clone();
+                    after.scheduler.restore(workers, jobs, now);
+                    h = after;
+                    for p in processes.iter_mut() {
+                        let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
+                        let actions = h.heartbeat(p.id, &running, 0);
+                        obey(p, &actions);
+                    }
+                }
+            }
+        }
+        // Time and work until the job ends.
+        for round in 0..2_000usize {
+            if h.state(job) != JobState::Running && h.state(job) != JobState::Queued {
+                break;
+            }
+            for p in processes.iter_mut() {
+                let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
+                let actions = h.heartbeat(p.id, &running, 0);
+                obey(p, &actions);
+                let free = 2u32.saturating_sub(p.running.len() as u32);
+                if free > 0 {
+                    let request = Event::RequestTasks { worker: p.id, free_slots: free };
+                    for action in h.handle(request) {
+                        if let Action::Assign { assignment, .. } = action {
+                            p.running.push(*assignment);
+                        }
+                    }
+                }
+                finish(&mut h, p, round, &mut saved);
+            }
+            h.advance(100);
+        }
+        prop_assert_eq!(h.state(job), JobState::Committing);
+        for (partition, attempts) in &written {
+            prop_assert_eq!(attempts.len(), 1, "partition {} by {:?}", partition, attempts);
+        }
+        prop_assert_eq!(written.len(), 3);
+    }
 }
