@@ -55,6 +55,8 @@ pub struct Coordinator {
     connector: Connector,
     /// Woken whenever work may have become available.
     work_available: Notify,
+    /// Woken on every change, for waiting reducers' questions.
+    changed: Notify,
     /// Bumped on every state change, for status watchers.
     version: watch::Sender<u64>,
     /// The state dir, if the coordinator has one.
@@ -80,6 +82,7 @@ impl Coordinator {
             heartbeat_interval_ms,
             connector,
             work_available: Notify::new(),
+            changed: Notify::new(),
             version: watch::Sender::new(0),
             durable,
         })
@@ -93,13 +96,16 @@ impl Coordinator {
     /// Applies one event and starts the side effects it calls for.
     fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
         // Task requests and heartbeats change nothing worth waking anyone
-        // for unless they return actions. Ticks always wake waiting task
-        // requests: time passing alone can make work available (a worker
-        // declared dead, an attempt now stalled).
+        // for unless they return actions. A change wakes one waiting task
+        // request, which wakes the next if it got work (a relay, not a
+        // herd of requests each looking at every task); ticks wake them
+        // all: time passing alone can make work available (a worker
+        // declared dead, an attempt now stalled), for any of them.
         let is_poll = matches!(
             event,
             Event::RequestTasks { .. } | Event::Heartbeat { .. } | Event::WaitMapOutputs { .. }
         );
+        let is_tick = matches!(event, Event::Tick);
         let actions = {
             let mut scheduler = self.scheduler.lock().expect("scheduler lock");
             scheduler.handle(event, self.clock.now_ms())
@@ -107,7 +113,12 @@ impl Coordinator {
         // The version moves first: a side effect that waits for the state
         // dir to hold this change (a commit) waits for this version.
         if !is_poll || !actions.is_empty() {
-            self.work_available.notify_waiters();
+            if is_tick {
+                self.work_available.notify_waiters();
+            } else {
+                self.work_available.notify_one();
+            }
+            self.changed.notify_waiters();
             self.version.send_modify(|v| *v += 1);
         }
         self.carry_out(&actions);
@@ -217,7 +228,8 @@ impl Coordinator {
     /// Applies `event` until `answer` says its actions make a reply, or
     /// `wait_ms` (at most [`MAX_TASK_WAIT`]) passes; then the last reply.
     /// Each look registers for a wake-up first, so a change between the
-    /// look and the wait still wakes it.
+    /// look and the wait still wakes it. A task request waits for work;
+    /// other questions for any change.
     async fn long_poll<R>(
         self: &Arc<Self>,
         wait_ms: u64,
@@ -226,10 +238,17 @@ impl Coordinator {
     ) -> R {
         let wait = Duration::from_millis(wait_ms).min(MAX_TASK_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
+        let for_work = matches!(event(), Event::RequestTasks { .. });
+        let wakes = if for_work {
+            &self.work_available
+        } else {
+            &self.changed
+        };
         loop {
-            let notified = self.work_available.notified();
+            let notified = wakes.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // A request answered with work wakes the next (in `apply`).
             let (reply, done) = answer(self.apply(event()));
             if done || tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return reply;
