@@ -11,10 +11,14 @@ use crate::scheduler::*;
 
 /// A new scheduler holding what `h`'s held, as the state dir would give it.
 fn restarted(h: &Harness, now_ms: u64) -> (Harness, Vec<Action>) {
-    let Durable { workers, jobs } = durable(h);
+    resumed(durable(h), now_ms)
+}
+
+/// A new scheduler resumed from `saved` at `now_ms`.
+fn resumed(saved: Durable, now_ms: u64) -> (Harness, Vec<Action>) {
     let mut after = Harness::new(4);
     after.now_ms = now_ms;
-    let actions = after.scheduler.restore(workers, jobs, now_ms);
+    let actions = after.scheduler.restore(saved.workers, saved.jobs, now_ms);
     (after, actions)
 }
 
@@ -139,11 +143,31 @@ struct Process {
     running: Vec<harrow_core::task::Assignment>,
 }
 
-/// Drops the attempts `actions` tell the process to stop.
-fn obey(process: &mut Process, actions: &[Action]) {
-    for action in actions {
-        if let Action::KillAttempts { attempts, .. } = action {
-            process.running.retain(|a| !attempts.contains(&a.attempt));
+impl Process {
+    /// Heartbeats what it runs, and stops what the coordinator says to.
+    fn beat(&mut self, h: &mut Harness) {
+        let running: Vec<AttemptId> = self.running.iter().map(|a| a.attempt).collect();
+        for action in h.heartbeat(self.id, &running, 0) {
+            if let Action::KillAttempts { attempts, .. } = action {
+                self.running.retain(|a| !attempts.contains(&a.attempt));
+            }
+        }
+    }
+
+    /// Asks for work for its free slots (two in all).
+    fn take_work(&mut self, h: &mut Harness) {
+        let free = 2u32.saturating_sub(self.running.len() as u32);
+        if free == 0 {
+            return;
+        }
+        let request = Event::RequestTasks {
+            worker: self.id,
+            free_slots: free,
+        };
+        for action in h.handle(request) {
+            if let Action::Assign { assignment, .. } = action {
+                self.running.push(*assignment);
+            }
         }
     }
 }
@@ -203,36 +227,15 @@ proptest! {
         for (dice, pick) in steps {
             let p = &mut processes[pick % 3];
             match dice {
-                0..=34 => {
-                    let free = 2u32.saturating_sub(p.running.len() as u32);
-                    if free > 0 {
-                        let request = Event::RequestTasks { worker: p.id, free_slots: free };
-                        for action in h.handle(request) {
-                            if let Action::Assign { assignment, .. } = action {
-                                p.running.push(*assignment);
-                            }
-                        }
-                    }
-                }
+                0..=34 => p.take_work(&mut h),
                 35..=79 => finish(&mut h, p, pick, &mut saved),
-                80..=94 => {
-                    let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
-                    let actions = h.heartbeat(p.id, &running, 0);
-                    obey(p, &actions);
-                }
+                80..=94 => p.beat(&mut h),
                 _ => {
                     // The coordinator dies and comes back from its state dir;
                     // the processes carry on and heartbeat first.
-                    let now = h.now_ms + 1_000;
-                    let mut after = Harness::new(4);
-                    after.now_ms = now;
-                    let Durable { workers, jobs } = saved.clone();
-                    after.scheduler.restore(workers, jobs, now);
-                    h = after;
+                    h = resumed(saved.clone(), h.now_ms + 1_000).0;
                     for p in processes.iter_mut() {
-                        let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
-                        let actions = h.heartbeat(p.id, &running, 0);
-                        obey(p, &actions);
+                        p.beat(&mut h);
                     }
                 }
             }
@@ -243,18 +246,8 @@ proptest! {
                 break;
             }
             for p in processes.iter_mut() {
-                let running: Vec<AttemptId> = p.running.iter().map(|a| a.attempt).collect();
-                let actions = h.heartbeat(p.id, &running, 0);
-                obey(p, &actions);
-                let free = 2u32.saturating_sub(p.running.len() as u32);
-                if free > 0 {
-                    let request = Event::RequestTasks { worker: p.id, free_slots: free };
-                    for action in h.handle(request) {
-                        if let Action::Assign { assignment, .. } = action {
-                            p.running.push(*assignment);
-                        }
-                    }
-                }
+                p.beat(&mut h);
+                p.take_work(&mut h);
                 finish(&mut h, p, round, &mut saved);
             }
             h.advance(100);
