@@ -3,6 +3,7 @@
 //! [`Scheduler::handle`] with the current time, and carries out the
 //! returned [`Action`]s. Only the scheduler decides placement.
 
+mod attempt;
 mod attempts;
 mod events;
 mod fetch;
@@ -25,15 +26,14 @@ use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::task::{Assignment, FailureKind, MapOutput, TaskSpec};
 
 use crate::limits::{LATE_HEARTBEATS, SUSPECT_HEARTBEATS};
+pub use attempt::{Attempt, AttemptState, LostCause};
 pub use events::{Action, Event};
 pub use fetch::FetchReport;
 use fetch::FetchVerdict;
 pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
 pub use lifecycle::{AttemptProgress, UnreachableReport, Worker, WorkerState};
 pub use restore::ResumedJob;
-pub use task::{
-    Attempt, AttemptState, LostCause, Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState,
-};
+pub use task::{Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

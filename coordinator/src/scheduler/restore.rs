@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 
 use super::WorkerState;
-use super::task::LostCause;
+use super::attempt::LostCause;
 use super::{Action, AttemptState, Job, JobPlan, JobState, Scheduler, Task, TaskEvent, Worker};
 
 /// A job as the state dir holds it.

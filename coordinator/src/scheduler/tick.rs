@@ -6,7 +6,7 @@
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::task::FailureKind;
 
-use super::task::LostCause;
+use super::attempt::LostCause;
 use super::{
     Action, Attempt, AttemptState, JobEvent, JobState, Scheduler, TaskEvent, Worker, WorkerState,
 };

@@ -5,8 +5,8 @@
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::rpc::health::ProbeFailure;
 
+use super::attempt::LostCause;
 use super::lifecycle::{WorkerChange, WorkerEvent};
-use super::task::LostCause;
 use super::{
     Action, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput, TaskState,
 };
