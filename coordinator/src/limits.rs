@@ -62,6 +62,11 @@ pub const MIN_SPECULATIVE: usize = 2;
 /// of the phase's attempts (LATE's slow-task threshold).
 pub const SLOW_TASK_QUANTILE: f64 = 0.25;
 
+/// How long a phase's LATE statistics (median run time, slow rate, task
+/// sizes) serve task requests before they are computed again: computing
+/// them reads every attempt of the phase.
+pub const LATE_STATS_MS: u64 = 500;
+
 // RPC.
 
 /// The largest gRPC message the coordinator accepts or sends.
@@ -73,6 +78,10 @@ pub const CLOSE_CONNECTIONS: std::time::Duration = std::time::Duration::from_sec
 
 /// Plugin bytes per message, well under the message size limit.
 pub const PLUGIN_CHUNK_BYTES: usize = 1 << 20;
+
+/// A job's watchers get a new status at most this often: each is built
+/// from all of the job's tasks under the scheduler's lock.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest a worker's task request may wait for work.
 pub const MAX_TASK_WAIT: Duration = Duration::from_secs(30);

@@ -49,16 +49,12 @@ impl Scheduler {
                 // own, and its coming failure report is fenced.
                 let reason = format!("{holder} holds the commit");
                 let refused = refuse(&reason);
-                let cause = LostCause::CommitHeldElsewhere;
-                task.apply(
-                    TaskEvent::Lost {
-                        attempt,
-                        reason,
-                        cause,
-                    },
-                    now_ms,
-                    self.config.max_attempts,
-                );
+                let event = TaskEvent::Lost {
+                    attempt,
+                    reason,
+                    cause: LostCause::CommitHeldElsewhere,
+                };
+                job.apply_to_task(attempt.task, event, now_ms, self.config.max_attempts);
                 refused
             }
         }
@@ -196,8 +192,10 @@ impl Scheduler {
             .jobs
             .get_mut(&attempt.task.job)
             .expect("attempt has a job");
-        let task = job.task_mut(attempt.task).expect("attempt has a task");
-        let change = task.apply(event, now_ms, max_attempts);
+        let change = job
+            .apply_to_task(attempt.task, event, now_ms, max_attempts)
+            .expect("attempt has a task");
+        let task = job.task(attempt.task).expect("attempt has a task");
         let description = format!(
             "{} task {} ({}) failed after {} attempts",
             phase_name(attempt.task.phase),
@@ -212,9 +210,8 @@ impl Scheduler {
                 job.apply(JobEvent::AllReducesCommitted, now_ms);
                 // Map output is needed no more: re-runs of output set aside
                 // after the reducers had fetched it stop here.
-                for map in &mut job.maps {
-                    map.apply(TaskEvent::Cancelled, now_ms, max_attempts);
-                }
+                let event = TaskEvent::Cancelled;
+                job.apply_to_each(Phase::Map, |_| true, &event, now_ms, max_attempts);
                 vec![Action::CommitJob {
                     job: job.id,
                     output: job.plan.output.clone(),

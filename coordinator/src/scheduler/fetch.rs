@@ -98,8 +98,9 @@ impl Scheduler {
                 self.suspect(holder, suspicion, now_ms)
             }
             FetchFailure::Corrupt => {
-                let task = job.task_mut(map_attempt.task).expect("task exists");
-                task.apply(TaskEvent::OutputLost, now_ms, self.config.max_attempts);
+                let (event, max_attempts) = (TaskEvent::OutputLost, self.config.max_attempts);
+                job.apply_to_task(map_attempt.task, event, now_ms, max_attempts)
+                    .expect("task exists");
                 Vec::new()
             }
         };

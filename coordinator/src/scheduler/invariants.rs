@@ -1,6 +1,7 @@
 //! What must hold after every event, checked in debug builds (every test,
 //! the simulations included) at the end of `Scheduler::handle`.
 
+use super::index::TaskIndex;
 use super::{AttemptState, Scheduler, TaskState};
 
 impl Scheduler {
@@ -10,9 +11,15 @@ impl Scheduler {
     ///   one attempt granted the commit;
     /// - the commit is held by at most one attempt, running or succeeded;
     /// - a running attempt runs on a live worker;
-    /// - a job that ended runs nothing.
+    /// - a job that ended runs nothing;
+    /// - a job's index agrees with its tasks.
     pub(super) fn check_invariants(&self) {
         for job in self.jobs.values() {
+            assert!(
+                job.index == TaskIndex::of(job.tasks()),
+                "{}: the task index disagrees with its tasks",
+                job.id
+            );
             for task in job.tasks() {
                 let running: Vec<_> = task
                     .attempts

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use harrow_core::ids::{JobId, Phase, TaskId, WorkerId};
 use harrow_core::task::{FetchFailure, JobSpec, Split};
 
-use super::task::{Task, TaskInput, TaskState};
+use super::index::TaskIndex;
+use super::placement::LateStats;
+use super::task::{Task, TaskChange, TaskEvent, TaskInput};
 
 /// A validated submission: what the planner found and the user asked for.
 #[derive(Debug, Clone)]
@@ -99,6 +101,10 @@ pub struct Job {
     pub fetch_failures: BTreeMap<TaskId, Vec<FetchFailureRecord>>,
     /// Counts the changes of state (see `Task::revision`).
     pub revision: u64,
+    /// Its tasks by state and its attempts by worker.
+    pub index: TaskIndex,
+    /// Each phase's LATE statistics, while fresh enough to use.
+    pub late_stats: BTreeMap<Phase, LateStats>,
 }
 
 impl Job {
@@ -117,7 +123,7 @@ impl Job {
         let reduces = (0..plan.spec.reducers as usize)
             .map(|i| Task::new(task_id(Phase::Reduce, i), TaskInput::Partition(i as u32)))
             .collect();
-        Job {
+        let mut job = Job {
             id,
             plan,
             state: JobState::Queued,
@@ -127,7 +133,29 @@ impl Job {
             finished_at_ms: None,
             fetch_failures: BTreeMap::new(),
             revision: 0,
+            index: TaskIndex::default(),
+            late_stats: BTreeMap::new(),
+        };
+        job.reindex();
+        job
+    }
+
+    /// Computes the phase's LATE statistics again if they are stale.
+    pub fn refresh_late_stats(&mut self, phase: Phase, now_ms: u64) {
+        if self
+            .late_stats
+            .get(&phase)
+            .is_some_and(|s| s.is_fresh(now_ms))
+        {
+            return;
         }
+        let stats = LateStats::of(self, phase, now_ms);
+        self.late_stats.insert(phase, stats);
+    }
+
+    /// Computes the index again, after tasks were replaced wholesale.
+    pub fn reindex(&mut self) {
+        self.index = TaskIndex::of(self.tasks());
     }
 
     pub fn task(&self, id: TaskId) -> Option<&Task> {
@@ -137,10 +165,51 @@ impl Job {
         }
     }
 
+    /// A task to record progress or a commit grant on; its state changes
+    /// go through [`Job::apply_to_task`].
     pub fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         match id.phase {
             Phase::Map => self.maps.get_mut(id.index as usize),
             Phase::Reduce => self.reduces.get_mut(id.index as usize),
+        }
+    }
+
+    /// Every change of a task's state: applies `event` to task `id`,
+    /// keeping the index true. `None` if the job has no such task.
+    pub fn apply_to_task(
+        &mut self,
+        id: TaskId,
+        event: TaskEvent,
+        now_ms: u64,
+        max_attempts: u32,
+    ) -> Option<TaskChange> {
+        let task = match id.phase {
+            Phase::Map => self.maps.get_mut(id.index as usize)?,
+            Phase::Reduce => self.reduces.get_mut(id.index as usize)?,
+        };
+        self.index.remove(task);
+        let change = task.apply(event, now_ms, max_attempts);
+        self.index.add(task);
+        Some(change)
+    }
+
+    /// Applies `event` to every task of the phase that `select` picks.
+    pub fn apply_to_each(
+        &mut self,
+        phase: Phase,
+        select: impl Fn(&Task) -> bool,
+        event: &TaskEvent,
+        now_ms: u64,
+        max_attempts: u32,
+    ) {
+        let tasks = match phase {
+            Phase::Map => &mut self.maps,
+            Phase::Reduce => &mut self.reduces,
+        };
+        for task in tasks.iter_mut().filter(|t| select(t)) {
+            self.index.remove(task);
+            task.apply(event.clone(), now_ms, max_attempts);
+            self.index.add(task);
         }
     }
 
@@ -163,16 +232,18 @@ impl Job {
         self.maps.iter().chain(&self.reduces)
     }
 
+    /// The tasks with attempts running, from the index.
+    pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
+        let maps = self.index.running(Phase::Map).map(|i| &self.maps[i]);
+        maps.chain(self.index.running(Phase::Reduce).map(|i| &self.reduces[i]))
+    }
+
     pub fn maps_done(&self) -> bool {
-        self.maps
-            .iter()
-            .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
+        self.index.succeeded(Phase::Map) == self.maps.len()
     }
 
     pub fn reduces_done(&self) -> bool {
-        self.reduces
-            .iter()
-            .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
+        self.index.succeeded(Phase::Reduce) == self.reduces.len()
     }
 
     /// Every transition of the job lifecycle; returns whether the state changed.

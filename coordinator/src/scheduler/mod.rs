@@ -7,6 +7,7 @@ mod attempt;
 mod attempts;
 mod events;
 mod fetch;
+mod index;
 pub mod input_check;
 mod invariants;
 pub mod job;
@@ -22,8 +23,8 @@ mod workers;
 
 use std::collections::BTreeMap;
 
-use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
-use harrow_core::task::{Assignment, FailureKind, MapOutput, TaskSpec};
+use harrow_core::ids::{AttemptId, JobId, Phase, TaskId, WorkerId};
+use harrow_core::task::{Assignment, MapOutput, TaskSpec};
 
 use crate::limits::{LATE_HEARTBEATS, SUSPECT_HEARTBEATS};
 pub use attempt::{Attempt, AttemptState, LostCause};
@@ -166,10 +167,8 @@ impl Scheduler {
     pub fn running_on(&self, worker: WorkerId) -> usize {
         self.jobs
             .values()
-            .flat_map(Job::tasks)
-            .flat_map(|t| &t.attempts)
-            .filter(|a| a.worker == worker && a.state == AttemptState::Running)
-            .count()
+            .map(|job| job.index.running_on(worker) as usize)
+            .sum()
     }
 
     pub fn handle(&mut self, event: Event, now_ms: u64) -> Vec<Action> {
@@ -273,10 +272,19 @@ impl Scheduler {
         }
         let mut free = free_slots as usize;
         let mut actions = Vec::new();
-        let cap = (self.live_slots() as f64 * crate::limits::SPECULATIVE_SHARE) as usize;
-        let cap = cap.max(crate::limits::MIN_SPECULATIVE);
-        let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        let job_ids: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::Running))
+            .map(|j| j.id)
+            .collect();
         for backups in [false, true] {
+            let cap = if backups {
+                let share = self.live_slots() as f64 * crate::limits::SPECULATIVE_SHARE;
+                (share as usize).max(crate::limits::MIN_SPECULATIVE)
+            } else {
+                0
+            };
             for &job_id in &job_ids {
                 if free == 0 {
                     return actions;
@@ -292,13 +300,18 @@ impl Scheduler {
                 } else {
                     Phase::Map
                 };
+                if backups {
+                    let job = self.jobs.get_mut(&job_id).expect("job exists");
+                    job.refresh_late_stats(phase, now_ms);
+                }
+                let job = &self.jobs[&job_id];
                 let candidates = if backups {
                     placement::backup_candidates(job, phase, worker, now_ms, &self.config, cap)
                         .into_iter()
                         .map(|index| (phase, index))
                         .collect()
                 } else {
-                    placement::pending_in_order(job, now_ms)
+                    placement::pending_in_order(job, now_ms, free)
                 };
                 for (phase, index) in candidates.into_iter().take(free) {
                     let assignment = self.start_attempt(job_id, phase, index, worker, now_ms);
@@ -317,21 +330,7 @@ impl Scheduler {
     /// own or the worker's fault; passing failures do not count), while
     /// other live workers could run them.
     fn excluded(&self, job: &Job, worker: WorkerId) -> bool {
-        let failures_on = |w: WorkerId| {
-            job.tasks()
-                .flat_map(|t| &t.attempts)
-                .filter(|a| {
-                    a.worker == w
-                        && matches!(
-                            a.state,
-                            AttemptState::Failed {
-                                kind: FailureKind::Job | FailureKind::Worker,
-                                ..
-                            }
-                        )
-                })
-                .count() as u32
-        };
+        let failures_on = |w: WorkerId| job.index.failures_on(w);
         let limit = self.config.exclude_after_failures;
         failures_on(worker) >= limit
             && self
@@ -356,15 +355,17 @@ impl Scheduler {
         let max_attempts = self.config.max_attempts;
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         job.apply(JobEvent::Started, now_ms);
-        let task = match phase {
-            Phase::Map => &mut job.maps[index],
-            Phase::Reduce => &mut job.reduces[index],
+        let id = TaskId {
+            job: job_id,
+            phase,
+            index: index as u32,
         };
-        let TaskChange::Started { attempt } =
-            task.apply(TaskEvent::Assigned { worker }, now_ms, max_attempts)
+        let Some(TaskChange::Started { attempt }) =
+            job.apply_to_task(id, TaskEvent::Assigned { worker }, now_ms, max_attempts)
         else {
             unreachable!("a pending or running task takes an attempt")
         };
+        let task = job.task(id).expect("the task exists");
         let spec = match &task.input {
             TaskInput::Split(split) => TaskSpec::Map {
                 split: split.clone(),
@@ -422,8 +423,8 @@ impl Scheduler {
         if !job.apply(event, now_ms) {
             return Vec::new();
         }
-        for task in job.maps.iter_mut().chain(job.reduces.iter_mut()) {
-            task.apply(TaskEvent::Cancelled, now_ms, max_attempts);
+        for phase in [Phase::Map, Phase::Reduce] {
+            job.apply_to_each(phase, |_| true, &TaskEvent::Cancelled, now_ms, max_attempts);
         }
         vec![
             Action::AbortJobOutput {

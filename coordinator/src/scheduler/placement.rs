@@ -4,7 +4,7 @@
 use harrow_core::ids::{Phase, WorkerId};
 
 use super::{AttemptState, Job, SchedulerConfig, Task, speed};
-use crate::limits::SLOW_TASK_QUANTILE;
+use crate::limits::{LATE_STATS_MS, SLOW_TASK_QUANTILE};
 
 fn tasks(job: &Job, phase: Phase) -> &[Task] {
     match phase {
@@ -15,32 +15,34 @@ fn tasks(job: &Job, phase: Phase) -> &[Task] {
 
 /// Indexes of the phase's pending tasks that may start now (not waiting
 /// out a backoff), in order.
-fn pending(job: &Job, phase: Phase, now_ms: u64) -> Vec<usize> {
-    tasks(job, phase)
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.is_runnable(now_ms))
-        .map(|(i, _)| i)
-        .collect()
+fn pending(job: &Job, phase: Phase, now_ms: u64) -> impl Iterator<Item = usize> + '_ {
+    let tasks = tasks(job, phase);
+    job.index
+        .pending(phase)
+        .filter(move |&i| tasks[i].is_runnable(now_ms))
 }
 
-/// The job's tasks that may start now, in the order to start them: map
-/// tasks first; reduce tasks once every map task has succeeded, or, after
-/// that happened once, while maps run again but none is left to start (a
-/// lost reducer fetches what live workers hold while the last maps run,
-/// and waits for the rest).
-pub fn pending_in_order(job: &Job, now_ms: u64) -> Vec<(Phase, usize)> {
-    let maps = pending(job, Phase::Map, now_ms);
-    let reducing =
-        job.maps_done() || (maps.is_empty() && job.reduces.iter().any(|t| !t.attempts.is_empty()));
-    let reduces = if reducing {
-        pending(job, Phase::Reduce, now_ms)
-    } else {
-        Vec::new()
-    };
-    let maps = maps.into_iter().map(|i| (Phase::Map, i));
-    maps.chain(reduces.into_iter().map(|i| (Phase::Reduce, i)))
-        .collect()
+/// Up to `limit` of the job's tasks that may start now, in the order to
+/// start them: map tasks first; reduce tasks once every map task has
+/// succeeded, or, after that happened once, while maps run again but none
+/// is left to start (a lost reducer fetches what live workers hold while
+/// the last maps run, and waits for the rest).
+pub fn pending_in_order(job: &Job, now_ms: u64, limit: usize) -> Vec<(Phase, usize)> {
+    let mut chosen: Vec<(Phase, usize)> = pending(job, Phase::Map, now_ms)
+        .take(limit)
+        .map(|i| (Phase::Map, i))
+        .collect();
+    let reducing = job.maps_done()
+        || (chosen.is_empty() && job.reduces.iter().any(|t| !t.attempts.is_empty()));
+    if reducing {
+        let room = limit - chosen.len();
+        chosen.extend(
+            pending(job, Phase::Reduce, now_ms)
+                .take(room)
+                .map(|i| (Phase::Reduce, i)),
+        );
+    }
+    chosen
 }
 
 /// Indexes of running tasks that should get a backup attempt on `worker`,
@@ -65,10 +67,11 @@ pub fn backup_candidates(
     cap: usize,
 ) -> Vec<usize> {
     let tasks = tasks(job, phase);
-    let startable = tasks.iter().any(|t| t.is_runnable(now_ms));
+    let startable = pending(job, phase, now_ms).next().is_some();
     let mut stalled = Vec::new();
     let mut running = Vec::new();
-    for (index, task) in tasks.iter().enumerate() {
+    for index in job.index.running(phase) {
+        let task = &tasks[index];
         let [only] = task.running() else { continue };
         let attempt = task.attempt(*only).expect("running attempt is recorded");
         if attempt.worker == worker || attempt.waiting_since_ms.is_some() {
@@ -80,19 +83,17 @@ pub fn backup_candidates(
             running.push((index, task, attempt));
         }
     }
-    let with_backups = tasks.iter().filter(|t| t.running().len() > 1).count();
-    let mut budget = cap.saturating_sub(with_backups);
+    let mut budget = cap.saturating_sub(job.index.backed_up(phase));
     if startable || running.is_empty() || budget == 0 {
         return stalled;
     }
-    let sizes = speed::TaskSizes::of(job);
-    let (Some(median), Some(slow_rate)) = (
-        median_duration_ms(tasks),
-        speed::quantile(
-            &mut speed::phase_rates(job, &sizes, phase, now_ms),
-            SLOW_TASK_QUANTILE,
-        ),
-    ) else {
+    let Some(LateStats {
+        sizes,
+        median_ms: Some(median),
+        slow_rate: Some(slow_rate),
+        ..
+    }) = job.late_stats.get(&phase)
+    else {
         return stalled;
     };
     let mut stragglers: Vec<(f64, usize)> = running
@@ -100,8 +101,8 @@ pub fn backup_candidates(
         .filter_map(|(index, task, attempt)| {
             let left = sizes.time_left_ms(task, attempt, now_ms)?;
             let rate = sizes.rate(task, attempt, now_ms)?;
-            let old = speed::active_ms(attempt, now_ms) >= median;
-            (old && rate <= slow_rate && left > median as f64).then_some((left, index))
+            let old = speed::active_ms(attempt, now_ms) >= *median;
+            (old && rate <= *slow_rate && left > *median as f64).then_some((left, index))
         })
         .collect();
     stragglers.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -114,6 +115,37 @@ pub fn backup_candidates(
         candidates.push(index);
     }
     candidates
+}
+
+/// What LATE measures a phase's running attempts against. Computing it
+/// reads every attempt of the phase, so a job keeps it for
+/// [`LATE_STATS_MS`] (`Job::late_stats`, refreshed by the scheduler
+/// before it looks for backups).
+#[derive(Debug, Clone)]
+pub struct LateStats {
+    computed_at_ms: u64,
+    sizes: speed::TaskSizes,
+    /// The median run time of the phase's succeeded attempts.
+    median_ms: Option<u64>,
+    /// Attempts progressing at this rate or slower are slow.
+    slow_rate: Option<f64>,
+}
+
+impl LateStats {
+    pub fn of(job: &Job, phase: Phase, now_ms: u64) -> LateStats {
+        let sizes = speed::TaskSizes::of(job);
+        let mut rates = speed::phase_rates(job, &sizes, phase, now_ms);
+        LateStats {
+            computed_at_ms: now_ms,
+            median_ms: median_duration_ms(tasks(job, phase)),
+            slow_rate: speed::quantile(&mut rates, SLOW_TASK_QUANTILE),
+            sizes,
+        }
+    }
+
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.computed_at_ms) < LATE_STATS_MS
+    }
 }
 
 /// The median run time of the phase's succeeded attempts.

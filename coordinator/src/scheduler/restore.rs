@@ -82,6 +82,7 @@ impl Scheduler {
                     }
                 }
             }
+            job.reindex();
             if job.state == JobState::Committing {
                 actions.push(Action::CommitJob {
                     job: job.id,

@@ -18,6 +18,7 @@ const REDUCE_PROGRESS_PER_BYTE: u64 = 3;
 /// How big each of a job's tasks is, in the unit its attempts report
 /// progress in: a map's split length; a reduce's partition bytes over the
 /// job's map output (computed once, for every partition).
+#[derive(Debug, Clone)]
 pub struct TaskSizes {
     partitions: Vec<u64>,
 }

@@ -10,6 +10,7 @@ use super::attempt::LostCause;
 use super::{
     Action, Attempt, AttemptState, JobEvent, JobState, Scheduler, TaskEvent, Worker, WorkerState,
 };
+use crate::limits::SPEED_WINDOW_MS;
 
 impl Scheduler {
     pub(super) fn tick(&mut self, now_ms: u64) -> Vec<Action> {
@@ -81,7 +82,7 @@ impl Scheduler {
             .jobs
             .values()
             .filter(|j| j.state == JobState::Running)
-            .flat_map(|j| j.tasks())
+            .flat_map(|j| j.running_tasks())
             .flat_map(|t| &t.attempts)
             .filter(|a| a.state == AttemptState::Running && a.waiting_since_ms.is_none())
             .filter(|a| now_ms.saturating_sub(a.progress_at_ms) > limit)
@@ -113,7 +114,12 @@ impl Scheduler {
             .filter(|w| w.state == WorkerState::Alive)
             .map(|w| w.id)
             .collect();
-        let mut slow = super::speed::slow_workers(self.jobs.values(), &live, now_ms);
+        // Jobs that ended before the window hold no recent attempt.
+        let recent = self.jobs.values().filter(|j| {
+            j.finished_at_ms
+                .is_none_or(|end| now_ms.saturating_sub(end) <= SPEED_WINDOW_MS)
+        });
+        let mut slow = super::speed::slow_workers(recent, &live, now_ms);
         for worker in self.workers.values_mut() {
             worker.slow = slow.remove(&worker.id);
         }
@@ -141,7 +147,11 @@ impl Scheduler {
         }
         let mut preempt = Vec::new();
         for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
-            let ready = job.maps.iter().filter(|t| t.is_runnable(now_ms)).count();
+            let ready = job
+                .index
+                .pending(harrow_core::ids::Phase::Map)
+                .filter(|&i| job.maps[i].is_runnable(now_ms))
+                .count();
             if ready == 0 {
                 continue;
             }

@@ -2,13 +2,14 @@
 //! suspect workers and their probes, and death: a dead worker's attempts
 //! and the map output on its disk run again, and the poison rule.
 
-use harrow_core::ids::{AttemptId, JobId, WorkerId};
+use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::rpc::health::ProbeFailure;
 
 use super::attempt::LostCause;
 use super::lifecycle::{WorkerChange, WorkerEvent};
 use super::{
-    Action, AttemptState, Job, JobEvent, JobState, Scheduler, TaskEvent, TaskOutput, TaskState,
+    Action, AttemptState, Job, JobEvent, JobState, Scheduler, Task, TaskEvent, TaskOutput,
+    TaskState,
 };
 use super::{AttemptProgress, Worker, WorkerState};
 use crate::limits::POISON_WORKER_DEATHS;
@@ -205,16 +206,12 @@ impl Scheduler {
             if job.state != JobState::Running || job.reduces_done() {
                 continue;
             }
-            for task in &mut job.maps {
-                let holds = match (&task.state, &task.suspended) {
-                    (TaskState::Succeeded { output, .. }, _) => on_worker(output),
-                    (_, Some(suspended)) => on_worker(&suspended.output),
-                    (_, None) => false,
-                };
-                if holds {
-                    task.apply(event.clone(), now_ms, max_attempts);
-                }
-            }
+            let holds = |task: &Task| match (&task.state, &task.suspended) {
+                (TaskState::Succeeded { output, .. }, _) => on_worker(output),
+                (_, Some(suspended)) => on_worker(&suspended.output),
+                (_, None) => false,
+            };
+            job.apply_to_each(Phase::Map, holds, &event, now_ms, max_attempts);
         }
     }
 
@@ -245,7 +242,9 @@ impl Scheduler {
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for job_id in job_ids {
             let job = &self.jobs[&job_id];
-            if !matches!(job.state, JobState::Queued | JobState::Running) {
+            if !matches!(job.state, JobState::Queued | JobState::Running)
+                || job.index.running_on(worker) == 0
+            {
                 continue;
             }
             let lost: Vec<AttemptId> = job

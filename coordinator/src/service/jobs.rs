@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
-use crate::limits::MAX_PLUGIN_BYTES;
+use crate::limits::{MAX_PLUGIN_BYTES, WATCH_INTERVAL};
 use crate::planner;
 use crate::report::worker_reports;
 use crate::sample::sample_range_bounds;
@@ -259,6 +259,7 @@ impl JobService for JobApi {
         let stream = async_stream(move |sender| async move {
             let mut last = None;
             loop {
+                let built = tokio::time::Instant::now();
                 changes.borrow_and_update();
                 let status = match api.report(job, include_tasks) {
                     Ok(status) => status,
@@ -277,6 +278,7 @@ impl JobService for JobApi {
                 if terminal || changes.changed().await.is_err() {
                     return;
                 }
+                tokio::time::sleep_until(built + WATCH_INTERVAL).await;
             }
         });
         Ok(Response::new(stream))

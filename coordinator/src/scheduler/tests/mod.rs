@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, JobId, Phase, WorkerId};
 use harrow_core::task::{
-    Assignment, AttemptCounters, AttemptOutcome, InputReport, InputSpec, JobSpec, OutputFormat,
-    SegmentInfo, Split, TaskSpec,
+    Assignment, AttemptCounters, AttemptOutcome, FailureKind, InputReport, InputSpec, JobSpec,
+    OutputFormat, SegmentInfo, Split, TaskSpec,
 };
 use proptest::prelude::*;
 
