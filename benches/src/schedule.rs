@@ -16,6 +16,7 @@ use harrow_cli::builtin_jobs;
 use harrow_cli::client::{Client, Submission};
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
 use harrow_coordinator::state::Retention;
+use harrow_core::rpc::limits::MAX_MESSAGE_BYTES;
 use harrow_core::rpc::security::{AuthChannel, Connector};
 use harrow_core::task::{AttemptCounters, AttemptOutcome, InputReport, SegmentInfo};
 use harrow_core::wire;
@@ -148,7 +149,9 @@ async fn measure(
     for _ in 0..workers {
         let channel = connector.connect(&url).await?;
         simulated.push(tokio::spawn(simulate(
-            WorkerServiceClient::new(channel),
+            WorkerServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             done.clone(),
         )));
     }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use harrow_core::rpc::retry::{is_outage, patiently};
 use harrow_core::rpc::security::{AuthChannel, ConnectError, Connector, Token, describe_status};
 
-use harrow_coordinator::limits::{MAX_MESSAGE_BYTES, PLUGIN_CHUNK_BYTES};
+use harrow_coordinator::limits::PLUGIN_CHUNK_BYTES;
 use harrow_core::report::{JobReport, WorkerReport};
+use harrow_core::rpc::limits::MAX_MESSAGE_BYTES;
 
 use crate::args::JobOptions;
 

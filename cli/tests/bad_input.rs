@@ -91,6 +91,18 @@ fn submissions_with_bad_input_are_refused_and_the_cluster_stays_up() {
     ));
     assert_mentions(&stderr, &["--split-size", "parsecs"]);
 
+    let stderr = cluster.fails(&[
+        "submit",
+        "teragen",
+        "--output",
+        &out,
+        "--arg",
+        "rows=100001",
+        "--arg",
+        "rows_per_task=1",
+    ]);
+    assert_mentions(&stderr, &["100001 map tasks", "over the 100000"]);
+
     // An existing, non-empty output directory is never overwritten.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(format!("{out}/keep.txt"), "precious").unwrap();

@@ -69,8 +69,10 @@ pub const LATE_STATS_MS: u64 = 500;
 
 // RPC.
 
-/// The largest gRPC message the coordinator accepts or sends.
-pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Map tasks a job may have: a reduce task's assignment names every map
+/// output's location (70–150 bytes each) in one message of at most
+/// `harrow_core::rpc::limits::MAX_MESSAGE_BYTES` (16 MiB).
+pub const MAX_MAP_TASKS: usize = 100_000;
 
 /// How long the server waits at shutdown for clients to close their
 /// connections before it cuts them.
@@ -79,8 +81,9 @@ pub const CLOSE_CONNECTIONS: std::time::Duration = std::time::Duration::from_sec
 /// Plugin bytes per message, well under the message size limit.
 pub const PLUGIN_CHUNK_BYTES: usize = 1 << 20;
 
-/// A job's watchers get a new status at most this often: each is built
-/// from all of the job's tasks under the scheduler's lock.
+/// A job's watchers get a new status at most this often, and at most
+/// every ten times as long as the last took to build: each is built from
+/// all of the job's tasks under the scheduler's lock.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest a worker's task request may wait for work.

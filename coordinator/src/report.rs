@@ -2,7 +2,7 @@
 //! scheduler's state (the types and their wire form are
 //! `harrow_core::report` and `harrow_core::wire`).
 
-use harrow_core::ids::WorkerId;
+use harrow_core::ids::{Phase, WorkerId};
 use harrow_core::report::{
     AttemptCounts, AttemptReport, BadRecordsReport, FaultReport, JobReport, PhaseReport,
     PluginReport, TaskReport, WorkerReport,
@@ -35,20 +35,19 @@ fn attempt_report(attempt: &Attempt) -> AttemptReport {
     }
 }
 
-fn phase_report(tasks: &[Task]) -> PhaseReport {
-    let mut report = PhaseReport {
-        total: tasks.len() as u32,
-        ..PhaseReport::default()
+fn phase_report(job: &Job, phase: Phase) -> PhaseReport {
+    let total = match phase {
+        Phase::Map => job.maps.len(),
+        Phase::Reduce => job.reduces.len(),
     };
-    for task in tasks {
-        match task.state {
-            TaskState::Pending => report.pending += 1,
-            TaskState::Running { .. } => report.running += 1,
-            TaskState::Succeeded { .. } => report.succeeded += 1,
-            TaskState::Failed { .. } | TaskState::Cancelled => report.failed += 1,
-        }
+    let (pending, running, succeeded) = job.index.counts(phase);
+    PhaseReport {
+        total: total as u32,
+        pending: pending as u32,
+        running: running as u32,
+        succeeded: succeeded as u32,
+        failed: (total - pending - running - succeeded) as u32,
     }
-    report
 }
 
 /// The winning attempt's counters of every succeeded task.
@@ -72,12 +71,7 @@ fn suspect_holders(job: &Job) -> Vec<String> {
 fn slow_runners(scheduler: &Scheduler, job: &Job) -> Vec<String> {
     scheduler
         .workers()
-        .filter(|w| w.slow.is_some())
-        .filter(|w| {
-            job.tasks()
-                .flat_map(|t| &t.attempts)
-                .any(|a| a.worker == w.id && a.state == AttemptState::Running)
-        })
+        .filter(|w| w.slow.is_some() && job.index.running_on(w.id) > 0)
         .map(|w| w.id.to_string())
         .collect()
 }
@@ -112,6 +106,8 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
         JobState::Failed { error } => error.clone(),
         _ => String::new(),
     };
+    let map_wins: Vec<_> = winning_counters(&job.maps).collect();
+    let reduce_wins: Vec<_> = winning_counters(&job.reduces).collect();
     let tasks = if include_tasks {
         job.tasks()
             .map(|task| TaskReport {
@@ -134,17 +130,17 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
         reducers: job.plan.spec.reducers,
         submitted_at_ms: job.submitted_at_ms,
         finished_at_ms: job.finished_at_ms,
-        map: phase_report(&job.maps),
-        reduce: phase_report(&job.reduces),
+        map: phase_report(job, Phase::Map),
+        reduce: phase_report(job, Phase::Reduce),
         // Generated input's splits are row ranges, not bytes.
         input_bytes: match job.plan.inputs.is_empty() {
             true => 0,
             false => job.plan.splits.iter().map(|s| s.end - s.start).sum(),
         },
-        input_records: winning_counters(&job.maps).map(|c| c.records_in).sum(),
-        output_records: winning_counters(&job.reduces).map(|c| c.records_out).sum(),
-        output_files: winning_counters(&job.reduces).count() as u32,
-        spilled_records: winning_counters(&job.maps).map(|c| c.spilled_records).sum(),
+        input_records: map_wins.iter().map(|c| c.records_in).sum(),
+        output_records: reduce_wins.iter().map(|c| c.records_out).sum(),
+        output_files: reduce_wins.len() as u32,
+        spilled_records: map_wins.iter().map(|c| c.spilled_records).sum(),
         suspect_workers: suspect_holders(job),
         slow_workers: slow_runners(scheduler, job),
         plugin: job.plan.spec.plugin.as_ref().map(|p| PluginReport {
@@ -153,7 +149,7 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
         }),
         counters: {
             let mut sum = harrow_sdk::Counters::default();
-            for counters in winning_counters(&job.maps).chain(winning_counters(&job.reduces)) {
+            for counters in map_wins.iter().chain(&reduce_wins) {
                 sum.merge(&counters.user);
             }
             sum.iter()

@@ -16,7 +16,9 @@ use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::clock::{Clock, SystemClock};
-use crate::limits::{CLOSE_CONNECTIONS, MAX_MESSAGE_BYTES};
+use harrow_core::rpc::limits::MAX_MESSAGE_BYTES;
+
+use crate::limits::CLOSE_CONNECTIONS;
 use crate::plugins::PluginStore;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};

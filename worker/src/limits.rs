@@ -33,7 +33,7 @@ pub const CLOSE_CONNECTIONS: Duration = Duration::from_secs(5);
 pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// The largest message either end accepts.
-pub const MAX_MESSAGE_BYTES: usize = 4 * CHUNK_BYTES;
+pub const MAX_SHUFFLE_MESSAGE_BYTES: usize = 4 * CHUNK_BYTES;
 
 /// Segments a reducer fetches at once.
 pub const FETCH_CONCURRENCY: usize = 4;

@@ -116,6 +116,13 @@ impl TaskIndex {
         self.backed_up[slot(phase)]
     }
 
+    /// The phase's pending, running and succeeded tasks.
+    pub fn counts(&self, phase: Phase) -> (usize, usize, usize) {
+        let slot = slot(phase);
+        let (pending, running) = (&self.pending[slot], &self.running[slot]);
+        (pending.len(), running.len(), self.succeeded[slot])
+    }
+
     pub fn succeeded(&self, phase: Phase) -> usize {
         self.succeeded[slot(phase)]
     }

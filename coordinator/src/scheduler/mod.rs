@@ -7,7 +7,7 @@ mod attempt;
 mod attempts;
 mod events;
 mod fetch;
-mod index;
+pub mod index;
 pub mod input_check;
 mod invariants;
 pub mod job;

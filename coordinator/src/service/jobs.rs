@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
-use crate::limits::{MAX_PLUGIN_BYTES, WATCH_INTERVAL};
+use crate::limits::{MAX_MAP_TASKS, MAX_PLUGIN_BYTES, WATCH_INTERVAL};
 use crate::planner;
 use crate::report::worker_reports;
 use crate::sample::sample_range_bounds;
@@ -154,6 +154,12 @@ impl JobService for JobApi {
                 )));
             }
         };
+        if splits.len() > MAX_MAP_TASKS {
+            return Err(status::invalid(format!(
+                "the input makes {} map tasks, over the {MAX_MAP_TASKS} a job may have (a reduce task is told where every map output is, in one message); use larger splits (--split-size) or fewer tasks",
+                splits.len()
+            )));
+        }
         let partitioner = match schema.partitioning {
             Partitioning::TotalOrder if request.reducers > 1 => {
                 let mut _sampling_dir = None;
@@ -268,6 +274,9 @@ impl JobService for JobApi {
                         return;
                     }
                 };
+                // A large job's status takes a while to build, under the
+                // scheduler's lock: the next waits ten times as long.
+                let pause = WATCH_INTERVAL.max(built.elapsed() * 10);
                 let terminal = harrow_core::report::JobReport::from(status.clone()).is_terminal();
                 if last.as_ref() != Some(&status) {
                     last = Some(status.clone());
@@ -278,7 +287,7 @@ impl JobService for JobApi {
                 if terminal || changes.changed().await.is_err() {
                     return;
                 }
-                tokio::time::sleep_until(built + WATCH_INTERVAL).await;
+                tokio::time::sleep_until(built + pause).await;
             }
         });
         Ok(Response::new(stream))

@@ -1,6 +1,7 @@
 //! Bounds on what callers can make a server hold: open connections,
 //! concurrent calls per connection and HTTP/2 streams. Message sizes are
-//! bounded per service (`max_decoding_message_size`).
+//! bounded per service (`max_decoding_message_size`); the coordinator's
+//! services' bound, which its clients share, is here.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::Server;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// The largest message of the coordinator's job and worker services,
+/// either way; both ends set it.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Connections a server holds open at once unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tonic::service::interceptor::InterceptedService;
 
-use crate::limits::{CLOSE_CONNECTIONS, MAX_MESSAGE_BYTES};
+use crate::limits::{CLOSE_CONNECTIONS, MAX_SHUFFLE_MESSAGE_BYTES};
 use crate::plugin::Plugins;
 use crate::shuffle::serve::{ShuffleKeys, ShuffleServer};
 use link::{heartbeat_loop, pull_loop, send_heartbeat};
@@ -296,8 +296,8 @@ pub async fn start_worker(
             config.work_dir.clone(),
             shuffle_keys.clone(),
         ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        .max_decoding_message_size(MAX_SHUFFLE_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_SHUFFLE_MESSAGE_BYTES),
         TokenCheck::new(Role::Worker, config.token.as_ref()),
     );
     // Not ready until registered; the shuffle service serves at once.
@@ -335,7 +335,9 @@ pub async fn start_worker(
         plugins: Plugins::new(config.executable.clone(), config.work_dir.join("plugins")),
         config,
         registry,
-        coordinator: WorkerServiceClient::new(channel),
+        coordinator: WorkerServiceClient::new(channel)
+            .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(limits::MAX_MESSAGE_BYTES),
         connector,
         shuffle_address: advertised.clone(),
         worker_id: Mutex::new(String::new()),

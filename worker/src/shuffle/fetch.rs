@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::Status;
 
 use crate::error::TaskError;
-use crate::limits::{CHUNK_BYTES, MAX_MESSAGE_BYTES};
+use crate::limits::{CHUNK_BYTES, MAX_SHUFFLE_MESSAGE_BYTES};
 use crate::limits::{FETCH_CONCURRENCY, FETCH_IDLE_TIMEOUT, MAX_FETCH_ROUNDS};
 use crate::reduce::merge::Run;
 use crate::shuffle::segment::{data_path, index_path, read_index};
@@ -326,7 +326,7 @@ async fn fetch_one(
     progress: &AtomicU64,
 ) -> Result<Run, TaskError> {
     let mut client =
-        ShuffleServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        ShuffleServiceClient::new(channel).max_decoding_message_size(MAX_SHUFFLE_MESSAGE_BYTES);
     let request = FetchSegmentRequest {
         map_attempt_id: output.map_attempt.to_string(),
         partition,
