@@ -16,12 +16,15 @@ use harrow_cli::builtin_jobs;
 use harrow_cli::client::{Client, Submission};
 use harrow_coordinator::server::{CoordinatorConfig, start_coordinator};
 use harrow_coordinator::state::Retention;
-use harrow_core::rpc::limits::MAX_MESSAGE_BYTES;
+use harrow_core::rpc::limits::{self, MAX_MESSAGE_BYTES};
 use harrow_core::rpc::security::{AuthChannel, Connector};
 use harrow_core::task::{AttemptCounters, AttemptOutcome, InputReport, SegmentInfo};
 use harrow_core::wire;
 use harrow_proto::v1 as pb;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
+use harrow_proto::v1::worker_service_server::WorkerServiceServer;
+
+mod transport;
 
 const REDUCERS: u32 = 8;
 
@@ -143,18 +146,9 @@ async fn measure(
         .await
         .context("starting the coordinator")?;
     let url = coordinator.url();
-    let connector = Connector::new(None, None);
     let done = Arc::new(AtomicBool::new(false));
-    let mut simulated = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let channel = connector.connect(&url).await?;
-        simulated.push(tokio::spawn(simulate(
-            WorkerServiceClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            done.clone(),
-        )));
-    }
+    let simulated = spawn_workers(&url, workers, &done).await?;
+    let connector = Connector::new(None, None);
     let client = Client::connect(&url, &connector).await?;
     let output = out.path().join("out").to_string_lossy().into_owned();
     let mut submission = Submission::new("teragen", Vec::new(), output);
@@ -173,13 +167,69 @@ async fn measure(
         report.state,
         report.error
     );
+    let latencies = collect(simulated, &done).await?;
+    coordinator.shutdown().await;
+    Ok(Measured {
+        tasks: tasks + REDUCERS as usize,
+        seconds,
+        latencies,
+    })
+}
+
+type Simulated = Vec<tokio::task::JoinHandle<Result<Vec<Duration>>>>;
+
+/// Connects `workers` simulated workers to the coordinator at `url`; they
+/// work until `done`.
+async fn spawn_workers(url: &str, workers: usize, done: &Arc<AtomicBool>) -> Result<Simulated> {
+    let connector = Connector::new(None, None);
+    let mut simulated = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let channel = connector.connect(url).await?;
+        let client = WorkerServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        simulated.push(tokio::spawn(simulate(client, done.clone())));
+    }
+    Ok(simulated)
+}
+
+/// Stops the simulated workers; the latencies of their task requests that
+/// got a task, sorted.
+async fn collect(simulated: Simulated, done: &AtomicBool) -> Result<Vec<Duration>> {
     done.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for worker in simulated {
         latencies.extend(worker.await??);
     }
     latencies.sort();
-    coordinator.shutdown().await;
+    Ok(latencies)
+}
+
+/// The same workers against [`transport::NullCoordinator`].
+async fn measure_transport(workers: usize, tasks: usize) -> Result<Measured> {
+    let null = Arc::new(transport::NullCoordinator::new(tasks, REDUCERS as usize));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let service = WorkerServiceServer::from_arc(null.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        limits::bounded(tonic::transport::Server::builder())
+            .add_service(service)
+            .serve_with_incoming_shutdown(limits::incoming(listener, workers + 64), async {
+                let _ = stopped.await;
+            }),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let simulated = spawn_workers(&url, workers, &done).await?;
+    let started = Instant::now();
+    null.open();
+    null.finished().await;
+    let seconds = started.elapsed().as_secs_f64();
+    let latencies = collect(simulated, &done).await?;
+    let _ = stop.send(());
+    server.await??;
     Ok(Measured {
         tasks: tasks + REDUCERS as usize,
         seconds,
@@ -191,12 +241,18 @@ pub fn schedule(workers: usize, tasks: usize, runs: usize) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     eprintln!("{workers} simulated workers, {tasks} map tasks and {REDUCERS} reduces per job");
     for run in 1..=runs.max(1) {
+        let ceiling = runtime.block_on(measure_transport(workers, tasks))?;
         let memory = runtime.block_on(measure(workers, tasks, None))?;
         let dir = tempfile::tempdir()?;
         let durable = runtime.block_on(measure(workers, tasks, Some(dir.path())))?;
         println!("run {run}");
+        println!("  {}", ceiling.line("transport only"));
         println!("  {}", memory.line("in memory"));
         println!("  {}", durable.line("with --state-dir"));
+        println!(
+            "  in memory: {:.0}% of the transport's completions/s",
+            ceiling.seconds / memory.seconds * 100.0
+        );
         println!(
             "  --state-dir: {:.1}% fewer completions/s",
             (1.0 - memory.seconds / durable.seconds) * 100.0
