@@ -179,10 +179,12 @@ pub struct StateOptions {
     /// memory.
     #[arg(long, env = "HARROW_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Finished jobs kept in the history, the newest.
+    /// Finished jobs kept in the history (the state dir, or memory without
+    /// one), the newest.
     #[arg(long, env = "HARROW_RETAIN_JOBS", default_value_t = Retention::default().jobs)]
     pub retain_jobs: usize,
-    /// How long a finished job stays in the history.
+    /// How long a finished job stays in the history (the state dir, or
+    /// memory without one).
     #[arg(long, env = "HARROW_RETAIN_FOR", default_value_t = Millis(Retention::default().for_ms), value_parser = parse_millis)]
     pub retain_for: Millis,
 }

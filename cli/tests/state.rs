@@ -46,6 +46,23 @@ fn jobs_and_their_history_outlive_the_coordinator() {
     cluster
         .follow(&running)
         .until("a map runs", |s| s["map"]["running"].as_u64() == Some(1));
+    // A job that ends while an older one runs: once its history is
+    // written the scheduler lets go of it, and the state dir answers.
+    let later = job_id(&cluster.ok(&submit_args(
+        "wordcount",
+        &input,
+        &cluster.path("later"),
+        &[],
+    )));
+    cluster
+        .follow(&later)
+        .until("it succeeds", |s| s["state"] == "succeeded");
+    let listed = cluster.ok(&["jobs"]);
+    assert!(
+        listed.contains(&later) && listed.contains(&running),
+        "{listed}"
+    );
+    assert_eq!(status(&cluster, &later)["state"], "succeeded");
     cluster.kill_coordinator();
 
     cluster.restart_coordinator();

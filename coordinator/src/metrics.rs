@@ -2,9 +2,9 @@
 //! on the coordinator's HTTP listener (`--http-listen`).
 //!
 //! Every figure is read from the scheduler's state at scrape time, so the
-//! metrics can never disagree with `harrow status`. The scheduler keeps
-//! every job it has run, so sums over attempts only grow: they are exposed
-//! as counters. Labels are phases, states and outcomes, never job ids, so
+//! metrics can never disagree with `harrow status`: its tally of the jobs
+//! it holds plus those it let go of (`Scheduler::tally`), so sums over
+//! attempts only grow and are exposed as counters. Labels are phases, states and outcomes, never job ids, so
 //! the series stay few whatever the cluster runs.
 
 use std::sync::Arc;
@@ -15,18 +15,42 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use harrow_core::ids::Phase;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::scheduler::tally::{FETCH_BUCKETS, FetchTimes};
 use crate::scheduler::{AttemptState, JobState, Scheduler, TaskState, Worker, phase_name};
 use crate::service::Coordinator;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
 const PHASES: [Phase; 2] = [Phase::Map, Phase::Reduce];
+
+/// Reduce fetch times as an OpenMetrics histogram, from the tally's
+/// bucket counts (the jobs the scheduler let go of included).
+#[derive(Debug)]
+struct FetchHistogram(FetchTimes);
+
+impl TypedMetric for FetchHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for FetchHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let bounds = FETCH_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.counts).collect();
+        let times = &self.0;
+        encoder.encode_histogram::<NoLabelSet>(times.sum_seconds, times.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// A registered family of gauges or counters, with every listed label set
 /// present (0 when nothing has it), so dashboards see zeros, not gaps.
@@ -110,12 +134,11 @@ pub fn render(scheduler: &Scheduler) -> String {
         "Map output records spilled to disk past the memory budget, by succeeded attempts",
         spilled.clone(),
     );
-    // 1 ms to about 65 s.
-    let fetch = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+    let tally = scheduler.tally();
     registry.register(
         "shuffle_fetch_seconds",
         "Time succeeded reduce attempts spent fetching their segments",
-        fetch.clone(),
+        FetchHistogram(tally.fetch.clone()),
     );
     let pending = Gauge::<i64>::default();
     registry.register(
@@ -132,42 +155,26 @@ pub fn render(scheduler: &Scheduler) -> String {
     let slots = Gauge::<i64>::default();
     registry.register("worker_slots", "Task slots of live workers", slots.clone());
 
-    for job in scheduler.jobs() {
-        jobs.get_or_create(&vec![("state", job.state.name())]).inc();
-        let active = matches!(job.state, JobState::Queued | JobState::Running);
-        for (phase, list) in [(Phase::Map, &job.maps), (Phase::Reduce, &job.reduces)] {
-            let phase_label = phase_name(phase);
-            for task in list {
-                tasks
-                    .get_or_create(&vec![("phase", phase_label), ("state", task.state.name())])
-                    .inc();
-                if active && task.state == TaskState::Pending {
-                    pending.inc();
-                }
-                for attempt in &task.attempts {
-                    attempts
-                        .get_or_create(&vec![
-                            ("phase", phase_label),
-                            ("state", attempt.state.name()),
-                        ])
-                        .inc();
-                    if attempt.state != AttemptState::Succeeded {
-                        continue;
-                    }
-                    let c = &attempt.counters;
-                    let labels = vec![("phase", phase_label)];
-                    bytes_in.get_or_create(&labels).inc_by(c.bytes_in);
-                    records_in.get_or_create(&labels).inc_by(c.records_in);
-                    bytes_out.get_or_create(&labels).inc_by(c.bytes_out);
-                    records_out.get_or_create(&labels).inc_by(c.records_out);
-                    spilled.inc_by(c.spilled_records);
-                    if phase == Phase::Reduce {
-                        fetch.observe(c.fetch_ms as f64 / 1000.0);
-                    }
-                }
-            }
-        }
+    for (state, n) in &tally.jobs {
+        jobs.get_or_create(&vec![("state", *state)]).set(*n as i64);
     }
+    for ((phase, state), n) in &tally.tasks {
+        let labels = vec![("phase", phase_name(*phase)), ("state", *state)];
+        tasks.get_or_create(&labels).set(*n as i64);
+    }
+    for ((phase, state), n) in &tally.attempts {
+        let labels = vec![("phase", phase_name(*phase)), ("state", *state)];
+        attempts.get_or_create(&labels).inc_by(*n);
+    }
+    for (phase, io) in &tally.io {
+        let labels = vec![("phase", phase_name(*phase))];
+        bytes_in.get_or_create(&labels).inc_by(io.bytes_in);
+        records_in.get_or_create(&labels).inc_by(io.records_in);
+        bytes_out.get_or_create(&labels).inc_by(io.bytes_out);
+        records_out.get_or_create(&labels).inc_by(io.records_out);
+    }
+    spilled.inc_by(tally.spilled_records);
+    pending.set(tally.pending_tasks as i64);
     for worker in scheduler.workers() {
         workers
             .get_or_create(&vec![("state", worker.shown_state())])

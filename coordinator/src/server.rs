@@ -194,7 +194,7 @@ pub async fn start_coordinator(
         config.heartbeat_interval_ms,
         // Probes ask only for health, which needs no token.
         security::Connector::new(None, config.tls.clone()),
-        state.map(|store| (store, config.retention)),
+        (state, config.retention),
     );
     coordinator.start_persisting();
     // A job that was committing commits again.

@@ -2,6 +2,7 @@
 
 use harrow_core::ids::{AttemptId, JobId, WorkerId};
 use harrow_core::rpc::health::ProbeFailure;
+use harrow_core::storage::StorageOptions;
 use harrow_core::task::{Assignment, AttemptCounters, AttemptOutcome, MapOutput};
 
 use super::{AttemptProgress, FetchReport, JobPlan, JobState};
@@ -145,6 +146,9 @@ pub enum Action {
     AbortJobOutput {
         job: JobId,
         output: String,
+        /// How to reach the output's store (the job may be let go of
+        /// before this is carried out).
+        storage: StorageOptions,
     },
     JobFinished {
         job: JobId,

@@ -15,6 +15,7 @@ mod lifecycle;
 mod placement;
 mod restore;
 pub mod speed;
+pub mod tally;
 pub mod task;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -34,6 +35,7 @@ use fetch::FetchVerdict;
 pub use job::{FetchFailureRecord, Job, JobEvent, JobPlan, JobState};
 pub use lifecycle::{AttemptProgress, UnreachableReport, Worker, WorkerState};
 pub use restore::ResumedJob;
+pub use tally::Tally;
 pub use task::{Task, TaskChange, TaskEvent, TaskInput, TaskOutput, TaskState};
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,8 @@ pub struct Scheduler {
     /// Attempts restored as running, per worker, until the worker's first
     /// heartbeat says which still run.
     unconfirmed: BTreeMap<WorkerId, Vec<AttemptId>>,
+    /// What the jobs it let go of did.
+    retired: Tally,
 }
 
 impl Scheduler {
@@ -430,6 +434,7 @@ impl Scheduler {
             Action::AbortJobOutput {
                 job: id,
                 output: job.plan.output.clone(),
+                storage: job.plan.spec.storage.clone(),
             },
             Action::JobFinished {
                 job: id,
@@ -451,6 +456,7 @@ impl Scheduler {
             actions.push(Action::AbortJobOutput {
                 job: id,
                 output: job.plan.output.clone(),
+                storage: job.plan.spec.storage.clone(),
             });
         }
         actions.push(Action::JobFinished {

@@ -81,10 +81,12 @@ impl Durable {
         }
     }
 
-    /// What changed since the last write; records it as written.
-    fn changes(&self, scheduler: &Scheduler, now_ms: u64) -> Changes {
+    /// What changed since the last write, and the jobs whose end it
+    /// writes; records it as written.
+    fn changes(&self, scheduler: &Scheduler, now_ms: u64) -> (Changes, Vec<JobId>) {
         let mut written = self.written.lock().expect("written lock");
         let mut changes = Changes::default();
+        let mut ended = Vec::new();
         for job in scheduler.jobs() {
             if written.ended.contains(&job.id) {
                 continue;
@@ -94,6 +96,7 @@ impl Durable {
                 changes.ended(&full, self.retention, now_ms);
                 written.jobs.remove(&job.id);
                 written.ended.insert(job.id);
+                ended.push(job.id);
                 continue;
             }
             let Some(revisions) = written.jobs.get(&job.id) else {
@@ -128,7 +131,7 @@ impl Durable {
                 written.workers.insert(worker.id, key);
             }
         }
-        changes
+        (changes, ended)
     }
 }
 
@@ -173,7 +176,7 @@ impl Coordinator {
             let mut moved = coordinator.version.subscribe();
             loop {
                 let durable = coordinator.durable.as_ref().expect("checked above");
-                let (version, changes) = {
+                let (version, (changes, ended)) = {
                     let scheduler = coordinator.lock();
                     let version = *moved.borrow_and_update();
                     let changes = durable.changes(&scheduler, coordinator.clock.now_ms());
@@ -189,6 +192,14 @@ impl Coordinator {
                     continue;
                 }
                 durable.durable.send_replace(version);
+                // Their history is written: the state dir answers for them.
+                if !ended.is_empty() {
+                    coordinator.lock().retire(ended.iter().copied());
+                    let mut written = durable.written.lock().expect("written lock");
+                    for job in &ended {
+                        written.ended.remove(job);
+                    }
+                }
                 if moved.changed().await.is_err() {
                     return;
                 }
@@ -306,26 +317,36 @@ impl Coordinator {
         }
     }
 
-    /// Every job, newest first: those the scheduler holds, then the
-    /// history's older ones.
+    /// Every job, newest first: those the scheduler holds as they are now,
+    /// and the history's (ended jobs the scheduler let go of).
     pub(super) fn job_statuses(&self) -> Result<Vec<pb::JobStatus>, Status> {
-        let (mut statuses, oldest) = {
+        let held: Vec<pb::JobStatus> = {
             let scheduler = self.lock();
-            let statuses: Vec<pb::JobStatus> = scheduler
+            scheduler
                 .jobs()
-                .rev()
                 .map(|job| job_report(&scheduler, job, false).into())
-                .collect();
-            (statuses, scheduler.jobs().next().map(|job| job.id))
+                .collect()
         };
+        let mut by_id: BTreeMap<JobId, pb::JobStatus> = BTreeMap::new();
         if let Some(durable) = &self.durable {
-            let older = durable
+            let stored = durable
                 .store
-                .jobs(oldest, durable.retention.jobs)
+                .jobs(None, durable.retention.jobs + held.len())
                 .map_err(|e| status::internal("reading the job history", e))?;
-            statuses.extend(older);
+            for status in stored {
+                if let Ok(id) = status.job_id.parse::<JobId>() {
+                    by_id.insert(id, status);
+                }
+            }
         }
-        Ok(statuses)
+        for status in held {
+            let id = status
+                .job_id
+                .parse::<JobId>()
+                .expect("the coordinator's own job id");
+            by_id.insert(id, status);
+        }
+        Ok(by_id.into_values().rev().collect())
     }
 
     fn status_of(&self, job: JobId, include_tasks: bool) -> Option<pb::JobStatus> {

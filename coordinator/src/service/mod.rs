@@ -61,6 +61,9 @@ pub struct Coordinator {
     version: watch::Sender<u64>,
     /// The state dir, if the coordinator has one.
     durable: Option<Durable>,
+    /// How many ended jobs, and for how long, stay queryable (in the state
+    /// dir if there is one, else in memory).
+    retention: Retention,
 }
 
 impl Coordinator {
@@ -71,9 +74,9 @@ impl Coordinator {
         plugins: PluginSettings,
         heartbeat_interval_ms: u64,
         connector: Connector,
-        state: Option<(Arc<StateStore>, Retention)>,
+        (state, retention): (Option<Arc<StateStore>>, Retention),
     ) -> Arc<Self> {
-        let durable = state.map(|(store, retention)| Durable::new(store, retention, &scheduler));
+        let durable = state.map(|store| Durable::new(store, retention, &scheduler));
         Arc::new(Coordinator {
             scheduler: Mutex::new(scheduler),
             clock,
@@ -85,6 +88,7 @@ impl Coordinator {
             changed: Notify::new(),
             version: watch::Sender::new(0),
             durable,
+            retention,
         })
     }
 
@@ -130,10 +134,12 @@ impl Coordinator {
         for action in actions {
             match action {
                 Action::CommitJob { job, output } => self.spawn_commit(*job, output.clone()),
-                Action::AbortJobOutput { job, output } => {
-                    let output = output.clone();
-                    let job = *job;
-                    let storage = self.storage_of(job);
+                Action::AbortJobOutput {
+                    job,
+                    output,
+                    storage,
+                } => {
+                    let (job, output, storage) = (*job, output.clone(), storage.clone());
                     tokio::spawn(async move {
                         if let Err(error) = clear_temporary(&output, &storage).await {
                             tracing::warn!(%job, %error, "could not clear temporary output");
@@ -256,9 +262,16 @@ impl Coordinator {
         }
     }
 
-    /// Lets the scheduler notice time passing.
+    /// Lets the scheduler notice time passing. Without a state dir, the
+    /// scheduler's memory is the job history: ended jobs past retention
+    /// are let go of here (with one, once their history is written).
     pub fn tick(self: &Arc<Self>) {
         self.apply(Event::Tick);
+        if self.durable.is_none() {
+            let mut scheduler = self.scheduler.lock().expect("scheduler lock");
+            let past = scheduler.ended_past(self.retention, self.clock.now_ms());
+            scheduler.retire(past);
+        }
     }
 
     /// The storage options a job was submitted with.

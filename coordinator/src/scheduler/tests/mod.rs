@@ -341,6 +341,83 @@ fn maps_run_before_reduces_and_every_slot_is_used() {
     assert!(h.scheduler.job(job).unwrap().finished_at_ms.is_some());
 }
 
+/// Runs `job` to success on `worker`, one task at a time.
+fn run_to_success(h: &mut Harness, worker: WorkerId, job: JobId) {
+    while !matches!(h.state(job), JobState::Committing) {
+        let assigned = h.request(worker, 1);
+        assert!(!assigned.is_empty(), "{job} has work left");
+        for assignment in &assigned {
+            h.succeed(worker, assignment);
+        }
+    }
+    h.handle(Event::JobCommitEnded { job, error: None });
+    assert_eq!(h.state(job), JobState::Succeeded);
+}
+
+#[test]
+fn ended_jobs_let_go_of_keep_their_counts() {
+    let mut h = Harness::new(4);
+    let worker = h.worker();
+    let first = h.submit_to(3, 2, "/first");
+    run_to_success(&mut h, worker, first);
+    for _ in 0..50 {
+        h.advance(200);
+        h.heartbeat(worker, &[], 0);
+    }
+    let second = h.submit_to(2, 1, "/second");
+    run_to_success(&mut h, worker, second);
+    let running = h.submit_to(4, 1, "/running");
+    let before = h.scheduler.tally();
+    // Series come in no fixed order.
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    let metrics = sorted(crate::metrics::render(&h.scheduler));
+
+    // Retention keeps the newest ended jobs, and those that ended lately.
+    let now = h.now_ms;
+    let keep_one = crate::state::Retention {
+        jobs: 1,
+        for_ms: 60_000,
+    };
+    assert_eq!(h.scheduler.ended_past(keep_one, now), [first]);
+    let keep_recent = crate::state::Retention {
+        jobs: 10,
+        for_ms: 5_000,
+    };
+    assert_eq!(h.scheduler.ended_past(keep_recent, now), [first]);
+    assert!(
+        h.scheduler
+            .ended_past(crate::state::Retention::default(), now)
+            .is_empty()
+    );
+
+    // A job that has not ended stays whatever it is asked.
+    h.scheduler.retire([first, second, running]);
+    assert!(h.scheduler.job(first).is_none() && h.scheduler.job(second).is_none());
+    assert!(h.scheduler.job(running).is_some());
+    assert_eq!(h.scheduler.tally(), before);
+    assert_eq!(sorted(crate::metrics::render(&h.scheduler)), metrics);
+    assert!(
+        metrics.contains("harrow_jobs{state=\"succeeded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("harrow_attempts_total{phase=\"map\",state=\"succeeded\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("harrow_shuffle_fetch_seconds_count 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("harrow_shuffle_fetch_seconds_bucket{le=\"+Inf\"} 3"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn jobs_are_served_in_submission_order() {
     let mut h = Harness::new(4);
