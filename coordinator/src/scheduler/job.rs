@@ -187,10 +187,13 @@ impl Job {
             Phase::Map => self.maps.get_mut(id.index as usize)?,
             Phase::Reduce => self.reduces.get_mut(id.index as usize)?,
         };
-        self.index.remove(task);
-        let change = task.apply(event, now_ms, max_attempts);
-        self.index.add(task);
-        Some(change)
+        Some(apply_indexed(
+            &mut self.index,
+            task,
+            event,
+            now_ms,
+            max_attempts,
+        ))
     }
 
     /// Applies `event` to every task of the phase that `select` picks.
@@ -207,10 +210,20 @@ impl Job {
             Phase::Reduce => &mut self.reduces,
         };
         for task in tasks.iter_mut().filter(|t| select(t)) {
-            self.index.remove(task);
-            task.apply(event.clone(), now_ms, max_attempts);
-            self.index.add(task);
+            apply_indexed(&mut self.index, task, event.clone(), now_ms, max_attempts);
         }
+    }
+
+    /// Indexes of the phase's pending tasks that may start at `now_ms`
+    /// (not waiting out a backoff), in order.
+    pub fn runnable(&self, phase: Phase, now_ms: u64) -> impl Iterator<Item = usize> + '_ {
+        let tasks = match phase {
+            Phase::Map => &self.maps,
+            Phase::Reduce => &self.reduces,
+        };
+        self.index
+            .pending(phase)
+            .filter(move |&i| tasks[i].is_runnable(now_ms))
     }
 
     /// Counts one more fetch failure of a map task's output; returns the
@@ -282,4 +295,19 @@ impl Job {
         self.revision += 1;
         true
     }
+}
+
+/// Applies `event` to `task`, taking it out of `index` before and putting
+/// it back after.
+fn apply_indexed(
+    index: &mut TaskIndex,
+    task: &mut Task,
+    event: TaskEvent,
+    now_ms: u64,
+    max_attempts: u32,
+) -> TaskChange {
+    index.remove(task);
+    let change = task.apply(event, now_ms, max_attempts);
+    index.add(task);
+    change
 }

@@ -13,22 +13,14 @@ fn tasks(job: &Job, phase: Phase) -> &[Task] {
     }
 }
 
-/// Indexes of the phase's pending tasks that may start now (not waiting
-/// out a backoff), in order.
-fn pending(job: &Job, phase: Phase, now_ms: u64) -> impl Iterator<Item = usize> + '_ {
-    let tasks = tasks(job, phase);
-    job.index
-        .pending(phase)
-        .filter(move |&i| tasks[i].is_runnable(now_ms))
-}
-
 /// Up to `limit` of the job's tasks that may start now, in the order to
 /// start them: map tasks first; reduce tasks once every map task has
 /// succeeded, or, after that happened once, while maps run again but none
 /// is left to start (a lost reducer fetches what live workers hold while
 /// the last maps run, and waits for the rest).
 pub fn pending_in_order(job: &Job, now_ms: u64, limit: usize) -> Vec<(Phase, usize)> {
-    let mut chosen: Vec<(Phase, usize)> = pending(job, Phase::Map, now_ms)
+    let mut chosen: Vec<(Phase, usize)> = job
+        .runnable(Phase::Map, now_ms)
         .take(limit)
         .map(|i| (Phase::Map, i))
         .collect();
@@ -37,7 +29,7 @@ pub fn pending_in_order(job: &Job, now_ms: u64, limit: usize) -> Vec<(Phase, usi
     if reducing {
         let room = limit - chosen.len();
         chosen.extend(
-            pending(job, Phase::Reduce, now_ms)
+            job.runnable(Phase::Reduce, now_ms)
                 .take(room)
                 .map(|i| (Phase::Reduce, i)),
         );
@@ -67,7 +59,7 @@ pub fn backup_candidates(
     cap: usize,
 ) -> Vec<usize> {
     let tasks = tasks(job, phase);
-    let startable = pending(job, phase, now_ms).next().is_some();
+    let startable = job.runnable(phase, now_ms).next().is_some();
     let mut stalled = Vec::new();
     let mut running = Vec::new();
     for index in job.index.running(phase) {

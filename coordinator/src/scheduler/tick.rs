@@ -147,11 +147,7 @@ impl Scheduler {
         }
         let mut preempt = Vec::new();
         for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
-            let ready = job
-                .index
-                .pending(harrow_core::ids::Phase::Map)
-                .filter(|&i| job.maps[i].is_runnable(now_ms))
-                .count();
+            let ready = job.runnable(harrow_core::ids::Phase::Map, now_ms).count();
             if ready == 0 {
                 continue;
             }
