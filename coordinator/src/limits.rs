@@ -81,10 +81,19 @@ pub const CLOSE_CONNECTIONS: std::time::Duration = std::time::Duration::from_sec
 /// Plugin bytes per message, well under the message size limit.
 pub const PLUGIN_CHUNK_BYTES: usize = 1 << 20;
 
-/// A job's watchers get a new status at most this often, and at most
-/// every ten times as long as the last took to build: each is built from
-/// all of the job's tasks under the scheduler's lock.
+/// Past this many tasks, a job's watchers get a new status at most every
+/// [`WATCH_INTERVAL`], and at most every [`WATCH_PAUSE_FACTOR`] times as
+/// long as the last took to build: each
+/// is built from all of the job's tasks under the scheduler's lock, and at
+/// 100,000 tasks rebuilding it on every change halved the coordinator's
+/// throughput. Smaller jobs are followed change by change.
+pub const WATCH_THROTTLE_TASKS: u32 = 10_000;
+
+/// See [`WATCH_THROTTLE_TASKS`].
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// See [`WATCH_THROTTLE_TASKS`].
+pub const WATCH_PAUSE_FACTOR: u32 = 10;
 
 /// The longest a worker's task request may wait for work.
 pub const MAX_TASK_WAIT: Duration = Duration::from_secs(30);

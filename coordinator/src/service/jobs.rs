@@ -18,7 +18,9 @@ use tonic::{Request, Response, Status};
 
 use super::{Coordinator, parse_id, status};
 use crate::input_plan::{self, InputRequest};
-use crate::limits::{MAX_MAP_TASKS, MAX_PLUGIN_BYTES, WATCH_INTERVAL};
+use crate::limits::{
+    MAX_MAP_TASKS, MAX_PLUGIN_BYTES, WATCH_INTERVAL, WATCH_PAUSE_FACTOR, WATCH_THROTTLE_TASKS,
+};
 use crate::planner;
 use crate::report::worker_reports;
 use crate::sample::sample_range_bounds;
@@ -274,9 +276,14 @@ impl JobService for JobApi {
                         return;
                     }
                 };
-                // A large job's status takes a while to build, under the
-                // scheduler's lock: the next waits ten times as long.
-                let pause = WATCH_INTERVAL.max(built.elapsed() * 10);
+                let tasks = [&status.map, &status.reduce]
+                    .iter()
+                    .map(|phase| phase.as_ref().map_or(0, |p| p.total))
+                    .sum::<u32>();
+                let pause = match tasks > WATCH_THROTTLE_TASKS {
+                    true => WATCH_INTERVAL.max(built.elapsed() * WATCH_PAUSE_FACTOR),
+                    false => std::time::Duration::ZERO,
+                };
                 let terminal = harrow_core::report::JobReport::from(status.clone()).is_terminal();
                 if last.as_ref() != Some(&status) {
                     last = Some(status.clone());
@@ -287,7 +294,9 @@ impl JobService for JobApi {
                 if terminal || changes.changed().await.is_err() {
                     return;
                 }
-                tokio::time::sleep_until(built + pause).await;
+                if !pause.is_zero() {
+                    tokio::time::sleep_until(built + pause).await;
+                }
             }
         });
         Ok(Response::new(stream))
