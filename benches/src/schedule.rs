@@ -1,10 +1,12 @@
 //! `harrow-bench schedule`: the coordinator's scheduling throughput over
 //! real gRPC, without and with a state dir, in the same run. Simulated
-//! workers (each a connection of its own) register, heartbeat, ask for one
-//! task at a time and report it done at once: a `teragen` job of `tasks`
+//! workers (each a connection of its own, one slot each) register,
+//! heartbeat, ask for a task and report it done at once, taking the next
+//! task in the report's reply as a worker does: a `teragen` job of `tasks`
 //! map tasks (and its reduces, through the commit protocol) finishes
 //! without any data. Reports completions per second and the p50 and p99
-//! latency of a task request that got a task.
+//! latency of an assignment: from the request or report that asked for a
+//! task to the reply that carried it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ const REDUCERS: u32 = 8;
 struct Measured {
     tasks: usize,
     seconds: f64,
-    /// Latencies of task requests that got a task, sorted.
+    /// Latencies of requests and reports that got a task, sorted.
     latencies: Vec<Duration>,
 }
 
@@ -43,7 +45,7 @@ impl Measured {
 
     fn line(&self, label: &str) -> String {
         format!(
-            "{label:<22} {:>9.0} completions/s   request p50 {:>6.2} ms   p99 {:>6.2} ms",
+            "{label:<22} {:>9.0} completions/s   assignment p50 {:>6.2} ms   p99 {:>6.2} ms",
             self.tasks as f64 / self.seconds,
             self.quantile(0.5).as_secs_f64() * 1e3,
             self.quantile(0.99).as_secs_f64() * 1e3
@@ -81,16 +83,18 @@ async fn simulate(
     };
     let mut latencies = Vec::new();
     while !done.load(Ordering::Relaxed) {
-        let asked = Instant::now();
-        let response = client
+        let mut asked = Instant::now();
+        let mut assignments = client
             .request_task(pb::TaskRequest {
                 worker_id: worker_id.clone(),
                 free_slots: 1,
                 wait_ms: 200,
             })
             .await?
-            .into_inner();
-        for assignment in response.assignments {
+            .into_inner()
+            .assignments;
+        // Each report offers the slot again, as a worker's does.
+        while let Some(assignment) = assignments.pop() {
             latencies.push(asked.elapsed());
             let attempt = assignment.attempt_id.parse()?;
             let outcome = match assignment.task {
@@ -115,13 +119,21 @@ async fn simulate(
                     }
                 }
             };
-            let report = wire::attempt_report(
-                worker_id.clone(),
-                attempt,
-                AttemptCounters::default(),
-                outcome,
-            );
-            client.report_attempt(report).await?;
+            let report = pb::AttemptReport {
+                free_slots: 1,
+                ..wire::attempt_report(
+                    worker_id.clone(),
+                    attempt,
+                    AttemptCounters::default(),
+                    outcome,
+                )
+            };
+            asked = Instant::now();
+            assignments = client
+                .report_attempt(report)
+                .await?
+                .into_inner()
+                .assignments;
         }
     }
     beating.abort();
@@ -193,8 +205,8 @@ async fn spawn_workers(url: &str, workers: usize, done: &Arc<AtomicBool>) -> Res
     Ok(simulated)
 }
 
-/// Stops the simulated workers; the latencies of their task requests that
-/// got a task, sorted.
+/// Stops the simulated workers; the latencies of their requests and reports
+/// that got a task, sorted.
 async fn collect(simulated: Simulated, done: &AtomicBool) -> Result<Vec<Duration>> {
     done.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use harrow_proto::v1 as pb;
 
 fn submit_and_wait(
     cluster: &Cluster,
@@ -365,4 +366,121 @@ fn the_coordinator_serves_metrics_that_agree_with_status() {
         succeeded("r")
     );
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+}
+
+/// A worker speaking the wire protocol by hand, with no process behind it.
+struct HandWorker {
+    client: harrow_proto::v1::worker_service_client::WorkerServiceClient<tonic::transport::Channel>,
+    id: String,
+}
+
+impl HandWorker {
+    /// Reports `assignment` done, offering `free_slots`; what the reply
+    /// hands out.
+    async fn finish(
+        &mut self,
+        assignment: &pb::TaskAssignment,
+        free_slots: u32,
+    ) -> Vec<pb::TaskAssignment> {
+        use harrow_core::task::{AttemptCounters, AttemptOutcome, InputReport, SegmentInfo};
+        let segments = match assignment.task {
+            Some(pb::task_assignment::Task::Map(_)) => vec![SegmentInfo::default()],
+            _ => Vec::new(),
+        };
+        let outcome = AttemptOutcome::Succeeded {
+            segments,
+            input: InputReport::default(),
+        };
+        let attempt = assignment.attempt_id.parse().unwrap();
+        let report = pb::AttemptReport {
+            free_slots,
+            ..harrow_core::wire::attempt_report(
+                self.id.clone(),
+                attempt,
+                AttemptCounters::default(),
+                outcome,
+            )
+        };
+        let reply = self.client.report_attempt(report).await.unwrap();
+        reply.into_inner().assignments
+    }
+
+    async fn request(&mut self) -> Vec<pb::TaskAssignment> {
+        let request = pb::TaskRequest {
+            worker_id: self.id.clone(),
+            free_slots: 1,
+            wait_ms: 5_000,
+        };
+        let reply = self.client.request_task(request).await.unwrap();
+        reply.into_inner().assignments
+    }
+}
+
+#[test]
+fn a_report_that_offers_its_slot_gets_the_next_task() {
+    let cluster = Cluster::start(0, 1, 4);
+    let out = cluster.path("generated");
+    let job = cluster.ok(&[
+        "submit",
+        "teragen",
+        "--output",
+        &out,
+        "--reducers",
+        "1",
+        "--arg",
+        "rows=3",
+        "--arg",
+        "rows_per_task=1",
+    ]);
+    let job = job.trim().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = harrow_proto::v1::worker_service_client::WorkerServiceClient::connect(
+            cluster.url.clone(),
+        )
+        .await
+        .unwrap();
+        let registered = client
+            .register(pb::RegisterRequest {
+                shuffle_address: "127.0.0.1:9".into(),
+                slots: 1,
+                incarnation: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut worker = HandWorker {
+            client,
+            id: registered.worker_id,
+        };
+        let first = worker.request().await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        // Offering no slot: nothing comes back, the next task waits for a
+        // request.
+        assert_eq!(worker.finish(&first[0], 0).await, Vec::new());
+        let second = worker.request().await;
+        assert_eq!(second.len(), 1, "{second:?}");
+        // Offering the slot: the report's reply carries the last map, and
+        // that one's the reduce, once every map is done.
+        let third = worker.finish(&second[0], 1).await;
+        assert_eq!(third.len(), 1, "{third:?}");
+        assert!(third[0].attempt_id.contains("/m-"), "{third:?}");
+        let reduce = worker.finish(&third[0], 1).await;
+        assert_eq!(reduce.len(), 1, "{reduce:?}");
+        assert!(reduce[0].attempt_id.contains("/r-"), "{reduce:?}");
+        let commit = pb::CommitRequest {
+            worker_id: worker.id.clone(),
+            attempt_id: reduce[0].attempt_id.clone(),
+        };
+        let granted = worker.client.request_commit(commit).await.unwrap();
+        assert!(granted.into_inner().granted);
+        // Nothing is left to hand out.
+        assert_eq!(worker.finish(&reduce[0], 1).await, Vec::new());
+    });
+    let status = cluster.ok(&["status", &job, "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["state"], "succeeded", "{status}");
 }

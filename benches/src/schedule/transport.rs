@@ -45,6 +45,12 @@ impl NullCoordinator {
         let _ = self.finished.subscribe().wait_for(|done| *done).await;
     }
 
+    /// The next task, while there are any left.
+    fn hand_out(&self) -> Option<pb::TaskAssignment> {
+        let index = self.handed_out.fetch_add(1, Ordering::SeqCst);
+        (index < self.total).then(|| self.assignment(index))
+    }
+
     fn assignment(&self, index: usize) -> pb::TaskAssignment {
         let task = if index < self.maps {
             pb::task_assignment::Task::Map(pb::MapTask {
@@ -99,16 +105,15 @@ impl WorkerService for NullCoordinator {
             let _ = tokio::time::timeout(wait, open.wait_for(|open| *open)).await;
             return Ok(Response::new(pb::TaskResponse::default()));
         }
-        let index = self.handed_out.fetch_add(1, Ordering::SeqCst);
-        if index >= self.total {
-            let mut finished = self.finished.subscribe();
-            let _ = tokio::time::timeout(wait, finished.wait_for(|done| *done)).await;
-            return Ok(Response::new(pb::TaskResponse::default()));
+        if let Some(assignment) = self.hand_out() {
+            return Ok(Response::new(pb::TaskResponse {
+                assignments: vec![assignment],
+                ..Default::default()
+            }));
         }
-        Ok(Response::new(pb::TaskResponse {
-            assignments: vec![self.assignment(index)],
-            ..Default::default()
-        }))
+        let mut finished = self.finished.subscribe();
+        let _ = tokio::time::timeout(wait, finished.wait_for(|done| *done)).await;
+        Ok(Response::new(pb::TaskResponse::default()))
     }
 
     async fn request_commit(
@@ -123,12 +128,16 @@ impl WorkerService for NullCoordinator {
 
     async fn report_attempt(
         &self,
-        _request: Request<pb::AttemptReport>,
+        request: Request<pb::AttemptReport>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         if self.reported.fetch_add(1, Ordering::SeqCst) + 1 == self.total {
             self.finished.send_replace(true);
         }
-        Ok(Response::new(pb::ReportResponse {}))
+        let assignments = match request.get_ref().free_slots {
+            0 => Vec::new(),
+            _ => self.hand_out().into_iter().collect(),
+        };
+        Ok(Response::new(pb::ReportResponse { assignments }))
     }
 
     async fn report_fetch_failure(

@@ -134,27 +134,12 @@ impl WorkerService for WorkerApi {
         let response = self
             .0
             .long_poll(request.wait_ms, event, |actions| {
-                let mut response = pb::TaskResponse::default();
-                for action in actions {
-                    match action {
-                        Action::Assign { assignment, .. } => {
-                            response.assignments.push((*assignment).into())
-                        }
-                        Action::UnknownWorker { .. } => response.unknown_worker = true,
-                        other => unreachable!("task request produced {other:?}"),
-                    }
-                }
+                let response = task_response(actions);
                 let done = !response.assignments.is_empty() || response.unknown_worker;
                 (response, done)
             })
             .await;
-        let reduces = response
-            .assignments
-            .iter()
-            .any(|a| matches!(a.task, Some(pb::task_assignment::Task::Reduce(_))));
-        if reduces && self.0.written().await.is_ok() {
-            crate::failpoint::pause_at("reduce-assigned").await;
-        }
+        self.reduces_assigned(&response.assignments).await;
         Ok(Response::new(response))
     }
 
@@ -261,6 +246,41 @@ impl WorkerService for WorkerApi {
         // it running) until then, so a restarted coordinator never runs
         // finished work again.
         self.0.written().await?;
-        Ok(Response::new(pb::ReportResponse {}))
+        // The freed slot's next task, as a task request would choose it,
+        // handed out with nothing to wait for between.
+        let assignments = match request.free_slots {
+            0 => Vec::new(),
+            free_slots => {
+                task_response(self.0.apply(Event::RequestTasks { worker, free_slots })).assignments
+            }
+        };
+        self.reduces_assigned(&assignments).await;
+        Ok(Response::new(pb::ReportResponse { assignments }))
     }
+}
+
+impl WorkerApi {
+    /// The `reduce-assigned` failpoint: pauses once reduce assignments about
+    /// to be handed out are durable.
+    async fn reduces_assigned(&self, assignments: &[pb::TaskAssignment]) {
+        let reduces = assignments
+            .iter()
+            .any(|a| matches!(a.task, Some(pb::task_assignment::Task::Reduce(_))));
+        if reduces && self.0.written().await.is_ok() {
+            crate::failpoint::pause_at("reduce-assigned").await;
+        }
+    }
+}
+
+/// A task request's reply from the scheduler's actions.
+fn task_response(actions: Vec<Action>) -> pb::TaskResponse {
+    let mut response = pb::TaskResponse::default();
+    for action in actions {
+        match action {
+            Action::Assign { assignment, .. } => response.assignments.push((*assignment).into()),
+            Action::UnknownWorker { .. } => response.unknown_worker = true,
+            other => unreachable!("task request produced {other:?}"),
+        }
+    }
+    response
 }

@@ -431,6 +431,8 @@ pub fn attempt_report(
         attempt_id: attempt.to_string(),
         counters: Some(counters.into()),
         outcome: Some(outcome),
+        // Offers no slot: a worker that wants its next task sets it.
+        free_slots: 0,
     }
 }
 

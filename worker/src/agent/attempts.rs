@@ -3,14 +3,16 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::FutureExt;
+use futures::future::{AbortRegistration, Abortable};
 use harrow_core::task::{
     Assignment, AttemptCounters, AttemptOutcome, InputReport, SegmentInfo, TaskSpec,
 };
 use harrow_core::wire;
 use harrow_formats::source::SplitInput;
+use harrow_proto::v1 as pb;
 
 use super::Shared;
 use super::link::patiently;
@@ -23,22 +25,32 @@ use crate::reduce::ReduceTask;
 use crate::shuffle::fetch::ThisWorker;
 use crate::shuffle::serve::job_dir;
 
-pub(super) async fn run_attempt(shared: &Shared, assignment: Assignment, progress: Arc<AtomicU64>) {
+/// Runs the attempt and reports how it ended. The report offers the
+/// attempt's slot for the next task unless the worker is draining; returns
+/// what the coordinator handed out for it. An attempt stopped through
+/// `stop` (killed) is not reported.
+pub(super) async fn run_attempt(
+    shared: &Shared,
+    assignment: Assignment,
+    progress: Arc<AtomicU64>,
+    stop: AbortRegistration,
+) -> Vec<pb::TaskAssignment> {
     let attempt = assignment.attempt;
     tracing::info!(%attempt, job = %assignment.job.name, "attempt started");
     // A panic in code that runs on the async runtime (a decoder reading a
     // corrupt footer, say) fails the attempt, not the worker.
-    let executed = AssertUnwindSafe(execute(shared, assignment, progress))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            Err(TaskError::Panic {
-                during: "panicked:",
-                source: CpuPanic {
-                    message: harrow_sdk::panic_message(panic.as_ref()),
-                },
-            })
-        });
+    let work = AssertUnwindSafe(execute(shared, assignment, progress)).catch_unwind();
+    let Ok(executed) = Abortable::new(work, stop).await else {
+        return Vec::new();
+    };
+    let executed = executed.unwrap_or_else(|panic| {
+        Err(TaskError::Panic {
+            during: "panicked:",
+            source: CpuPanic {
+                message: harrow_sdk::panic_message(panic.as_ref()),
+            },
+        })
+    });
     let (counters, outcome) = match executed {
         Ok((counters, segments, input)) => {
             (counters, AttemptOutcome::Succeeded { segments, input })
@@ -62,15 +74,22 @@ pub(super) async fn run_attempt(shared: &Shared, assignment: Assignment, progres
             (AttemptCounters::default(), outcome)
         }
     };
-    let report = wire::attempt_report(shared.worker_id(), attempt, counters, outcome);
+    let report = pb::AttemptReport {
+        free_slots: u32::from(!shared.draining.load(Ordering::SeqCst)),
+        ..wire::attempt_report(shared.worker_id(), attempt, counters, outcome)
+    };
     let reported = patiently("ReportAttempt", || {
         let mut client = shared.coordinator.clone();
         let report = report.clone();
         async move { client.report_attempt(report).await }
     })
     .await;
-    if let Err(status) = reported {
-        tracing::warn!(%attempt, %status, "could not report attempt");
+    match reported {
+        Ok(response) => response.into_inner().assignments,
+        Err(status) => {
+            tracing::warn!(%attempt, %status, "could not report attempt");
+            Vec::new()
+        }
     }
 }
 

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::future::AbortHandle;
+use tokio::sync::OwnedSemaphorePermit;
+
 use harrow_core::ids::{AttemptId, JobId};
 use harrow_core::rpc::{retry, security};
 use harrow_core::task::{Assignment, FetchFailure};
@@ -223,30 +226,40 @@ pub(super) async fn pull_loop(shared: Arc<Shared>) {
                     .try_acquire_owned()
                     .expect("coordinator assigned more than the free slots"),
             };
-            let assignment = match Assignment::try_from(assignment) {
-                Ok(assignment) => assignment,
-                Err(error) => {
-                    tracing::error!(%error, "malformed assignment");
-                    continue;
-                }
-            };
-            let attempt = assignment.attempt;
-            let work = shared.clone();
-            let progress = Arc::new(AtomicU64::new(0));
-            let attempt_progress = progress.clone();
-            // Hold the lock across the spawn so the attempt cannot remove
-            // itself before it is recorded.
-            let mut running = shared.running.lock().expect("running lock");
-            let handle = tokio::spawn(async move {
-                run_attempt(&work, assignment, attempt_progress).await;
-                work.running.lock().expect("running lock").remove(&attempt);
-                work.attempt_finished.notify_waiters();
-                drop(slot);
-            });
-            let abort = handle.abort_handle();
-            running.insert(attempt, RunningAttempt { abort, progress });
+            start(&shared, assignment, slot);
         }
     }
+}
+
+/// Runs an assigned attempt in `slot`, and then whatever the coordinator
+/// hands out for the slot with its report, until it hands out nothing.
+fn start(shared: &Arc<Shared>, assignment: pb::TaskAssignment, slot: OwnedSemaphorePermit) {
+    let assignment = match Assignment::try_from(assignment) {
+        Ok(assignment) => assignment,
+        Err(error) => {
+            tracing::error!(%error, "malformed assignment");
+            return;
+        }
+    };
+    let attempt = assignment.attempt;
+    let work = shared.clone();
+    let progress = Arc::new(AtomicU64::new(0));
+    let attempt_progress = progress.clone();
+    let (abort, stop) = AbortHandle::new_pair();
+    // Hold the lock across the spawn so the attempt cannot remove itself
+    // before it is recorded.
+    let mut running = shared.running.lock().expect("running lock");
+    tokio::spawn(async move {
+        let next = run_attempt(&work, assignment, attempt_progress, stop).await;
+        work.running.lock().expect("running lock").remove(&attempt);
+        work.attempt_finished.notify_waiters();
+        // The report offered one slot, so at most one came back.
+        match next.into_iter().next() {
+            Some(next) => start(&work, next, slot),
+            None => drop(slot),
+        }
+    });
+    running.insert(attempt, RunningAttempt { abort, progress });
 }
 
 impl Recovery for Shared {

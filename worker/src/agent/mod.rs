@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::AbortHandle;
 use harrow_core::ids::AttemptId;
 use harrow_core::registry::JobRegistry;
 use harrow_core::rpc::health::{Health, OVERALL, ServingStatus};
@@ -25,7 +26,7 @@ use harrow_core::wire;
 use harrow_proto::v1::shuffle_service_server::ShuffleServiceServer;
 use harrow_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::limits::{CLOSE_CONNECTIONS, MAX_SHUFFLE_MESSAGE_BYTES};
@@ -225,6 +226,8 @@ async fn hand_back_running(shared: &Shared) {
 
 /// An attempt this worker runs: how to stop it and how far it got.
 struct RunningAttempt {
+    /// Stops the attempt's work; its report, once sent, is not stopped
+    /// (the reply may carry the slot's next task).
     abort: AbortHandle,
     /// Input bytes processed, reported with every heartbeat.
     progress: Arc<AtomicU64>,
