@@ -34,12 +34,10 @@ impl Scheduler {
         if job.state != JobState::Running {
             return refuse("the job is not running");
         }
-        let task = job
-            .task_mut(attempt.task)
-            .expect("running attempt has a task");
+        let task = job.task(attempt.task).expect("running attempt has a task");
         match task.committer {
             None if attempt.task.phase == Phase::Reduce => {
-                task.grant_commit(attempt);
+                job.grant_commit(attempt);
                 vec![Action::CommitGranted { attempt }]
             }
             None => refuse("map attempts do not commit"),

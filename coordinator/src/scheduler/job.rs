@@ -8,10 +8,10 @@
 //!    └──────── cancel ─────────┴── cancel ──▶ Cancelled
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use harrow_core::ids::{JobId, Phase, TaskId, WorkerId};
+use harrow_core::ids::{AttemptId, JobId, Phase, TaskId, WorkerId};
 use harrow_core::task::{FetchFailure, JobSpec, Split};
 
 use super::index::TaskIndex;
@@ -105,6 +105,9 @@ pub struct Job {
     pub index: TaskIndex,
     /// Each phase's LATE statistics, while fresh enough to use.
     pub late_stats: BTreeMap<Phase, LateStats>,
+    /// Tasks whose revision moved since the state dir's persister last
+    /// took them: what it writes costs what changed, not the job's size.
+    pub changed: BTreeSet<TaskId>,
 }
 
 impl Job {
@@ -135,6 +138,7 @@ impl Job {
             revision: 0,
             index: TaskIndex::default(),
             late_stats: BTreeMap::new(),
+            changed: BTreeSet::new(),
         };
         job.reindex();
         job
@@ -187,13 +191,21 @@ impl Job {
             Phase::Map => self.maps.get_mut(id.index as usize)?,
             Phase::Reduce => self.reduces.get_mut(id.index as usize)?,
         };
-        Some(apply_indexed(
-            &mut self.index,
-            task,
-            event,
-            now_ms,
-            max_attempts,
-        ))
+        let books = (&mut self.index, &mut self.changed);
+        Some(apply_indexed(books, task, event, now_ms, max_attempts))
+    }
+
+    /// Grants the reduce task's commit to `attempt`.
+    pub fn grant_commit(&mut self, attempt: AttemptId) {
+        if let Some(task) = self.task_mut(attempt.task) {
+            task.grant_commit(attempt);
+            self.changed.insert(attempt.task);
+        }
+    }
+
+    /// The tasks changed since the last call.
+    pub fn take_changed(&mut self) -> BTreeSet<TaskId> {
+        std::mem::take(&mut self.changed)
     }
 
     /// Applies `event` to every task of the phase that `select` picks.
@@ -210,7 +222,8 @@ impl Job {
             Phase::Reduce => &mut self.reduces,
         };
         for task in tasks.iter_mut().filter(|t| select(t)) {
-            apply_indexed(&mut self.index, task, event.clone(), now_ms, max_attempts);
+            let books = (&mut self.index, &mut self.changed);
+            apply_indexed(books, task, event.clone(), now_ms, max_attempts);
         }
     }
 
@@ -298,9 +311,9 @@ impl Job {
 }
 
 /// Applies `event` to `task`, taking it out of `index` before and putting
-/// it back after.
+/// it back after, and noting it in `changed` if it changed.
 fn apply_indexed(
-    index: &mut TaskIndex,
+    (index, changed): (&mut TaskIndex, &mut BTreeSet<TaskId>),
     task: &mut Task,
     event: TaskEvent,
     now_ms: u64,
@@ -309,5 +322,8 @@ fn apply_indexed(
     index.remove(task);
     let change = task.apply(event, now_ms, max_attempts);
     index.add(task);
+    if change != TaskChange::Ignored {
+        changed.insert(task.id);
+    }
     change
 }

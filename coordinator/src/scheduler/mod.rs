@@ -22,7 +22,7 @@ pub(crate) mod tests;
 mod tick;
 mod workers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use harrow_core::ids::{AttemptId, JobId, Phase, TaskId, WorkerId};
 use harrow_core::task::{Assignment, MapOutput, TaskSpec};
@@ -149,6 +149,16 @@ impl Scheduler {
 
     pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
         self.jobs.values()
+    }
+
+    /// The tasks of each job changed since the last call (see
+    /// [`Job::changed`]).
+    pub fn take_changed(&mut self) -> BTreeMap<JobId, BTreeSet<TaskId>> {
+        self.jobs
+            .values_mut()
+            .filter(|job| !job.changed.is_empty())
+            .map(|job| (job.id, job.take_changed()))
+            .collect()
     }
 
     pub fn job(&self, id: JobId) -> Option<&Job> {

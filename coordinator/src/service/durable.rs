@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use harrow_core::ids::{JobId, WorkerId};
 use harrow_proto::v1 as pb;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::{Coordinator, status};
 use crate::report::job_report;
-use crate::scheduler::{Action, Event, Job, JobPlan, Scheduler};
+use crate::scheduler::{Action, Event, JobPlan, Scheduler};
 use crate::state::{Changes, IdKind, Retention, StateStore};
 
 /// How long a call waits for its change to be written before it gives up
@@ -34,32 +34,51 @@ pub(super) struct Durable {
     /// What the state dir holds, as the persister last wrote it.
     written: std::sync::Mutex<Written>,
     /// The scheduler version the state dir holds everything of.
-    durable: watch::Sender<u64>,
+    durable: std::sync::Mutex<Watermark>,
 }
 
-/// Revisions written, to find what changed since.
+/// How far the state dir holds the scheduler's changes, and the calls
+/// waiting for a later version. A commit wakes only the calls it made
+/// durable, not every waiting one: with a thousand reports waiting, a
+/// wake-up for each at every commit costs more than the commits.
+#[derive(Default)]
+struct Watermark {
+    reached: u64,
+    waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+}
+
+impl Watermark {
+    /// Something to await until `version` is durable; `None` if it is.
+    fn wait_for(&mut self, version: u64) -> Option<oneshot::Receiver<()>> {
+        if version <= self.reached {
+            return None;
+        }
+        let (wake, woken) = oneshot::channel();
+        self.waiting.entry(version).or_default().push(wake);
+        Some(woken)
+    }
+
+    /// Everything up to `version` is durable: wakes who waited for it.
+    fn reach(&mut self, version: u64) {
+        self.reached = self.reached.max(version);
+        let later = self.waiting.split_off(&(self.reached + 1));
+        for wake in std::mem::replace(&mut self.waiting, later)
+            .into_values()
+            .flatten()
+        {
+            let _ = wake.send(());
+        }
+    }
+}
+
+/// What was written, to find what changed since.
 #[derive(Default)]
 struct Written {
-    jobs: BTreeMap<JobId, Revisions>,
+    /// Each live job's revision.
+    jobs: BTreeMap<JobId, u64>,
     ended: BTreeSet<JobId>,
     /// Each worker's shown state, slots and address.
     workers: BTreeMap<WorkerId, (&'static str, u32, String)>,
-}
-
-struct Revisions {
-    job: u64,
-    maps: Vec<u64>,
-    reduces: Vec<u64>,
-}
-
-impl Revisions {
-    fn of(job: &Job) -> Self {
-        Revisions {
-            job: job.revision,
-            maps: job.maps.iter().map(|t| t.revision).collect(),
-            reduces: job.reduces.iter().map(|t| t.revision).collect(),
-        }
-    }
 }
 
 impl Durable {
@@ -67,7 +86,7 @@ impl Durable {
     pub(super) fn new(store: Arc<StateStore>, retention: Retention, scheduler: &Scheduler) -> Self {
         let mut written = Written::default();
         for job in scheduler.jobs() {
-            written.jobs.insert(job.id, Revisions::of(job));
+            written.jobs.insert(job.id, job.revision);
         }
         for worker in scheduler.workers() {
             written.workers.insert(worker.id, worker_key(worker));
@@ -77,13 +96,15 @@ impl Durable {
             retention,
             ids: tokio::sync::Mutex::new(()),
             written: std::sync::Mutex::new(written),
-            durable: watch::Sender::new(0),
+            durable: std::sync::Mutex::default(),
         }
     }
 
     /// What changed since the last write, and the jobs whose end it
     /// writes; records it as written.
-    fn changes(&self, scheduler: &Scheduler, now_ms: u64) -> (Changes, Vec<JobId>) {
+    fn changes(&self, scheduler: &mut Scheduler, now_ms: u64) -> (Changes, Vec<JobId>) {
+        let changed = scheduler.take_changed();
+        let scheduler = &*scheduler;
         let mut written = self.written.lock().expect("written lock");
         let mut changes = Changes::default();
         let mut ended = Vec::new();
@@ -99,30 +120,22 @@ impl Durable {
                 ended.push(job.id);
                 continue;
             }
-            let Some(revisions) = written.jobs.get(&job.id) else {
+            let Some(&revision) = written.jobs.get(&job.id) else {
                 let summary = job_report(scheduler, job, false).into();
                 changes.submitted(job, &summary);
                 for task in job.tasks() {
                     changes.task(task);
                 }
-                written.jobs.insert(job.id, Revisions::of(job));
+                written.jobs.insert(job.id, job.revision);
                 continue;
             };
-            if revisions.job != job.revision {
+            if revision != job.revision {
                 changes.job(job);
+                written.jobs.insert(job.id, job.revision);
             }
-            let phases = [
-                (&job.maps, &revisions.maps),
-                (&job.reduces, &revisions.reduces),
-            ];
-            for (tasks, revisions) in phases {
-                for (task, &revision) in tasks.iter().zip(revisions) {
-                    if task.revision != revision {
-                        changes.task(task);
-                    }
-                }
+            for &task in changed.get(&job.id).into_iter().flatten() {
+                changes.task(job.task(task).expect("a changed task is the job's"));
             }
-            written.jobs.insert(job.id, Revisions::of(job));
         }
         for worker in scheduler.workers() {
             let key = worker_key(worker);
@@ -177,9 +190,9 @@ impl Coordinator {
             loop {
                 let durable = coordinator.durable.as_ref().expect("checked above");
                 let (version, (changes, ended)) = {
-                    let scheduler = coordinator.lock();
+                    let mut scheduler = coordinator.lock();
                     let version = *moved.borrow_and_update();
-                    let changes = durable.changes(&scheduler, coordinator.clock.now_ms());
+                    let changes = durable.changes(&mut scheduler, coordinator.clock.now_ms());
                     (version, changes)
                 };
                 if !changes.is_empty()
@@ -191,7 +204,11 @@ impl Coordinator {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                durable.durable.send_replace(version);
+                durable
+                    .durable
+                    .lock()
+                    .expect("watermark lock")
+                    .reach(version);
                 // Their history is written: the state dir answers for them.
                 if !ended.is_empty() {
                     coordinator.lock().retire(ended.iter().copied());
@@ -214,9 +231,16 @@ impl Coordinator {
             return Ok(());
         };
         let target = *self.version.borrow();
-        let mut durable = durable.durable.subscribe();
-        match tokio::time::timeout(WRITE_WAIT, durable.wait_for(|v| *v >= target)).await {
-            Ok(Ok(_)) => Ok(()),
+        let Some(woken) = durable
+            .durable
+            .lock()
+            .expect("watermark lock")
+            .wait_for(target)
+        else {
+            return Ok(());
+        };
+        match tokio::time::timeout(WRITE_WAIT, woken).await {
+            Ok(Ok(())) => Ok(()),
             _ => Err(Status::unavailable(
                 "the coordinator could not write its state dir in time; try again",
             )),
