@@ -137,11 +137,20 @@ pub struct CoordinatorArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub listener: ListenOptions,
-    /// Serve Prometheus metrics (/metrics) and a liveness check
-    /// (/healthz) over HTTP on this address. Neither needs a token:
-    /// metrics hold counts by state, never job names or data.
+    /// Serve Prometheus metrics (/metrics), a liveness check (/healthz)
+    /// and the read-only JSON API (/api/v1/) over HTTP on this address.
+    /// Metrics and liveness need no token (they hold counts by state,
+    /// never job names or data); the API needs the client or viewer
+    /// token when tokens are set. Like --listen, an address other than
+    /// loopback needs tokens or --insecure.
     #[arg(long, env = "HARROW_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// A host name the HTTP listener answers to, besides IP addresses and
+    /// localhost (repeat, or separate with commas); requests naming any
+    /// other host are refused, so a web page elsewhere cannot reach the
+    /// API through a DNS name pointed at this machine.
+    #[arg(long = "http-host", env = "HARROW_HTTP_HOSTS", value_delimiter = ',')]
+    pub http_hosts: Vec<String>,
     #[command(flatten)]
     pub faults: FaultOptions,
     /// How often workers heartbeat, in milliseconds.
@@ -161,6 +170,11 @@ pub struct CoordinatorArgs {
     /// token.
     #[arg(long, env = "HARROW_WORKER_TOKEN_FILE")]
     pub worker_token_file: Option<PathBuf>,
+    /// File holding a viewer token: it reads the JSON API (/api/v1/) and
+    /// nothing else, so people who look at jobs cannot submit them or
+    /// upload plugins. Needs --token-file.
+    #[arg(long, env = "HARROW_VIEWER_TOKEN_FILE")]
+    pub viewer_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsOptions,
     #[command(flatten)]

@@ -46,15 +46,21 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         plugin_dir,
         token_file,
         worker_token_file,
+        viewer_token_file,
         tls,
         insecure,
         listener,
         http_listen,
+        http_hosts,
         state,
     } = args;
     let (client_token, worker_token) =
         coordinator_tokens(token_file.as_deref(), worker_token_file.as_deref())?;
+    let viewer_token = viewer_token(viewer_token_file.as_deref(), [&client_token, &worker_token])?;
     guard_listen(listen, client_token.is_some(), &insecure)?;
+    if let Some(http) = http_listen {
+        guard_listen(http, client_token.is_some(), &insecure)?;
+    }
     anyhow::ensure!(faults.max_attempts > 0, "--max-attempts must be at least 1");
     anyhow::ensure!(
         faults.max_fetch_failures > 0,
@@ -85,6 +91,8 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         tls: tls.load()?,
         health_listen: listener.health_listen,
         http_listen,
+        viewer_token,
+        http_hosts,
         max_connections: listener.max_connections,
         state_dir: state.state_dir,
         retention: Retention {
@@ -208,6 +216,23 @@ fn coordinator_tokens(
         ),
         _ => Ok((client, worker)),
     }
+}
+
+/// The viewer token, which needs the client token and must differ from
+/// the other two.
+fn viewer_token(path: Option<&Path>, others: [&Option<Token>; 2]) -> Result<Option<Token>> {
+    let viewer = read_token(path)?;
+    if let Some(viewer) = &viewer {
+        anyhow::ensure!(
+            others[0].is_some(),
+            "--viewer-token-file needs --token-file: without tokens the API is open to all who reach it"
+        );
+        anyhow::ensure!(
+            others.iter().all(|other| other.as_ref() != Some(viewer)),
+            "--viewer-token-file holds the client or worker token; a viewer's token must only read"
+        );
+    }
+    Ok(viewer)
 }
 
 /// Refuses an exposed listener without a token unless --insecure says so,

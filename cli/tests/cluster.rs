@@ -275,19 +275,11 @@ fn a_worker_sizes_itself_from_its_cgroup() {
     drop(cgroup);
 }
 
-/// `GET path` over plain HTTP/1.1; returns the status line and the body.
-fn http_get(address: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
+/// The JSON the API answers `path` with, which must be 200 OK.
+fn api(address: &str, path: &str) -> serde_json::Value {
+    let (status_line, body) = http_get(address, path);
+    assert_eq!(status_line, "HTTP/1.1 200 OK", "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// The value of the series `name` (with its labels) in Prometheus text.
@@ -301,15 +293,9 @@ fn series(metrics: &str, name: &str) -> f64 {
 }
 
 #[test]
-fn the_coordinator_serves_metrics_that_agree_with_status() {
+fn the_coordinator_serves_metrics_and_an_api_that_agree_with_status() {
     let cluster = Cluster::start_with(2, 2, &["--http-listen", "127.0.0.1:0"]);
-    let log = std::fs::read_to_string(cluster.dir.path().join("coordinator.log")).unwrap();
-    let address = log
-        .split("http=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no HTTP address in the log:\n{log}"))
-        .to_string();
+    let address = cluster.http_address();
     assert_eq!(
         http_get(&address, "/healthz"),
         ("HTTP/1.1 200 OK".into(), "ok\n".into())
@@ -366,6 +352,48 @@ fn the_coordinator_serves_metrics_that_agree_with_status() {
         succeeded("r")
     );
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+
+    // The API answers in the CLI's --json shapes, with the same figures.
+    let json =
+        |args: &[&str]| -> serde_json::Value { serde_json::from_str(&cluster.ok(args)).unwrap() };
+    assert_eq!(api(&address, "/api/v1/jobs"), json(&["jobs", "--json"]));
+    let mut summary = status.clone();
+    summary.as_object_mut().unwrap().remove("tasks");
+    assert_eq!(api(&address, &format!("/api/v1/jobs/{job}")), summary);
+    let workers = api(&address, "/api/v1/workers");
+    let ids = |workers: &serde_json::Value| -> Vec<serde_json::Value> {
+        workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["worker_id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&workers), ids(&json(&["workers", "--json"])));
+    // Tasks with their attempts, a page at a time, as status has them.
+    let tasks = status["tasks"].as_array().unwrap();
+    let mut paged = Vec::new();
+    while paged.len() < tasks.len() {
+        let page = api(
+            &address,
+            &format!("/api/v1/jobs/{job}/attempts?offset={}&limit=5", paged.len()),
+        );
+        assert_eq!(page["total"], tasks.len());
+        let page = page["tasks"].as_array().unwrap();
+        assert!(!page.is_empty() && page.len() <= 5);
+        paged.extend(page.iter().cloned());
+    }
+    assert_eq!(&paged, tasks);
+    // Errors name what was wrong, with the status that says so.
+    let (status_line, body) = http_get(&address, "/api/v1/jobs/job-999999");
+    assert!(status_line.contains("404"), "{status_line}");
+    assert!(body.contains("job-999999"), "{body}");
+    let (status_line, body) = http_get(&address, "/api/v1/jobs/not-a-job");
+    assert!(status_line.contains("400"), "{status_line}: {body}");
+    // A host name it was not told of is refused (DNS rebinding).
+    let (status_line, body) = http_get_with(&address, "/api/v1/jobs", &["Host: evil.example"]);
+    assert!(status_line.contains("421"), "{status_line}");
+    assert!(body.contains("--http-host"), "{body}");
 }
 
 /// A worker speaking the wire protocol by hand, with no process behind it.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    Cluster, HARROW, bounded, describe, read_output, reference_wordcount, submit_args, write_corpus,
+    Cluster, HARROW, bounded, describe, http_get, http_get_with, read_output, reference_wordcount,
+    submit_args, write_corpus,
 };
 use harrow_proto::v1::FetchSegmentRequest;
 use harrow_proto::v1::job_service_client::JobServiceClient;
@@ -71,17 +72,28 @@ fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
     let client = token_file(secrets.path(), "client", 'c');
     let worker = token_file(secrets.path(), "worker", 'w');
     let wrong = token_file(secrets.path(), "wrong", 'x');
-    let (client, worker, wrong) = (
+    let viewer = token_file(secrets.path(), "viewer", 'v');
+    let (client, worker, wrong, viewer) = (
         client.to_str().unwrap(),
         worker.to_str().unwrap(),
         wrong.to_str().unwrap(),
+        viewer.to_str().unwrap(),
     );
     // Two workers, so reducers fetch segments from each other with the
     // worker token.
     let cluster = Cluster::start_configured(
         2,
         2,
-        &["--token-file", client, "--worker-token-file", worker],
+        &[
+            "--token-file",
+            client,
+            "--worker-token-file",
+            worker,
+            "--viewer-token-file",
+            viewer,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
         &["--token-file", worker],
     );
     let corpus = write_corpus(&cluster.dir.path().join("corpus"));
@@ -99,6 +111,7 @@ fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
         ("no token", None),
         ("a wrong token", Some(wrong)),
         ("the worker token", Some(worker)),
+        ("the viewer token", Some(viewer)),
     ] {
         let output = submit(token);
         assert!(!output.status.success(), "{who}: {}", describe(&output));
@@ -186,6 +199,33 @@ fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
     assert!(followed.contains("\"succeeded\""), "{followed}");
     assert_eq!(read_output(&out), reference_wordcount(&corpus));
 
+    // The HTTP API: the client and viewer tokens read it, nothing else
+    // does; metrics and liveness stay open.
+    let http = cluster.http_address();
+    let host = format!("Host: {http}");
+    let bearer = |file: &str| {
+        let token = std::fs::read_to_string(file).unwrap();
+        format!("Authorization: Bearer {}", token.trim())
+    };
+    let path = format!("/api/v1/jobs/{job_id}");
+    for file in [client, viewer] {
+        let (status_line, body) = http_get_with(&http, &path, &[&host, &bearer(file)]);
+        assert_eq!(status_line, "HTTP/1.1 200 OK", "{file}: {body}");
+        assert!(body.contains(&job_id), "{body}");
+    }
+    for file in [worker, wrong] {
+        let (status_line, body) = http_get_with(&http, &path, &[&host, &bearer(file)]);
+        assert!(status_line.contains("401"), "{file}: {status_line}");
+        assert!(!body.contains(&job_id), "{body}");
+    }
+    let (status_line, body) = http_get(&http, "/api/v1/workers");
+    assert!(status_line.contains("401"), "{status_line}");
+    assert!(body.contains("Bearer"), "{body}");
+    assert_eq!(http_get(&http, "/healthz").0, "HTTP/1.1 200 OK");
+    let (status_line, metrics) = http_get(&http, "/metrics");
+    assert_eq!(status_line, "HTTP/1.1 200 OK");
+    assert!(!metrics.contains(&job_id), "{metrics}");
+
     // A worker with the wrong token is turned away at once.
     let rejected = harrow(&[
         "worker",
@@ -223,12 +263,29 @@ fn exposed_listeners_and_muddled_tokens_are_refused_at_start() {
         "http://127.0.0.1:9",
     ]);
     assert!(error.contains("refusing to listen"), "{error}");
+    // The HTTP listener serves the API, so it is held to the same rule.
+    let error = refused(&["coordinator", "--http-listen", "0.0.0.0:0"]);
+    assert!(error.contains("refusing to listen on 0.0.0.0:0"), "{error}");
 
+    let worker = token_file(secrets.path(), "worker", 'w');
+    let worker = worker.to_str().unwrap();
     for (tokens, says) in [
         (&["--token-file", client][..], "needs --worker-token-file"),
         (
             &["--token-file", client, "--worker-token-file", client][..],
             "the same token",
+        ),
+        (&["--viewer-token-file", client][..], "needs --token-file"),
+        (
+            &[
+                "--token-file",
+                client,
+                "--worker-token-file",
+                worker,
+                "--viewer-token-file",
+                client,
+            ][..],
+            "must only read",
         ),
     ] {
         let error = refused(&[&["coordinator", "--listen", "127.0.0.1:0"][..], tokens].concat());

@@ -25,6 +25,7 @@ use prometheus_client::registry::{Metric, Registry};
 use crate::scheduler::tally::{FETCH_BUCKETS, FetchTimes};
 use crate::scheduler::{AttemptState, JobState, Scheduler, TaskState, Worker, phase_name};
 use crate::service::Coordinator;
+use crate::service::api::HttpAccess;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -186,12 +187,15 @@ pub fn render(scheduler: &Scheduler) -> String {
     text
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `stop` completes.
+/// Serves `/metrics`, `/healthz` (both open) and the JSON API (behind
+/// `access`) on `listener` until `stop` completes.
 pub fn serve(
     coordinator: Arc<Coordinator>,
+    access: HttpAccess,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let api = crate::service::api::router(coordinator.clone(), access);
     let app = Router::new()
         .route(
             "/metrics",
@@ -209,7 +213,8 @@ pub fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api);
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)

@@ -21,6 +21,7 @@ use harrow_core::rpc::limits::MAX_MESSAGE_BYTES;
 use crate::limits::CLOSE_CONNECTIONS;
 use crate::plugins::PluginStore;
 use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::service::api::HttpAccess;
 use crate::service::{Coordinator, JobApi, PluginSettings, WorkerApi};
 use crate::state::{Retention, StateError, StateStore};
 
@@ -56,8 +57,14 @@ pub struct CoordinatorConfig {
     /// Also serve gRPC health, in plaintext and alone, on this address (for
     /// probes that cannot speak TLS).
     pub health_listen: Option<SocketAddr>,
-    /// Serve `/metrics` and `/healthz` over HTTP on this address.
+    /// Serve `/metrics`, `/healthz` and the JSON API (`/api/v1/`) over
+    /// HTTP on this address.
     pub http_listen: Option<SocketAddr>,
+    /// A read-only token for the JSON API (besides the client token).
+    pub viewer_token: Option<Token>,
+    /// Host names the HTTP listener answers to besides IP addresses and
+    /// `localhost`.
+    pub http_hosts: Vec<String>,
     /// Connections the gRPC server holds open at once.
     pub max_connections: usize,
     /// Where the coordinator keeps its state across restarts; `None`: in
@@ -80,6 +87,8 @@ impl Default for CoordinatorConfig {
             tls: None,
             health_listen: None,
             http_listen: None,
+            viewer_token: None,
+            http_hosts: Vec::new(),
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             state_dir: None,
             retention: Retention::default(),
@@ -228,7 +237,20 @@ pub async fn start_coordinator(
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             let bound = listener.local_addr()?;
-            crate::metrics::serve(coordinator.clone(), listener, signalled(stopped.clone()));
+            let access = HttpAccess {
+                tokens: [&config.client_token, &config.viewer_token]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect(),
+                hosts: config.http_hosts.clone(),
+            };
+            crate::metrics::serve(
+                coordinator.clone(),
+                access,
+                listener,
+                signalled(stopped.clone()),
+            );
             Some(bound)
         }
         None => None,

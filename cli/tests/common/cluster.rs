@@ -305,6 +305,16 @@ impl Cluster {
         String::from_utf8(output.stderr).unwrap()
     }
 
+    /// Where the coordinator serves HTTP (started with --http-listen).
+    pub fn http_address(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("coordinator.log")).unwrap();
+        log.split("http=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no HTTP address in the log:\n{log}"))
+            .to_string()
+    }
+
     /// The last `lines` lines of every process's log: what a failed client
     /// call's message shows (a server that panicked says so here).
     pub fn log_tails(&self, lines: usize) -> String {

@@ -2,7 +2,8 @@
 //! separate coordinator and worker processes on ports the OS picks
 //! ([`cluster`]), waits with deadlines ([`bounded`]), a deterministic test
 //! corpus and sequential reference computations ([`data`]), reading job
-//! statuses ([`jobs`]), and CPU-limited cgroups ([`cgroup`]).
+//! statuses ([`jobs`]), CPU-limited cgroups ([`cgroup`]) and plain HTTP
+//! requests ([`http`]).
 
 // Each test binary uses a part of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -11,11 +12,13 @@ pub mod bounded;
 pub mod cgroup;
 pub mod cluster;
 pub mod data;
+pub mod http;
 pub mod jobs;
 
 pub use cgroup::Cgroup;
 pub use cluster::Cluster;
 pub use data::*;
+pub use http::*;
 pub use jobs::*;
 
 pub const HARROW: &str = env!("CARGO_BIN_EXE_harrow");

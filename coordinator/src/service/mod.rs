@@ -3,6 +3,7 @@
 //! clock's time, carry out side effects, convert the reply. Protobuf types
 //! stop here.
 
+pub mod api;
 mod durable;
 mod jobs;
 mod status;
