@@ -15,6 +15,25 @@ use harrow_core::rpc::security::Connector;
 fn main() -> ExitCode {
     harrow_worker::memory::limit_malloc_arenas();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Submit { .. }
+            | Command::Status { .. }
+            | Command::Jobs { .. }
+            | Command::Workers { .. }
+            | Command::Cancel { .. }
+    ) {
+        // Output piped into `head` ends the command quietly when the pipe
+        // closes, as for other command-line tools, instead of a panic
+        // printing to it. Only for commands that run no child processes
+        // (whose pipes would then kill this one); sockets are not affected
+        // (Rust writes to them with MSG_NOSIGNAL).
+        // SAFETY: called before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HARROW_LOG")

@@ -35,13 +35,15 @@ pub fn print_jobs(jobs: &[JobReport]) {
 /// `harrow workers`: one line per worker, and why it is not alive.
 pub fn print_workers(workers: &[WorkerReport]) {
     println!(
-        "{:<12} {:<9} {:<22} {:>5} {:>8} {:>15}",
-        "WORKER", "STATE", "ADDRESS", "SLOTS", "RUNNING", "HEARTBEAT_MS"
+        "{:<12} {:<9} {:<22} {:>5} {:>8} {:>10}",
+        "WORKER", "STATE", "ADDRESS", "SLOTS", "RUNNING", "HEARTBEAT"
     );
+    let now = now_ms();
     for w in workers {
+        let age = format!("{} ago", duration(now.saturating_sub(w.last_heartbeat_ms)));
         println!(
-            "{:<12} {:<9} {:<22} {:>5} {:>8} {:>15}",
-            w.worker_id, w.state, w.address, w.slots, w.running_attempts, w.last_heartbeat_ms
+            "{:<12} {:<9} {:<22} {:>5} {:>8} {:>10}",
+            w.worker_id, w.state, w.address, w.slots, w.running_attempts, age
         );
         if !w.reason.is_empty() && w.state != "dead" {
             println!("  {}", w.reason);
@@ -53,6 +55,7 @@ pub fn print_workers(workers: &[WorkerReport]) {
 pub fn print_status(report: &JobReport) {
     println!("job:     {} ({})", report.job_id, report.job_name);
     println!("state:   {}", report.state);
+    println!("time:    {}", times(report, now_ms()));
     if !report.error.is_empty() {
         println!("error:   {}", report.error);
     }
@@ -136,4 +139,82 @@ pub fn print_status(report: &JobReport) {
         f.stall_timeout_ms,
         f.no_worker_timeout_ms
     );
+}
+
+/// Milliseconds since the Unix epoch on this machine's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h10m`.
+pub fn duration(ms: u64) -> String {
+    let seconds = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
+    }
+}
+
+/// How long the job has run (or ran), and while it runs, an estimate of
+/// the time left: the time so far per finished task, over the tasks left.
+fn times(report: &JobReport, now_ms: u64) -> String {
+    let end = report.finished_at_ms.unwrap_or(now_ms);
+    let elapsed = end.saturating_sub(report.submitted_at_ms);
+    let mut line = format!("{} elapsed", duration(elapsed));
+    let (done, total) = [&report.map, &report.reduce]
+        .iter()
+        .fold((0, 0), |(d, t), p| {
+            (d + p.succeeded as u64, t + p.total as u64)
+        });
+    if report.is_terminal() || total == 0 {
+        return line;
+    }
+    if done == 0 {
+        line.push_str(", no estimate of the time left before a task finishes");
+    } else {
+        let left = elapsed * (total - done) / done;
+        line.push_str(&format!(", about {} left", duration(left)));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harrow_core::report::PhaseReport;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(7_800_000), "2h10m");
+    }
+
+    #[test]
+    fn the_time_left_follows_the_tasks_done() {
+        let phase = |total, succeeded| PhaseReport {
+            total,
+            succeeded,
+            ..PhaseReport::default()
+        };
+        let mut report = JobReport {
+            state: "running".into(),
+            submitted_at_ms: 1_000,
+            map: phase(8, 0),
+            reduce: phase(2, 0),
+            ..JobReport::default()
+        };
+        assert!(times(&report, 31_000).contains("no estimate"));
+        report.map = phase(8, 5);
+        // 30 s for 5 of 10 tasks: about 30 s more.
+        assert_eq!(times(&report, 31_000), "30.0s elapsed, about 30.0s left");
+        report.state = "succeeded".into();
+        report.finished_at_ms = Some(61_000);
+        assert_eq!(times(&report, 99_000), "1m00s elapsed");
+    }
 }

@@ -228,6 +228,32 @@ fn jobs_workers_and_cancel_through_the_cli() {
 
     let jobs: serde_json::Value = serde_json::from_str(&cluster.ok(&["jobs", "--json"])).unwrap();
     assert_eq!(jobs[0]["job_id"], job);
+    // Into a pipe whose reader has gone (`harrow jobs --json | head -1`),
+    // the command ends quietly: no panic, no backtrace.
+    for args in [["jobs", "--json"], ["workers", "--json"]] {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = std::process::Command::new(HARROW)
+            .args(args)
+            .env("HARROW_COORDINATOR", &cluster.url)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = bounded::exit(&mut child, "harrow into a closed pipe", || cluster.logs());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(stderr, "", "{args:?}");
+        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{args:?}: {status:?}");
+    }
     // No committed output of a cancelled job is visible.
     let visible: Vec<_> = std::fs::read_dir(&out)
         .map(|d| {
