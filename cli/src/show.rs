@@ -173,11 +173,9 @@ fn times(report: &JobReport, now_ms: u64) -> String {
     if report.is_terminal() || total == 0 {
         return line;
     }
-    if done == 0 {
-        line.push_str(", no estimate of the time left before a task finishes");
-    } else {
-        let left = elapsed * (total - done) / done;
-        line.push_str(&format!(", about {} left", duration(left)));
+    match (elapsed * (total - done)).checked_div(done) {
+        Some(left) => line.push_str(&format!(", about {} left", duration(left))),
+        None => line.push_str(", no estimate of the time left before a task finishes"),
     }
     line
 }
