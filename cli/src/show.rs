@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use harrow_core::report::{JobReport, WorkerReport};
+use harrow_core::report::{JobReport, WorkerReport, duration};
 
 /// Exit code of a finished job: 0 only for success.
 pub fn job_exit(report: &JobReport) -> ExitCode {
@@ -70,6 +70,14 @@ pub fn print_status(report: &JobReport) {
     }
     if report.input_format != "text" {
         println!("schema:  {}", report.input_columns.join(", "));
+    }
+    if !report.args.is_empty() {
+        let args: Vec<String> = report
+            .args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("args:    {}", args.join(" "));
     }
     println!("output:  {} ({})", report.output, report.output_format);
     if let Some(plugin) = &report.plugin {
@@ -148,17 +156,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h10m`.
-pub fn duration(ms: u64) -> String {
-    let seconds = ms / 1000;
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
-    }
-}
-
 /// How long the job has run (or ran), and while it runs, an estimate of
 /// the time left: the time so far per finished task, over the tasks left.
 fn times(report: &JobReport, now_ms: u64) -> String {
@@ -184,14 +181,6 @@ fn times(report: &JobReport, now_ms: u64) -> String {
 mod tests {
     use super::*;
     use harrow_core::report::PhaseReport;
-
-    #[test]
-    fn durations_read_at_a_glance() {
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(12_340), "12.3s");
-        assert_eq!(duration(245_000), "4m05s");
-        assert_eq!(duration(7_800_000), "2h10m");
-    }
 
     #[test]
     fn the_time_left_follows_the_tasks_done() {

@@ -420,6 +420,49 @@ fn the_coordinator_serves_metrics_and_an_api_that_agree_with_status() {
     let (status_line, body) = http_get_with(&address, "/api/v1/jobs", &["Host: evil.example"]);
     assert!(status_line.contains("421"), "{status_line}");
     assert!(body.contains("--http-host"), "{body}");
+
+    // The pages: the job listed, one timeline bar per attempt, the workers.
+    let page = |path: &str| {
+        let (status_line, body) = http_get(&address, path);
+        assert_eq!(status_line, "HTTP/1.1 200 OK", "{path}: {body}");
+        body
+    };
+    assert!(page("/").contains(&format!("href=\"/jobs/{job}\"")));
+    let job_page = page(&format!("/jobs/{job}"));
+    let attempts: usize = tasks
+        .iter()
+        .map(|t| t["attempts"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        job_page.matches("<rect class=").count(),
+        attempts,
+        "{job_page}"
+    );
+    assert!(
+        !job_page.contains("http-equiv=\"refresh\""),
+        "a finished job's page stays"
+    );
+    let workers_page = page("/workers");
+    for id in ids(&workers) {
+        assert!(
+            workers_page.contains(id.as_str().unwrap()),
+            "{workers_page}"
+        );
+    }
+    // What a user typed is shown, inert.
+    let planted = submit_and_wait(
+        &cluster,
+        "grep",
+        &corpus,
+        &cluster.path("planted"),
+        &["--arg", "pattern=<script>alert(1)</script>"],
+    );
+    let planted = page(&format!("/jobs/{planted}"));
+    assert!(
+        planted.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{planted}"
+    );
+    assert!(!planted.contains("<script"), "{planted}");
 }
 
 /// A worker speaking the wire protocol by hand, with no process behind it.
@@ -537,4 +580,92 @@ fn a_report_that_offers_its_slot_gets_the_next_task() {
     let status = cluster.ok(&["status", &job, "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["state"], "succeeded", "{status}");
+}
+
+/// The web UI in a real browser (headless Chromium, installed with apt when
+/// missing): the jobs page, a running job's page and finished ones, checked
+/// on the DOM the browser built; screenshots land in
+/// `target/ui-screenshots` for people to look at.
+#[test]
+fn the_web_ui_renders_in_a_real_browser() {
+    let browser = browser::Browser::find_or_install();
+    let flags = ["--http-listen", "127.0.0.1:0", "--max-attempts", "1"];
+    let cluster = Cluster::start_with(2, 2, &flags);
+    let base = format!("http://{}", cluster.http_address());
+    let corpus = cluster.path("corpus");
+    write_corpus(std::path::Path::new(&corpus));
+    let status = |job: &str| -> serde_json::Value {
+        serde_json::from_str(&cluster.ok(&["status", job, "--json"])).unwrap()
+    };
+
+    let finished = submit_and_wait(
+        &cluster,
+        "wordcount",
+        &corpus,
+        &cluster.path("counts"),
+        &["--reducers", "3", "--split-size", "4KiB"],
+    );
+    // A job whose map panics on a line of the corpus: its failure shows.
+    let failed = cluster
+        .harrow(&submit_args(
+            "sleep",
+            &corpus,
+            &cluster.path("failed"),
+            &["--arg", "fail_on=the", "--wait"],
+        ))
+        .stdout;
+    let failed = String::from_utf8(failed).unwrap().trim().to_string();
+    assert_eq!(status(&failed)["state"], "failed");
+    let running = cluster.ok(&submit_args(
+        "sleep",
+        &corpus,
+        &cluster.path("running"),
+        &["--split-size", "0", "--arg", "map_ms=600000"],
+    ));
+    let running = running.trim().to_string();
+    bounded::until(
+        "the sleeping job running",
+        || status(&running)["attempts"]["running"].as_u64() > Some(0),
+        || cluster.logs(),
+    );
+
+    let jobs = browser.dom(&format!("{base}/"));
+    for job in [&finished, &failed, &running] {
+        assert!(
+            jobs.contains(&format!("href=\"/jobs/{job}\"")),
+            "{job}: {jobs}"
+        );
+    }
+    assert!(
+        jobs.contains(r#"http-equiv="refresh""#),
+        "a running job keeps / live"
+    );
+
+    let page = browser.dom(&format!("{base}/jobs/{finished}"));
+    let attempts = status(&finished)["attempts"]["total"].as_u64().unwrap() as usize;
+    assert_eq!(page.matches("data-attempt=").count(), attempts, "{page}");
+    assert!(
+        page.contains(r#"<span class="state succeeded">succeeded</span>"#),
+        "{page}"
+    );
+
+    let page = browser.dom(&format!("{base}/jobs/{failed}"));
+    assert!(page.contains("<h2>Failures</h2>"), "{page}");
+    assert!(page.contains("class=\"map failed"), "a failed bar: {page}");
+
+    let page = browser.dom(&format!("{base}/jobs/{running}"));
+    assert!(
+        page.contains(r#"<span class="state running">running</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains("class=\"map running"),
+        "a running bar: {page}"
+    );
+
+    browser.screenshot(&format!("{base}/"), "jobs");
+    browser.screenshot(&format!("{base}/jobs/{running}"), "running-job");
+    browser.screenshot(&format!("{base}/jobs/{finished}"), "finished-job");
+    browser.screenshot(&format!("{base}/workers"), "workers");
+    cluster.ok(&["cancel", &running]);
 }

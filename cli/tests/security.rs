@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    Cluster, HARROW, bounded, describe, http_get, http_get_with, read_output, reference_wordcount,
-    submit_args, write_corpus,
+    Cluster, HARROW, bounded, describe, http_get, http_get_with, http_request, read_output,
+    reference_wordcount, submit_args, write_corpus,
 };
 use harrow_proto::v1::FetchSegmentRequest;
 use harrow_proto::v1::job_service_client::JobServiceClient;
@@ -222,6 +222,38 @@ fn tokens_guard_every_service_and_the_right_one_runs_jobs() {
     assert!(status_line.contains("401"), "{status_line}");
     assert!(body.contains("Bearer"), "{body}");
     assert_eq!(http_get(&http, "/healthz").0, "HTTP/1.1 200 OK");
+    // The pages: the login form first, then a session cookie from the
+    // viewer token opens them.
+    let (status_line, headers, _) = http_request(&http, "GET", "/", &[&host], "");
+    assert!(status_line.contains("303"), "{status_line}");
+    assert!(
+        headers.contains(&"location: /login".to_string()),
+        "{headers:?}"
+    );
+    let form = "Content-Type: application/x-www-form-urlencoded";
+    let wrong_login = format!("token={}", "x".repeat(48));
+    let (status_line, headers, _) =
+        http_request(&http, "POST", "/login", &[&host, form], &wrong_login);
+    assert!(status_line.contains("401"), "{status_line}");
+    assert!(
+        !headers.iter().any(|h| h.starts_with("set-cookie")),
+        "{headers:?}"
+    );
+    let login = format!("token={}", std::fs::read_to_string(viewer).unwrap().trim());
+    let (status_line, headers, _) = http_request(&http, "POST", "/login", &[&host, form], &login);
+    assert!(status_line.contains("303"), "{status_line}");
+    let cookie = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no session cookie: {headers:?}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let (status_line, page) = http_get_with(&http, &format!("/jobs/{job_id}"), &[&host, &session]);
+    assert_eq!(status_line, "HTTP/1.1 200 OK", "{page}");
+    assert!(page.contains("data-attempt="), "{page}");
     let (status_line, metrics) = http_get(&http, "/metrics");
     assert_eq!(status_line, "HTTP/1.1 200 OK");
     assert!(!metrics.contains(&job_id), "{metrics}");

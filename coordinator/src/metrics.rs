@@ -187,15 +187,17 @@ pub fn render(scheduler: &Scheduler) -> String {
     text
 }
 
-/// Serves `/metrics`, `/healthz` (both open) and the JSON API (behind
-/// `access`) on `listener` until `stop` completes.
+/// Serves `/metrics`, `/healthz` (both open), the JSON API and the web UI
+/// (behind `access`) on `listener` until `stop` completes.
 pub fn serve(
     coordinator: Arc<Coordinator>,
     access: HttpAccess,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let api = crate::service::api::router(coordinator.clone(), access);
+    let access = Arc::new(access);
+    let api = crate::service::api::router(coordinator.clone(), access.clone());
+    let ui = crate::service::ui::router(coordinator.clone(), access);
     let app = Router::new()
         .route(
             "/metrics",
@@ -214,7 +216,8 @@ pub fn serve(
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(api);
+        .merge(api)
+        .merge(ui);
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)

@@ -147,6 +147,7 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
         }),
+        args: job.plan.spec.args.clone(),
         counters: {
             let mut sum = harrow_sdk::Counters::default();
             for counters in map_wins.iter().chain(&reduce_wins) {

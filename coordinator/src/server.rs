@@ -237,14 +237,12 @@ pub async fn start_coordinator(
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             let bound = listener.local_addr()?;
-            let access = HttpAccess {
-                tokens: [&config.client_token, &config.viewer_token]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect(),
-                hosts: config.http_hosts.clone(),
-            };
+            let tokens = [&config.client_token, &config.viewer_token]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let access = HttpAccess::new(tokens, config.http_hosts.clone());
             crate::metrics::serve(
                 coordinator.clone(),
                 access,

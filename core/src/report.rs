@@ -131,6 +131,9 @@ pub struct JobReport {
     /// map and reduce tasks.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
+    /// The job's arguments, as submitted.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
     /// The plugin the job came from: file name and SHA-256.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginReport>,
@@ -168,4 +171,28 @@ pub struct WorkerReport {
     /// Why a suspect or dead worker is so.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+}
+
+/// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h10m`.
+pub fn duration(ms: u64) -> String {
+    let seconds = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::duration;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(7_800_000), "2h10m");
+    }
 }

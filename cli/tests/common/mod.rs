@@ -3,12 +3,13 @@
 //! ([`cluster`]), waits with deadlines ([`bounded`]), a deterministic test
 //! corpus and sequential reference computations ([`data`]), reading job
 //! statuses ([`jobs`]), CPU-limited cgroups ([`cgroup`]) and plain HTTP
-//! requests ([`http`]).
+//! requests ([`http`]), and a headless browser ([`browser`]).
 
 // Each test binary uses a part of these helpers.
 #![allow(dead_code, unused_imports)]
 
 pub mod bounded;
+pub mod browser;
 pub mod cgroup;
 pub mod cluster;
 pub mod data;

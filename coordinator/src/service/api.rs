@@ -11,8 +11,9 @@
 //! other site cannot reach a loopback coordinator by rebinding its DNS name
 //! to 127.0.0.1.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -34,24 +35,91 @@ use crate::report::worker_reports;
 const PAGE: usize = 1_000;
 const MAX_PAGE: usize = 10_000;
 
-/// Who may read the API, and under which host names.
-#[derive(Debug, Clone, Default)]
+/// Who may read the API and the pages, and under which host names.
+#[derive(Debug, Default)]
 pub struct HttpAccess {
     /// The tokens that open it (the client's and the viewer's); none: open.
-    pub tokens: Vec<Token>,
+    tokens: Vec<Token>,
     /// Host names it answers to besides IP addresses and `localhost`.
-    pub hosts: Vec<String>,
+    hosts: Vec<String>,
+    /// Browser sessions opened with a token on the login page, by their
+    /// cookie, with when they expire (ms since the epoch).
+    sessions: Mutex<HashMap<String, u64>>,
 }
+
+/// The cookie a browser session is kept in, and how long it lasts.
+pub const SESSION_COOKIE: &str = "harrow_session";
+pub const SESSION_MS: u64 = 12 * 3600 * 1000;
+/// Sessions kept at once; the oldest go first.
+const MAX_SESSIONS: usize = 1_000;
 
 /// Why a request was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
-    status: StatusCode,
-    message: String,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl HttpAccess {
-    /// Admits a request with these headers, or says why not.
+    pub fn new(tokens: Vec<Token>, hosts: Vec<String>) -> Self {
+        HttpAccess {
+            tokens,
+            hosts,
+            sessions: Mutex::default(),
+        }
+    }
+
+    /// Whether it needs a token at all.
+    pub fn guarded(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Opens a browser session for a caller who presented `token`; its
+    /// cookie value, or `None` for a token that opens nothing.
+    pub fn log_in(&self, token: &str, now_ms: u64) -> Option<String> {
+        if !self
+            .tokens
+            .iter()
+            .any(|t| t.matches(token.trim().as_bytes()))
+        {
+            return None;
+        }
+        let id = Token::random().ok()?.expose().to_string();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|_, expires| *expires > now_ms);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(id.clone(), now_ms + SESSION_MS);
+        Some(id)
+    }
+
+    /// Whether the request's cookie names a live session.
+    fn in_session(&self, headers: &HeaderMap, now_ms: u64) -> bool {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+            .any(|id| sessions.get(id).is_some_and(|expires| *expires > now_ms))
+    }
+
+    /// Admits a request with these headers (a Bearer token or a session
+    /// cookie), or says why not.
     pub fn admit(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
@@ -65,7 +133,7 @@ impl HttpAccess {
                 ),
             });
         }
-        if self.tokens.is_empty() {
+        if self.tokens.is_empty() || self.in_session(headers, now_ms()) {
             return Ok(());
         }
         let presented = headers
@@ -87,7 +155,7 @@ impl HttpAccess {
             }),
             None => Err(Refusal {
                 status: StatusCode::UNAUTHORIZED,
-                message: "present the client or viewer token as Authorization: Bearer TOKEN".into(),
+                message: "present the client or viewer token as Authorization: Bearer TOKEN, or log in at /login".into(),
             }),
         }
     }
@@ -148,8 +216,7 @@ fn error_body(status: StatusCode, message: String) -> Response {
 }
 
 /// The API's routes, behind the host and token checks.
-pub fn router(coordinator: Arc<Coordinator>, access: HttpAccess) -> Router {
-    let access = Arc::new(access);
+pub fn router(coordinator: Arc<Coordinator>, access: Arc<HttpAccess>) -> Router {
     Router::new()
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
@@ -241,10 +308,7 @@ mod tests {
 
     #[test]
     fn host_names_other_than_addresses_localhost_and_configured_ones_are_refused() {
-        let access = HttpAccess {
-            tokens: Vec::new(),
-            hosts: vec!["harrow.example.com".into()],
-        };
+        let access = HttpAccess::new(Vec::new(), vec!["harrow.example.com".into()]);
         for host in [
             "127.0.0.1:9090",
             "10.1.2.3",
@@ -270,10 +334,7 @@ mod tests {
     #[test]
     fn with_tokens_only_the_client_or_viewer_token_opens_it() {
         let token = |fill: char| Token::from_wire(&fill.to_string().repeat(40)).unwrap();
-        let access = HttpAccess {
-            tokens: vec![token('c'), token('v')],
-            hosts: Vec::new(),
-        };
+        let access = HttpAccess::new(vec![token('c'), token('v')], Vec::new());
         let bearer = |fill: char| format!("Bearer {}", fill.to_string().repeat(40));
         assert_eq!(
             access.admit(&headers("localhost", Some(&bearer('c')))),

@@ -7,6 +7,7 @@ pub mod api;
 mod durable;
 mod jobs;
 mod status;
+pub mod ui;
 mod workers;
 
 pub use jobs::JobApi;

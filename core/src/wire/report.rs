@@ -87,6 +87,7 @@ impl From<JobReport> for pb::JobStatus {
             output_format: r.output_format,
             input_columns: r.input_columns,
             counters: r.counters.into_iter().collect(),
+            args: r.args.into_iter().collect(),
             plugin: r.plugin.map(|p| pb::PluginRef {
                 sha256: p.sha256,
                 file_name: p.file_name,
@@ -185,6 +186,7 @@ impl From<pb::JobStatus> for JobReport {
             output_format: s.output_format,
             input_columns: s.input_columns,
             counters: s.counters.into_iter().collect(),
+            args: s.args.into_iter().collect(),
             plugin: s.plugin.map(|p| PluginReport {
                 file_name: p.file_name,
                 sha256: p.sha256,
