@@ -10,6 +10,7 @@
 //! cargo run --release -p harrow-benches -- parquet --size 1GiB
 //! cargo run --release -p harrow-benches -- recovery --tasks 10000 --history 1000
 //! cargo run --release -p harrow-benches -- schedule --workers 1000 --tasks 100000
+//! cargo run --release -p harrow-benches -- ui --tasks 100000
 //! ```
 
 mod group_by;
@@ -21,6 +22,7 @@ mod schedule;
 mod table;
 mod terasort;
 mod tuned;
+mod ui;
 mod zipf;
 
 use std::collections::HashMap;
@@ -101,6 +103,15 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Rendering a job's web page from a synthetic finished job, against
+    /// serializing its report to JSON.
+    Ui {
+        /// Map tasks of the job.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Word count built in (in-process) against the same crate built as a
     /// plugin (run in a plugin host child process): the plugin path's cost.
     Plugin {
@@ -147,6 +158,7 @@ fn main() -> Result<()> {
             tasks,
             runs,
         } => return schedule::schedule(workers, tasks, runs),
+        Workload::Ui { tasks, runs } => return ui::ui(tasks, runs),
         Workload::Wordcount { size, options } => (wordcount, size, options),
         Workload::Aggregate { size, options } => (group_by::aggregate, size, options),
         Workload::Plugin { size, options } => (plugin::plugin, size, options),

@@ -196,7 +196,19 @@ async fn job_page(
         let scheduler = ui.coordinator.scheduler.lock().expect("scheduler lock");
         worker_reports(&scheduler)
     };
-    let now = now_ms();
+    job_markup(&report, &workers, now_ms(), paging.page).into_response()
+}
+
+/// The page of a job (`page`: of its attempts table) at `now`: its size
+/// does not grow with the number of tasks past the timeline's buckets and
+/// a page of attempts.
+pub fn job_markup(
+    report: &JobReport,
+    workers: &[WorkerReport],
+    now: u64,
+    page_number: usize,
+) -> Markup {
+    let paging = Paging { page: page_number };
     let end = report.finished_at_ms.unwrap_or(now);
     let attempts: Vec<_> = report
         .tasks
@@ -232,9 +244,9 @@ async fn job_page(
             table { tbody { @for (name, value) in &report.counters { tr { td { (name) } td.num { (value) } } } } }
         }
         h2 { "Timeline" }
-        (timeline::render(&report, &workers, end))
+        (timeline::render(report, workers, end))
         h2 { "Attempt durations" }
-        (timeline::quantiles(&report, end))
+        (timeline::quantiles(report, end))
         @if !failures.is_empty() {
             h2 { "Failures" }
             @for (task, attempt) in failures.iter().take(50) {
@@ -268,7 +280,7 @@ async fn job_page(
         (pager(&format!("/jobs/{}", report.job_id), paging.page, more))
     };
     let title = format!("{} ({})", report.job_id, report.job_name);
-    page(&title, !report.is_terminal(), body).into_response()
+    page(&title, !report.is_terminal(), body)
 }
 
 async fn workers_page(State(ui): State<Ui>) -> Response {
@@ -361,5 +373,83 @@ async fn log_in(
             login_form(Some("That is not the client or viewer token.")),
         )
             .into_response(),
+    }
+}
+
+/// A synthetic job for the page-size test and the render bench.
+#[doc(hidden)]
+pub mod synthetic {
+    use harrow_core::report::{AttemptReport, JobReport, TaskReport, WorkerReport};
+
+    /// A finished job of `maps` map tasks, each one attempt of 1 to 3 s on
+    /// one of 100 workers of 8 slots.
+    pub fn synthetic_job(maps: usize) -> (JobReport, Vec<WorkerReport>) {
+        let tasks = (0..maps)
+            .map(|i| {
+                let started = 1_000 * (i / 800) as u64;
+                TaskReport {
+                    task_id: format!("job-000001/m-{i:05}"),
+                    state: "succeeded".into(),
+                    input: format!("/data/part-{i}.txt[0..1048576]"),
+                    attempts: vec![AttemptReport {
+                        attempt_id: format!("job-000001/m-{i:05}/a-1"),
+                        worker_id: format!("worker-{:04}", i % 100 + 1),
+                        state: "succeeded".into(),
+                        started_at_ms: started,
+                        finished_at_ms: Some(started + 1_000 + (i % 3) as u64 * 1_000),
+                        bytes_in: 1 << 20,
+                        records_in: 10_000,
+                        bytes_out: 1 << 19,
+                        records_out: 5_000,
+                        error: String::new(),
+                    }],
+                }
+            })
+            .collect();
+        let report = JobReport {
+            job_id: "job-000001".into(),
+            job_name: "wordcount".into(),
+            state: "succeeded".into(),
+            submitted_at_ms: 0,
+            finished_at_ms: Some(130_000),
+            tasks,
+            ..JobReport::default()
+        };
+        let workers = (1..=100)
+            .map(|i| WorkerReport {
+                worker_id: format!("worker-{i:04}"),
+                address: format!("10.0.0.{i}:7071"),
+                slots: 8,
+                running_attempts: 0,
+                last_heartbeat_ms: 0,
+                registered_at_ms: 0,
+                state: "alive".into(),
+                reason: String::new(),
+            })
+            .collect();
+        (report, workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synthetic::synthetic_job;
+    use super::*;
+
+    #[test]
+    fn a_page_of_a_job_of_100000_tasks_stays_under_a_megabyte() {
+        let (report, workers) = synthetic_job(100_000);
+        let page = job_markup(&report, &workers, 200_000, 0).into_string();
+        assert!(page.len() < 1 << 20, "{} bytes", page.len());
+        // Bucketed: no bar per attempt, a page of the attempts table.
+        assert_eq!(page.matches("data-attempt=").count(), 0);
+        assert_eq!(
+            page.matches("<code>job-000001/m-").count(),
+            ATTEMPTS_PER_PAGE
+        );
+        // A small job gets a bar per attempt.
+        let (report, workers) = synthetic_job(500);
+        let page = job_markup(&report, &workers, 200_000, 0).into_string();
+        assert_eq!(page.matches("data-attempt=").count(), 500);
     }
 }

@@ -12,8 +12,10 @@ use maud::{Markup, html};
 
 /// Attempts drawn one bar each; beyond, the timeline is bucketed.
 pub const MAX_BARS: usize = 3_000;
-/// Time buckets across a bucketed timeline.
-const BUCKETS: usize = 200;
+/// Time buckets across a bucketed timeline, at most; and the most buckets
+/// over all lanes, so a page stays small whatever the cluster's size.
+const BUCKETS: usize = 120;
+const MAX_CELLS: usize = 6_000;
 const WIDTH: f64 = 1000.0;
 const LABEL: f64 = 110.0;
 const LANE: f64 = 14.0;
@@ -76,11 +78,15 @@ pub fn render(report: &JobReport, workers: &[WorkerReport], end: u64) -> Markup 
             .map_or(1, |w| w.slots.max(1) as usize)
     };
     let bucketed = total > MAX_BARS;
+    let buckets_per_lane = (MAX_CELLS / by_worker.len().max(1)).clamp(10, BUCKETS);
     // Each worker's lanes: its slots' bars, or one lane of buckets.
     let mut lanes: Vec<(&str, Markup)> = Vec::new();
     for (worker, mut bars) in by_worker {
         if bucketed {
-            lanes.push((worker, buckets(&bars, origin, span, slots(worker), &x)));
+            lanes.push((
+                worker,
+                buckets(&bars, origin, span, slots(worker), buckets_per_lane),
+            ));
             continue;
         }
         bars.sort_by_key(|b| b.attempt.started_at_ms);
@@ -116,7 +122,7 @@ pub fn render(report: &JobReport, workers: &[WorkerReport], end: u64) -> Markup 
             }
             @for tick in 0..=4u64 {
                 @let at = origin + (span as u64) * tick / 4;
-                text x=(x(at)) y=(height - 4.0) text-anchor=(if tick == 4 { "end" } else { "start" }) {
+                text x=(px(x(at))) y=(height - 4.0) text-anchor=(if tick == 4 { "end" } else { "start" }) {
                     "+" (duration(at - origin))
                 }
             }
@@ -133,48 +139,67 @@ pub fn render(report: &JobReport, workers: &[WorkerReport], end: u64) -> Markup 
     }
 }
 
+/// A coordinate, to a tenth of a pixel.
+fn px(value: f64) -> String {
+    format!("{value:.1}")
+}
+
 fn lane_bars(bars: &[Bar], end: u64, x: &impl Fn(u64) -> f64) -> Markup {
     html! {
         @for bar in bars {
             @let a = bar.attempt;
             @let finish = a.finished_at_ms.unwrap_or(end);
             @let class = format!("{} {}{}", bar.phase, a.state, if bar.backup { " backup" } else { "" });
-            rect class=(class) data-attempt=(a.attempt_id) x=(x(a.started_at_ms))
-                y="1" width=((x(finish) - x(a.started_at_ms)).max(1.0)) height=(LANE - 2.0) {
+            rect class=(class) data-attempt=(a.attempt_id) x=(px(x(a.started_at_ms)))
+                y="1" width=(px((x(finish) - x(a.started_at_ms)).max(1.0))) height=(LANE - 2.0) {
                 title { (a.attempt_id) ": " (a.state) ", " (duration(finish - a.started_at_ms)) }
             }
         }
     }
 }
 
-/// One lane of `BUCKETS` time buckets, each shaded by the share of the
+/// One lane of `count` time buckets, each shaded by the share of the
 /// worker's slot time its attempts used, coloured by the phase that used
 /// the most.
-fn buckets(bars: &[Bar], origin: u64, span: f64, slots: usize, x: &impl Fn(u64) -> f64) -> Markup {
-    let width = span / BUCKETS as f64;
-    let mut busy = vec![[0.0f64; 2]; BUCKETS];
+fn buckets(bars: &[Bar], origin: u64, span: f64, slots: usize, count: usize) -> Markup {
+    let width = span / count as f64;
+    let mut busy = vec![[0.0f64; 2]; count];
     for bar in bars {
         let a = bar.attempt;
         let start = a.started_at_ms.saturating_sub(origin) as f64;
         let finish = a
             .finished_at_ms
             .map_or(span, |f| f.saturating_sub(origin) as f64);
-        let first = ((start / width) as usize).min(BUCKETS - 1);
-        let last = ((finish / width) as usize).min(BUCKETS - 1);
+        let first = ((start / width) as usize).min(count - 1);
+        let last = ((finish / width) as usize).min(count - 1);
         for (i, bucket) in busy.iter_mut().enumerate().take(last + 1).skip(first) {
             let (lo, hi) = (i as f64 * width, (i + 1) as f64 * width);
             let overlap = finish.min(hi) - start.max(lo);
             bucket[usize::from(bar.phase == "reduce")] += overlap.max(0.0);
         }
     }
+    // Each bucket's phase and share of slot time, in tenths; runs of equal
+    // buckets are drawn as one rect.
+    let shade = |[map, reduce]: [f64; 2]| {
+        let share = ((map + reduce) / (width * slots as f64)).min(1.0);
+        let phase = if reduce > map { "reduce" } else { "map" };
+        (phase, (share * 10.0).ceil() as u32)
+    };
+    let mut runs: Vec<(usize, usize, (&str, u32))> = Vec::new();
+    for (i, bucket) in busy.iter().enumerate() {
+        let look = shade(*bucket);
+        match runs.last_mut() {
+            Some((_, end, last)) if *last == look && *end == i => *end = i + 1,
+            _ => runs.push((i, i + 1, look)),
+        }
+    }
+    let step = (WIDTH - LABEL) / count as f64;
     html! {
-        @for (i, [map, reduce]) in busy.iter().enumerate() {
-            @if map + reduce > 0.0 {
-                @let share = ((map + reduce) / (width * slots as f64)).min(1.0);
-                @let phase = if reduce > map { "reduce" } else { "map" };
-                rect class=(phase) x=(x(origin + (i as f64 * width) as u64)) y="1"
-                    width=(((WIDTH - LABEL) / BUCKETS as f64).max(1.0)) height=(LANE - 2.0)
-                    fill-opacity=(format!("{share:.2}")) {}
+        @for (first, end, (phase, tenths)) in runs {
+            @if tenths > 0 {
+                rect class=(phase) x=(px(LABEL + first as f64 * step)) y="1"
+                    width=(px((end - first) as f64 * step)) height=(LANE - 2.0)
+                    fill-opacity=(format!("{:.1}", f64::from(tenths) / 10.0)) {}
             }
         }
     }
