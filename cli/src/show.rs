@@ -162,6 +162,15 @@ fn times(report: &JobReport, now_ms: u64) -> String {
     let end = report.finished_at_ms.unwrap_or(now_ms);
     let elapsed = end.saturating_sub(report.submitted_at_ms);
     let mut line = format!("{} elapsed", duration(elapsed));
+    match report.started_at_ms {
+        Some(started) => line.push_str(&format!(
+            " ({} queued, {} running)",
+            duration(started.saturating_sub(report.submitted_at_ms)),
+            duration(end.saturating_sub(started))
+        )),
+        None if !report.is_terminal() => line.push_str(" (queued: no attempt has started)"),
+        None => {}
+    }
     let (done, total) = [&report.map, &report.reduce]
         .iter()
         .fold((0, 0), |(d, t), p| {
@@ -196,12 +205,22 @@ mod tests {
             reduce: phase(2, 0),
             ..JobReport::default()
         };
-        assert!(times(&report, 31_000).contains("no estimate"));
+        assert_eq!(
+            times(&report, 31_000),
+            "30.0s elapsed (queued: no attempt has started), no estimate of the time left before a task finishes"
+        );
+        report.started_at_ms = Some(3_000);
         report.map = phase(8, 5);
         // 30 s for 5 of 10 tasks: about 30 s more.
-        assert_eq!(times(&report, 31_000), "30.0s elapsed, about 30.0s left");
+        assert_eq!(
+            times(&report, 31_000),
+            "30.0s elapsed (2.0s queued, 28.0s running), about 30.0s left"
+        );
         report.state = "succeeded".into();
         report.finished_at_ms = Some(61_000);
-        assert_eq!(times(&report, 99_000), "1m00s elapsed");
+        assert_eq!(
+            times(&report, 99_000),
+            "1m00s elapsed (2.0s queued, 58.0s running)"
+        );
     }
 }

@@ -129,6 +129,10 @@ pub fn job_report(scheduler: &Scheduler, job: &Job, include_tasks: bool) -> JobR
         output: job.plan.output.clone(),
         reducers: job.plan.spec.reducers,
         submitted_at_ms: job.submitted_at_ms,
+        started_at_ms: job
+            .tasks()
+            .filter_map(|t| t.attempts.first().map(|a| a.started_at_ms))
+            .min(),
         finished_at_ms: job.finished_at_ms,
         map: phase_report(job, Phase::Map),
         reduce: phase_report(job, Phase::Reduce),

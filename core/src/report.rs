@@ -111,6 +111,8 @@ pub struct JobReport {
     pub output: String,
     pub reducers: u32,
     pub submitted_at_ms: u64,
+    /// When its first attempt started: before, it was queued.
+    pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub map: PhaseReport,
     pub reduce: PhaseReport,

@@ -153,7 +153,7 @@ async fn jobs_page(State(ui): State<Ui>, Query(paging): Query<Paging>) -> Respon
             table {
                 thead { tr {
                     th { "Job" } th { "Name" } th { "Plugin" } th { "State" } th { "Submitted" }
-                    th { "Time" } th.num { "Input bytes" } th.num { "Input records" }
+                    th { "Queued" } th { "Running" } th.num { "Input bytes" } th.num { "Input records" }
                     th { "Maps" } th { "Reduces" }
                 } }
                 tbody {
@@ -164,7 +164,9 @@ async fn jobs_page(State(ui): State<Ui>, Query(paging): Query<Paging>) -> Respon
                             td { @if let Some(plugin) = &job.plugin { (plugin.file_name) } }
                             td { (state(&job.state)) }
                             td { (clock(job.submitted_at_ms)) }
-                            td { (duration(job.finished_at_ms.unwrap_or(now).saturating_sub(job.submitted_at_ms))) }
+                            @let end = job.finished_at_ms.unwrap_or(now);
+                            td { (duration(job.started_at_ms.unwrap_or(end).saturating_sub(job.submitted_at_ms))) }
+                            td { @if let Some(started) = job.started_at_ms { (duration(end.saturating_sub(started))) } }
                             td.num { (job.input_bytes) }
                             td.num { (job.input_records) }
                             td { (progress(&job.map)) }
