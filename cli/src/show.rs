@@ -48,6 +48,12 @@ pub fn print_workers(workers: &[WorkerReport]) {
         if !w.reason.is_empty() && w.state != "dead" {
             println!("  {}", w.reason);
         }
+        if !w.excluded_from.is_empty() {
+            println!(
+                "  excluded from {} (their tasks failed too often here)",
+                w.excluded_from.join(", ")
+            );
+        }
     }
 }
 

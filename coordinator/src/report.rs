@@ -204,6 +204,11 @@ pub fn worker_reports(scheduler: &Scheduler) -> Vec<WorkerReport> {
             registered_at_ms: worker.registered_at_ms,
             state: worker.shown_state().to_string(),
             reason: worker.reason().unwrap_or_default().to_string(),
+            excluded_from: scheduler
+                .excluded_from(worker.id)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
         .collect()
 }

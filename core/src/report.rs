@@ -173,6 +173,10 @@ pub struct WorkerReport {
     /// Why a suspect or dead worker is so.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Running jobs whose tasks failed too often on it: they give it no
+    /// more.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded_from: Vec<String>,
 }
 
 /// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h10m`.

@@ -340,6 +340,16 @@ impl Scheduler {
         actions
     }
 
+    /// The running jobs that no longer give `worker` their tasks (see
+    /// `excluded`).
+    pub fn excluded_from(&self, worker: WorkerId) -> Vec<JobId> {
+        self.jobs
+            .values()
+            .filter(|job| !job.state.is_terminal() && self.excluded(job, worker))
+            .map(|job| job.id)
+            .collect()
+    }
+
     /// Whether the job's tasks failed too often on this worker (by their
     /// own or the worker's fault; passing failures do not count), while
     /// other live workers could run them.

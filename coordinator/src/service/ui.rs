@@ -297,7 +297,7 @@ async fn workers_page(State(ui): State<Ui>) -> Response {
             table {
                 thead { tr {
                     th { "Worker" } th { "State" } th { "Address" } th.num { "Slots" }
-                    th.num { "Running" } th { "Heartbeat" } th { "Why" }
+                    th.num { "Running" } th { "Heartbeat" } th { "Why" } th { "Excluded from" }
                 } }
                 tbody {
                     @for w in &workers {
@@ -309,6 +309,7 @@ async fn workers_page(State(ui): State<Ui>) -> Response {
                             td.num { (w.running_attempts) }
                             td { (duration(now.saturating_sub(w.last_heartbeat_ms))) " ago" }
                             td { (w.reason) }
+                            td { @for job in &w.excluded_from { a href=(format!("/jobs/{job}")) { (job) } " " } }
                         }
                     }
                 }
@@ -427,6 +428,7 @@ pub mod synthetic {
                 registered_at_ms: 0,
                 state: "alive".into(),
                 reason: String::new(),
+                excluded_from: Vec::new(),
             })
             .collect();
         (report, workers)

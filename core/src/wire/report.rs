@@ -255,6 +255,7 @@ impl From<WorkerReport> for pb::WorkerStatus {
             registered_at_ms: w.registered_at_ms,
             state: w.state,
             reason: w.reason,
+            excluded_from: w.excluded_from,
         }
     }
 }
@@ -270,6 +271,7 @@ impl From<pb::WorkerStatus> for WorkerReport {
             registered_at_ms: w.registered_at_ms,
             state: w.state,
             reason: w.reason,
+            excluded_from: w.excluded_from,
         }
     }
 }

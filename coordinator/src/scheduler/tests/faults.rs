@@ -362,6 +362,8 @@ fn a_worker_where_a_job_keeps_failing_gets_no_more_of_its_tasks() {
         h.fail(bad, a[0].attempt, "disk full");
     }
     assert!(h.request(bad, 1).is_empty(), "excluded");
+    assert_eq!(h.scheduler.excluded_from(bad).len(), 1);
+    assert!(h.scheduler.excluded_from(good).is_empty());
     assert_eq!(h.request(good, 1).len(), 1);
 }
 
