@@ -9,31 +9,12 @@ use harrow_cli::client::Client;
 use harrow_cli::progress::{Progress, summary};
 use harrow_cli::serve::read_token;
 use harrow_cli::show::{job_exit, print_jobs, print_status, print_workers};
-use harrow_cli::{scaffold, serve};
+use harrow_cli::{out, scaffold, serve};
 use harrow_core::rpc::security::Connector;
 
 fn main() -> ExitCode {
     harrow_worker::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    if matches!(
-        cli.command,
-        Command::Submit { .. }
-            | Command::Status { .. }
-            | Command::Jobs { .. }
-            | Command::Workers { .. }
-            | Command::Cancel { .. }
-    ) {
-        // Output piped into `head` ends the command quietly when the pipe
-        // closes, as for other command-line tools, instead of a panic
-        // printing to it. Only for commands that run no child processes
-        // (whose pipes would then kill this one); sockets are not affected
-        // (Rust writes to them with MSG_NOSIGNAL).
-        // SAFETY: called before any other thread exists.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HARROW_LOG")
@@ -87,7 +68,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::New { path, sdk } => {
             let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
             scaffold::create(&path, &sdk)?;
-            println!(
+            out!(
                 "created {}: cd {} && cargo test && cargo build --release",
                 path.display(),
                 path.display()
@@ -97,7 +78,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Submit { job, wait, target } => {
             let client = connect(&target).await?;
             let job_id = client.submit(job.submission()).await?;
-            println!("{job_id}");
+            out!("{job_id}");
             if !wait {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -120,12 +101,12 @@ async fn run(command: Command) -> Result<ExitCode> {
                 .follow(&job_id, json, |report| {
                     if json {
                         match serde_json::to_string(report) {
-                            Ok(line) => println!("{line}"),
+                            Ok(line) => out!("{line}"),
                             Err(error) => eprintln!("error: {error}"),
                         }
                     } else {
                         print_status(report);
-                        println!();
+                        out!();
                     }
                 })
                 .await?;
@@ -140,7 +121,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let client = connect(&target).await?;
             let report = client.status(&job_id, json).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_status(&report);
             }
@@ -149,7 +130,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Jobs { json, target } => {
             let jobs = connect(&target).await?.jobs().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                out!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 print_jobs(&jobs);
             }
@@ -158,7 +139,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Workers { json, target } => {
             let workers = connect(&target).await?.workers().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&workers)?);
+                out!("{}", serde_json::to_string_pretty(&workers)?);
             } else {
                 print_workers(&workers);
             }
@@ -167,7 +148,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Cancel { job_id, target } => {
             let client = connect(&target).await?;
             let report = client.cancel(&job_id).await?;
-            println!("{} {}", report.job_id, report.state);
+            out!("{} {}", report.job_id, report.state);
             Ok(ExitCode::SUCCESS)
         }
     }

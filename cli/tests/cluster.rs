@@ -232,7 +232,6 @@ fn jobs_workers_and_cancel_through_the_cli() {
     // the command ends quietly: no panic, no backtrace.
     for args in [["jobs", "--json"], ["workers", "--json"]] {
         use std::io::Read;
-        use std::os::unix::process::ExitStatusExt;
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         let mut child = std::process::Command::new(HARROW)
@@ -252,7 +251,7 @@ fn jobs_workers_and_cancel_through_the_cli() {
             .read_to_string(&mut stderr)
             .unwrap();
         assert_eq!(stderr, "", "{args:?}");
-        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{args:?}: {status:?}");
+        assert!(status.success(), "{args:?}: {status:?}");
     }
     // No committed output of a cancelled job is visible.
     let visible: Vec<_> = std::fs::read_dir(&out)

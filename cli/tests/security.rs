@@ -433,7 +433,9 @@ fn mutual_tls_cluster_runs_jobs_and_refuses_strangers() {
 
     let health = ["--health-listen", "127.0.0.1:0"];
     let flags = [&node.flags()[..], &health[..]].concat();
-    let cluster = Cluster::start_configured(2, 2, &flags, &flags);
+    let http = ["--http-listen", "127.0.0.1:0"];
+    let coordinator_flags = [&flags[..], &http[..]].concat();
+    let cluster = Cluster::start_configured(2, 2, &coordinator_flags, &flags);
     assert!(cluster.url.starts_with("https://"), "{}", cluster.url);
     // Probes cannot speak TLS: health is served in plaintext on a port of
     // its own, by the coordinator and by each worker.
@@ -517,6 +519,54 @@ fn mutual_tls_cluster_runs_jobs_and_refuses_strangers() {
     let workers = cluster.harrow(&[&["workers", "--json"][..], &node.flags()[..]].concat());
     let listed: serde_json::Value = serde_json::from_slice(&workers.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    // The HTTP listener serves HTTPS with the coordinator's certificate,
+    // asking browsers for none; plain HTTP gets no answer.
+    let address = cluster.http_address();
+    let (status_line, body) = https_get(&address, "/api/v1/workers", &cluster_ca.ca_path());
+    assert_eq!(status_line, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        listed
+    );
+    let plain = std::panic::catch_unwind(|| http_get(&address, "/healthz"));
+    assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+}
+
+/// `GET path` over HTTPS, trusting the CA in `ca` and presenting no
+/// certificate; the status line and body.
+fn https_get(address: &str, path: &str, ca: &str) -> (String, String) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        // A server may close without close_notify; what was read counts.
+        let _ = tls.read_to_end(&mut response).await;
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    })
 }
 
 /// A link planted under a job's output while the job runs: reducers refuse

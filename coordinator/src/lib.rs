@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod failpoint;
+pub mod https;
 pub mod input_plan;
 pub mod limits;
 pub mod metrics;

@@ -188,13 +188,15 @@ pub fn render(scheduler: &Scheduler) -> String {
 }
 
 /// Serves `/metrics`, `/healthz` (both open), the JSON API and the web UI
-/// (behind `access`) on `listener` until `stop` completes.
+/// (behind `access`) on `listener`, over HTTPS with `tls`, until `stop`
+/// completes.
 pub fn serve(
     coordinator: Arc<Coordinator>,
     access: HttpAccess,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> std::io::Result<()> {
     let access = Arc::new(access);
     let api = crate::service::api::router(coordinator.clone(), access.clone());
     let ui = crate::service::ui::router(coordinator.clone(), access);
@@ -218,12 +220,21 @@ pub fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
         .merge(ui);
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+    let served = async move |result: std::io::Result<()>| {
+        if let Err(error) = result {
             tracing::error!(%error, "HTTP server stopped");
         }
-    });
+    };
+    match tls {
+        Some(config) => {
+            let listener = crate::https::TlsListener::new(listener, config)?;
+            let serving = axum::serve(listener, app).with_graceful_shutdown(stop);
+            tokio::spawn(async move { served(serving.await).await });
+        }
+        None => {
+            let serving = axum::serve(listener, app).with_graceful_shutdown(stop);
+            tokio::spawn(async move { served(serving.await).await });
+        }
+    }
+    Ok(())
 }

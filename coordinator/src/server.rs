@@ -242,13 +242,19 @@ pub async fn start_coordinator(
                 .flatten()
                 .cloned()
                 .collect();
-            let access = HttpAccess::new(tokens, config.http_hosts.clone());
+            let mut access = HttpAccess::new(tokens, config.http_hosts.clone());
+            access.https = config.tls.is_some();
+            let https = match &config.tls {
+                Some(tls) => Some(crate::https::config(tls).map_err(StartError::Tls)?),
+                None => None,
+            };
             crate::metrics::serve(
                 coordinator.clone(),
                 access,
                 listener,
+                https,
                 signalled(stopped.clone()),
-            );
+            )?;
             Some(bound)
         }
         None => None,

@@ -45,6 +45,8 @@ pub struct HttpAccess {
     /// Browser sessions opened with a token on the login page, by their
     /// cookie, with when they expire (ms since the epoch).
     sessions: Mutex<HashMap<String, u64>>,
+    /// Served over HTTPS: session cookies are marked `Secure`.
+    pub https: bool,
 }
 
 /// The cookie a browser session is kept in, and how long it lasts.
@@ -73,6 +75,7 @@ impl HttpAccess {
             tokens,
             hosts,
             sessions: Mutex::default(),
+            https: false,
         }
     }
 

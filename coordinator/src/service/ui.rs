@@ -365,8 +365,9 @@ async fn log_in(
     }
     match ui.access.log_in(&login.token, now_ms()) {
         Some(session) => {
+            let secure = if ui.access.https { "; Secure" } else { "" };
             let cookie = format!(
-                "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 SESSION_MS / 1000
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()

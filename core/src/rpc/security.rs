@@ -181,6 +181,9 @@ pub const WORKER_TLS_NAME: &str = "harrow-worker";
 pub struct Tls {
     identity: Identity,
     ca: Certificate,
+    /// The certificate and key as read, for servers other than gRPC's.
+    certificate_pem: Vec<u8>,
+    key_pem: Vec<u8>,
 }
 
 impl Tls {
@@ -206,9 +209,16 @@ impl Tls {
         let key = read("private key (--tls-key)", "PRIVATE KEY-----", key)?;
         let ca = read("CA certificate (--tls-ca)", CERTIFICATE, ca)?;
         Ok(Tls {
-            identity: Identity::from_pem(cert, key),
+            identity: Identity::from_pem(&cert, &key),
             ca: Certificate::from_pem(ca),
+            certificate_pem: cert,
+            key_pem: key,
         })
+    }
+
+    /// This process's certificate (chain) and private key, PEM.
+    pub fn certificate_and_key(&self) -> (&[u8], &[u8]) {
+        (&self.certificate_pem, &self.key_pem)
     }
 
     /// A server's side: its certificate, and client certificates required.
