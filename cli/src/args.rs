@@ -137,11 +137,12 @@ pub struct CoordinatorArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub listener: ListenOptions,
-    /// Serve Prometheus metrics (/metrics), a liveness check (/healthz)
-    /// and the read-only JSON API (/api/v1/) over HTTP on this address.
-    /// Metrics and liveness need no token (they hold counts by state,
-    /// never job names or data); the API needs the client or viewer
-    /// token when tokens are set. Like --listen, an address other than
+    /// Serve Prometheus metrics (/metrics), a liveness check (/healthz),
+    /// the web UI (/) and the read-only JSON API (/api/v1/) over HTTP on
+    /// this address (HTTPS with the --tls-* files). Metrics and liveness
+    /// need no token (they hold counts by state, never job names or
+    /// data); the UI and the API need the client or viewer token when
+    /// tokens are set. Like --listen, an address other than
     /// loopback needs tokens or --insecure.
     #[arg(long, env = "HARROW_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
@@ -170,8 +171,8 @@ pub struct CoordinatorArgs {
     /// token.
     #[arg(long, env = "HARROW_WORKER_TOKEN_FILE")]
     pub worker_token_file: Option<PathBuf>,
-    /// File holding a viewer token: it reads the JSON API (/api/v1/) and
-    /// nothing else, so people who look at jobs cannot submit them or
+    /// File holding a viewer token: it reads the web UI and the JSON API
+    /// and nothing else, so people who look at jobs cannot submit them or
     /// upload plugins. Needs --token-file.
     #[arg(long, env = "HARROW_VIEWER_TOKEN_FILE")]
     pub viewer_token_file: Option<PathBuf>,
