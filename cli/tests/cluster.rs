@@ -548,6 +548,22 @@ fn a_report_that_offers_its_slot_gets_the_next_task() {
             .await
             .unwrap()
             .into_inner();
+        // Heartbeats, as a worker's own task sends them, so that a slow
+        // step on a loaded machine does not make the worker suspect.
+        let beating = {
+            let (mut client, id) = (client.clone(), registered.worker_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    let heartbeat = pb::HeartbeatRequest {
+                        worker_id: id.clone(),
+                        incarnation: 1,
+                        ..Default::default()
+                    };
+                    let _ = client.heartbeat(heartbeat).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            })
+        };
         let mut worker = HandWorker {
             client,
             id: registered.worker_id,
@@ -575,6 +591,7 @@ fn a_report_that_offers_its_slot_gets_the_next_task() {
         assert!(granted.into_inner().granted);
         // Nothing is left to hand out.
         assert_eq!(worker.finish(&reduce[0], 1).await, Vec::new());
+        beating.abort();
     });
     let status = cluster.ok(&["status", &job, "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
