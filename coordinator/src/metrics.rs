@@ -220,21 +220,22 @@ pub fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
         .merge(ui);
-    let served = async move |result: std::io::Result<()>| {
-        if let Err(error) = result {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    };
     match tls {
         Some(config) => {
             let listener = crate::https::TlsListener::new(listener, config)?;
             let serving = axum::serve(listener, app).with_graceful_shutdown(stop);
-            tokio::spawn(async move { served(serving.await).await });
+            tokio::spawn(async move { log_stop(serving.await) });
         }
         None => {
             let serving = axum::serve(listener, app).with_graceful_shutdown(stop);
-            tokio::spawn(async move { served(serving.await).await });
+            tokio::spawn(async move { log_stop(serving.await) });
         }
     }
     Ok(())
+}
+
+fn log_stop(served: std::io::Result<()>) {
+    if let Err(error) = served {
+        tracing::error!(%error, "HTTP server stopped");
+    }
 }

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 
 use super::{Coordinator, parse_id};
-use crate::report::worker_reports;
 
 /// Tasks per page of `jobs/{id}/attempts` unless asked otherwise, and the
 /// most a page holds.
@@ -292,8 +291,7 @@ async fn attempts(
 }
 
 async fn workers(State(coordinator): State<Arc<Coordinator>>) -> Json<Vec<WorkerReport>> {
-    let scheduler = coordinator.scheduler.lock().expect("scheduler lock");
-    Json(worker_reports(&scheduler))
+    Json(coordinator.worker_reports())
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use crate::limits::{
     MAX_MAP_TASKS, MAX_PLUGIN_BYTES, WATCH_INTERVAL, WATCH_PAUSE_FACTOR, WATCH_THROTTLE_TASKS,
 };
 use crate::planner;
-use crate::report::worker_reports;
 use crate::sample::sample_range_bounds;
 use crate::scheduler::{Action, Event, JobPlan};
 
@@ -306,8 +305,9 @@ impl JobService for JobApi {
         &self,
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        let scheduler = self.0.scheduler.lock().expect("scheduler lock");
-        let workers = worker_reports(&scheduler)
+        let workers = self
+            .0
+            .worker_reports()
             .into_iter()
             .map(Into::into)
             .collect();

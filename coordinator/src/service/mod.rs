@@ -99,6 +99,11 @@ impl Coordinator {
         crate::metrics::render(&self.scheduler.lock().expect("scheduler lock"))
     }
 
+    /// Every worker it has seen, as `harrow workers` shows them.
+    pub fn worker_reports(&self) -> Vec<harrow_core::report::WorkerReport> {
+        crate::report::worker_reports(&self.scheduler.lock().expect("scheduler lock"))
+    }
+
     /// Applies one event and starts the side effects it calls for.
     fn apply(self: &Arc<Self>, event: Event) -> Vec<Action> {
         // Task requests and heartbeats change nothing worth waking anyone

@@ -24,7 +24,6 @@ use serde::Deserialize;
 
 use super::api::{HttpAccess, SESSION_COOKIE, SESSION_MS, now_ms};
 use super::{Coordinator, parse_id};
-use crate::report::worker_reports;
 
 /// Jobs per page of `/`, and attempts per page of a job's table.
 const JOBS_PER_PAGE: usize = 50;
@@ -194,10 +193,7 @@ async fn job_page(
         Ok(status) => status.into(),
         Err(status) => return error_page(status),
     };
-    let workers = {
-        let scheduler = ui.coordinator.scheduler.lock().expect("scheduler lock");
-        worker_reports(&scheduler)
-    };
+    let workers = ui.coordinator.worker_reports();
     job_markup(&report, &workers, now_ms(), paging.page).into_response()
 }
 
@@ -286,10 +282,7 @@ pub fn job_markup(
 }
 
 async fn workers_page(State(ui): State<Ui>) -> Response {
-    let workers: Vec<WorkerReport> = {
-        let scheduler = ui.coordinator.scheduler.lock().expect("scheduler lock");
-        worker_reports(&scheduler)
-    };
+    let workers = ui.coordinator.worker_reports();
     let now = now_ms();
     let body = html! {
         @if workers.is_empty() { p { "No worker has registered." } }
